@@ -1,0 +1,206 @@
+//! Wiring: storage recovery, the HTTP server, and the replication supervisor, under one shutdown
+//! signal. `run` takes a bound listener so tests run the real server in-process on port 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::engine::{Engine, Health, ShapeMeta};
+use crate::pg::connection::PgUrl;
+use crate::pg::local_cluster::{ClusterOptions, LocalCluster};
+use crate::pg::replication;
+use crate::pipeline::{Command, Pipeline};
+use crate::shape::definition::ShapeDef;
+use crate::shape::registry::{Registry, Shape};
+use crate::storage::log::{LogView, LogWriter};
+use crate::storage::{Storage, meta};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("storage")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("database URL")]
+    Url(#[from] crate::pg::connection::ConnectError),
+    #[error("starting the local development Postgres")]
+    DevCluster(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("HTTP server")]
+    Http(#[source] std::io::Error),
+}
+
+/// Runs Ampere until `shutdown` turns true.
+pub async fn run(listener: TcpListener, config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+    std::fs::create_dir_all(&config.storage_dir)
+        .map_err(|e| AppError::Storage(crate::storage::io_at(&config.storage_dir)(e)))?;
+    let storage = Storage::open(&config.storage_dir)?;
+
+    // Dev mode: no DATABASE_URL → a persistent local cluster inside the storage dir.
+    let mut dev_cluster: Option<LocalCluster> = None;
+    let database_url = match &config.database_url {
+        Some(u) => u.clone(),
+        None => {
+            let data_dir = config.storage_dir.join("pgdata");
+            let cluster = tokio::task::spawn_blocking(move || {
+                LocalCluster::start(ClusterOptions {
+                    data_dir: Some(data_dir),
+                    port: None,
+                    high_lsn_and_xid_epoch: false,
+                    extra_settings: Vec::new(),
+                })
+            })
+            .await
+            .map_err(|e| AppError::DevCluster(Box::new(e)))?
+            .map_err(|e| AppError::DevCluster(Box::new(e)))?;
+            let url = cluster.url();
+            tracing::info!(database_url = %url, "no DATABASE_URL: started a local development Postgres");
+            dev_cluster = Some(cluster);
+            url
+        }
+    };
+    let url = PgUrl::parse(&database_url)?;
+
+    let global = storage.read_global()?;
+    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
+    let registry = Registry::new(global.handle_high_water);
+    let engine = Arc::new(Engine::new(config.clone(), url.clone(), storage.clone(), registry, cmd_tx));
+    let mut pipeline = Pipeline::new(engine.clone());
+    restore_shapes(&engine, &mut pipeline);
+
+    let http_shutdown = shutdown.clone();
+    let app = crate::http::router(engine.clone());
+    let server = tokio::spawn(async move {
+        let mut s = http_shutdown;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = s.wait_for(|v| *v).await;
+            })
+            .await
+    });
+
+    let slot = config.slot_name();
+    let publication = config.publication_name();
+    let mut backoff = Duration::from_secs(1);
+    while !*shutdown.borrow() {
+        let waiting = {
+            let e = engine.clone();
+            move || {
+                let _ = e.health.send_replace(Health::Waiting);
+            }
+        };
+        let connect = replication::connect(&url, &slot, &publication, waiting);
+        let connected = tokio::select! {
+            r = connect => Some(r),
+            _ = shutdown.wait_for(|v| *v) => None,
+        };
+        let Some(connected) = connected else { break };
+        match connected {
+            Ok((mut client, start)) => {
+                check_continuity(&engine, &mut pipeline, &start);
+                engine.global_lsn.fetch_max(start.start_lsn, std::sync::atomic::Ordering::AcqRel);
+                let _ = engine.health.send_replace(Health::Active);
+                tracing::info!(slot = %slot, start_lsn = start.start_lsn, "replication streaming");
+                let result = pipeline.run(&mut client, &mut cmd_rx, &mut shutdown).await;
+                let _ = engine.health.send_replace(Health::Starting);
+                client.stop();
+                match result {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "replication stream failed; reconnecting");
+                        backoff = Duration::from_secs(1);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), retry_in_ms = backoff.as_millis() as u64, "cannot start replication; retrying");
+            }
+        }
+        // Back off, still serving commands (e.g. DELETE) meanwhile.
+        let until = tokio::time::Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(c) => pipeline.on_idle_command(c),
+                    None => break,
+                },
+                _ = shutdown.wait_for(|v| *v) => break,
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+    let _ = server.await;
+    drop(dev_cluster);
+    Ok(())
+}
+
+/// Purges every shape when WAL continuity with stored shapes is broken (new slot or publication,
+/// another cluster, another timeline), then records the new identity.
+fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replication::StreamStart) {
+    let Ok(mut global) = engine.storage.read_global() else { return };
+    let identity_changed = global.system_id.as_ref().is_some_and(|s| s != &start.system_id)
+        || global.timeline.is_some_and(|t| t != start.timeline);
+    if (start.continuity_broken || identity_changed) && !engine.registry.is_empty() {
+        tracing::warn!(
+            new_slot = start.continuity_broken,
+            identity_changed,
+            "WAL continuity broken: purging every shape (clients will refetch)"
+        );
+        pipeline.purge();
+    }
+    global.system_id = Some(start.system_id.clone());
+    global.timeline = Some(start.timeline);
+    global.slot = Some(engine.config.slot_name());
+    global.handle_high_water = global.handle_high_water.max(engine.registry.high_water());
+    if let Err(e) = engine.storage.write_global(&global) {
+        tracing::error!(error = %e, "cannot persist global state");
+    }
+}
+
+/// Loads every complete shape from storage; incomplete or unreadable ones are removed.
+fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline) {
+    let handles = match engine.storage.list_shapes() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list stored shapes");
+            return;
+        }
+    };
+    let (mut ok, mut dropped) = (0usize, 0usize);
+    for handle in handles {
+        let dir = engine.storage.shape_dir(&handle);
+        let restored = (|| -> Option<(Arc<Shape>, LogWriter, ShapeMeta)> {
+            let m: ShapeMeta = meta::read_json(&dir.join("meta.bin")).ok()??;
+            if !m.complete || m.handle != handle {
+                return None;
+            }
+            let def = ShapeDef::compile(m.request.clone(), Arc::new(m.table.clone())).ok()?;
+            let view = Arc::new(watch::channel(LogView::empty()).0);
+            let log_path = dir.join("log");
+            let writer = match LogWriter::recover(log_path.clone(), engine.config.chunk_bytes_threshold, view.clone()) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
+                    return None;
+                }
+            };
+            let shape = Arc::new(Shape { handle: handle.clone(), def: Arc::new(def), log_path, view });
+            Some((shape, writer, m))
+        })();
+        match restored {
+            Some((shape, writer, m)) => {
+                engine.registry.insert(shape.clone());
+                pipeline.restore(shape, writer, m.snapshot);
+                ok += 1;
+            }
+            None => {
+                engine.storage.remove_shape(&handle);
+                dropped += 1;
+            }
+        }
+    }
+    if ok + dropped > 0 {
+        tracing::info!(restored = ok, dropped, "shapes recovered from storage");
+    }
+}

@@ -1,0 +1,372 @@
+//! Configuration: command-line flags that read Electric's environment variable names.
+//!
+//! An existing Electric deployment swaps its image for ours without touching its env, so every
+//! essential variable of `operations.md` §1 keeps its name, default and value syntax here.
+//! Validation that spans several settings (secret xor insecure) happens in [`Config::validate`],
+//! which returns a message that says exactly why the service refuses to start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Raw flags as parsed by clap. Use [`Config`] (via [`Cli::into_config`]) everywhere else.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ampere", version, about = "Electric-compatible Postgres sync service")]
+pub struct Cli {
+    /// Postgres connection URL (needs REPLICATION). Without it, a local dev cluster is started
+    /// inside the storage directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Connection for snapshot queries (same instance as DATABASE_URL).
+    #[arg(long, env = "ELECTRIC_POOLED_DATABASE_URL")]
+    pub pooled_database_url: Option<String>,
+
+    /// Deprecated alias of ELECTRIC_POOLED_DATABASE_URL.
+    #[arg(long, env = "ELECTRIC_QUERY_DATABASE_URL", hide = true)]
+    pub query_database_url: Option<String>,
+
+    /// HTTP port.
+    #[arg(long, env = "ELECTRIC_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Root of all persistent state.
+    #[arg(long, env = "ELECTRIC_STORAGE_DIR", default_value = "./persistent")]
+    pub storage_dir: PathBuf,
+
+    /// Shared secret required as the `secret` query parameter.
+    #[arg(long, env = "ELECTRIC_SECRET")]
+    pub secret: Option<String>,
+
+    /// Run without a secret.
+    #[arg(long, env = "ELECTRIC_INSECURE", default_value = "false")]
+    pub insecure: String,
+
+    /// Suffix of the slot and publication names, and the advisory-lock key.
+    #[arg(long, env = "ELECTRIC_REPLICATION_STREAM_ID", default_value = "default")]
+    pub replication_stream_id: String,
+
+    /// Maximum hold time of a live request (duration; bare number = milliseconds).
+    #[arg(long, env = "ELECTRIC_LONG_POLL_TIMEOUT", default_value = "20000")]
+    pub long_poll_timeout: String,
+
+    /// `max-age` (seconds) of non-live responses.
+    #[arg(long, env = "ELECTRIC_CACHE_MAX_AGE", default_value_t = 60)]
+    pub cache_max_age: u64,
+
+    /// `stale-while-revalidate` (seconds) of non-live responses.
+    #[arg(long, env = "ELECTRIC_CACHE_STALE_AGE", default_value_t = 300)]
+    pub cache_stale_age: u64,
+
+    /// Bytes per log chunk (a cacheable response unit).
+    #[arg(long, env = "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", default_value = "10485760")]
+    pub chunk_bytes_threshold: String,
+
+    /// Enables `DELETE /v1/shape`.
+    #[arg(long, env = "ELECTRIC_ENABLE_INTEGRATION_TESTING", default_value = "false")]
+    pub enable_integration_testing: String,
+
+    /// Log level (error, warning, info, debug). RUST_LOG wins when set.
+    #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Emit logs as JSON lines.
+    #[arg(long, env = "AMPERE_LOG_JSON", default_value = "false")]
+    pub log_json: String,
+}
+
+/// Validated configuration used by the whole service.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Option<String>,
+    pub pooled_database_url: Option<String>,
+    pub port: u16,
+    pub storage_dir: PathBuf,
+    pub secret: Option<String>,
+    pub stream_id: String,
+    pub long_poll_timeout: Duration,
+    pub cache_max_age: u64,
+    pub cache_stale_age: u64,
+    pub chunk_bytes_threshold: u64,
+    pub enable_integration_testing: bool,
+    pub log_level: String,
+    pub log_json: bool,
+    /// SSE response lifetime (not configurable in Electric).
+    pub sse_timeout: Duration,
+    /// SSE keep-alive comment interval (not configurable in Electric).
+    pub sse_keepalive: Duration,
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "You must set exactly one of ELECTRIC_SECRET or ELECTRIC_INSECURE=true. Neither is set: \
+         set ELECTRIC_SECRET to protect the API, or ELECTRIC_INSECURE=true to run without \
+         authentication (development only)"
+    )]
+    NoSecretNorInsecure,
+    #[error(
+        "You must set exactly one of ELECTRIC_SECRET or ELECTRIC_INSECURE=true, not both: \
+         unset ELECTRIC_INSECURE to require the secret"
+    )]
+    SecretAndInsecure,
+    #[error("{name}: invalid boolean {value:?} (expected true or false)")]
+    Bool { name: &'static str, value: String },
+    #[error("{name}: invalid duration {value:?} (a positive number with optional unit ms, s, m)")]
+    Duration { name: &'static str, value: String },
+    #[error("{name}: invalid size {value:?} (a positive number with optional unit KB, KiB, MB, MiB, GB, GiB)")]
+    Size { name: &'static str, value: String },
+    #[error(
+        "ELECTRIC_REPLICATION_STREAM_ID: {0:?} is not a valid unquoted Postgres identifier \
+         (a letter or _ first, then letters, digits, _ or $)"
+    )]
+    StreamId(String),
+    #[error("DATABASE_URL: {0}")]
+    DatabaseUrl(String),
+}
+
+impl Cli {
+    /// Validates the flags into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let insecure = parse_bool("ELECTRIC_INSECURE", &self.insecure)?;
+        let secret = self.secret.filter(|s| !s.is_empty());
+        match (&secret, insecure) {
+            (None, false) => return Err(ConfigError::NoSecretNorInsecure),
+            (Some(_), true) => return Err(ConfigError::SecretAndInsecure),
+            _ => {}
+        }
+        let stream_id = parse_stream_id(&self.replication_stream_id)?;
+        let long_poll_timeout = parse_duration("ELECTRIC_LONG_POLL_TIMEOUT", &self.long_poll_timeout)?;
+        let chunk_bytes_threshold = parse_size(
+            "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD",
+            &self.chunk_bytes_threshold,
+        )?;
+        let database_url = self.database_url.filter(|s| !s.is_empty());
+        if let Some(url) = &database_url {
+            validate_database_url(url)?;
+        }
+        let pooled = self
+            .pooled_database_url
+            .or(self.query_database_url)
+            .filter(|s| !s.is_empty());
+        if let Some(url) = &pooled {
+            validate_database_url(url)?;
+        }
+        Ok(Config {
+            database_url,
+            pooled_database_url: pooled,
+            port: self.port,
+            storage_dir: self.storage_dir,
+            secret,
+            stream_id,
+            long_poll_timeout,
+            cache_max_age: self.cache_max_age,
+            cache_stale_age: self.cache_stale_age,
+            chunk_bytes_threshold,
+            enable_integration_testing: parse_bool(
+                "ELECTRIC_ENABLE_INTEGRATION_TESTING",
+                &self.enable_integration_testing,
+            )?,
+            log_level: self.log_level,
+            log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
+            sse_timeout: Duration::from_secs(60),
+            sse_keepalive: Duration::from_secs(21),
+        })
+    }
+}
+
+impl Config {
+    /// A configuration for tests: insecure, given database and storage, short timeouts.
+    pub fn for_tests(database_url: String, storage_dir: PathBuf, stream_id: &str) -> Config {
+        Config {
+            database_url: Some(database_url),
+            pooled_database_url: None,
+            port: 0,
+            storage_dir,
+            secret: None,
+            stream_id: stream_id.to_owned(),
+            long_poll_timeout: Duration::from_secs(20),
+            cache_max_age: 60,
+            cache_stale_age: 300,
+            chunk_bytes_threshold: 10 * 1024 * 1024,
+            enable_integration_testing: true,
+            log_level: "info".into(),
+            log_json: false,
+            sse_timeout: Duration::from_secs(60),
+            sse_keepalive: Duration::from_secs(21),
+        }
+    }
+
+    /// `electric_slot_<stream id>`.
+    pub fn slot_name(&self) -> String {
+        format!("electric_slot_{}", self.stream_id)
+    }
+
+    /// `electric_publication_<stream id>`.
+    pub fn publication_name(&self) -> String {
+        format!("electric_publication_{}", self.stream_id)
+    }
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(ConfigError::Bool { name, value: value.to_owned() }),
+    }
+}
+
+/// Electric's duration syntax: a positive number with an optional unit; bare = milliseconds.
+pub fn parse_duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration { name, value: value.to_owned() };
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let ms = match unit.trim() {
+        "" | "ms" | "msec" => n,
+        "s" | "sec" => n * 1000.0,
+        "m" | "min" => n * 60_000.0,
+        _ => return Err(err()),
+    };
+    if !(ms.is_finite() && ms > 0.0 && ms < 1e15) {
+        return Err(err());
+    }
+    Ok(Duration::from_micros((ms * 1000.0).round() as u64))
+}
+
+/// Electric's size syntax: a number with an optional decimal or binary unit; bare = bytes.
+pub fn parse_size(name: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let err = || ConfigError::Size { name, value: value.to_owned() };
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return Err(err()),
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(err)?;
+    if bytes == 0 {
+        return Err(err());
+    }
+    Ok(bytes)
+}
+
+fn parse_stream_id(value: &str) -> Result<String, ConfigError> {
+    let mut chars = value.chars();
+    let ok_first = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
+    let ok_rest = chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+    if ok_first && ok_rest && value.len() <= 40 {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::StreamId(value.to_owned()))
+    }
+}
+
+fn validate_database_url(value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| ConfigError::DatabaseUrl(e.to_string()))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return Err(ConfigError::DatabaseUrl(
+            "scheme must be postgres:// or postgresql://".into(),
+        ));
+    }
+    if url.username().is_empty() {
+        return Err(ConfigError::DatabaseUrl("invalid or missing username".into()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::DatabaseUrl("missing host".into()));
+    }
+    for (k, v) in url.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("sslmode", "verify-ca" | "verify-full") => {
+                return Err(ConfigError::DatabaseUrl(
+                    "sslmode=verify-ca/verify-full are not supported here; \
+                     use ELECTRIC_DATABASE_CA_CERTIFICATE_FILE"
+                        .into(),
+                ));
+            }
+            ("sslmode", "disable" | "allow" | "prefer" | "require") => {}
+            ("sslmode", other) => {
+                return Err(ConfigError::DatabaseUrl(format!("unknown sslmode {other:?}")));
+            }
+            ("replication", _) => {
+                return Err(ConfigError::DatabaseUrl(
+                    "the replication parameter is not allowed".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["ampere"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("flags parse")
+    }
+
+    #[test]
+    fn secret_xor_insecure() {
+        // Flags stand in for env here; clap reads env as a fallback for the same fields.
+        let c = cli(&["--insecure", "false"]);
+        if std::env::var("ELECTRIC_SECRET").is_err() && std::env::var("ELECTRIC_INSECURE").is_err()
+        {
+            assert_eq!(c.into_config().unwrap_err(), ConfigError::NoSecretNorInsecure);
+        }
+        let c = cli(&["--secret", "s", "--insecure", "true"]);
+        assert_eq!(c.into_config().unwrap_err(), ConfigError::SecretAndInsecure);
+        let c = cli(&["--secret", "s", "--insecure", "false"]);
+        assert_eq!(c.into_config().unwrap().secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn names_derive_from_stream_id() {
+        let c = cli(&["--insecure", "true", "--replication-stream-id", "Blue_1"])
+            .into_config()
+            .unwrap();
+        assert_eq!(c.slot_name(), "electric_slot_blue_1");
+        assert_eq!(c.publication_name(), "electric_publication_blue_1");
+        assert!(
+            cli(&["--insecure", "true", "--replication-stream-id", "deploy-blue"])
+                .into_config()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("x", "20000").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_duration("x", "30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("x", "5min").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("x", "0").is_err());
+        assert!(parse_duration("x", "-1").is_err());
+        assert!(parse_duration("x", "1h").is_err());
+        assert_eq!(parse_size("x", "10MiB").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("x", "1KB").unwrap(), 1000);
+        assert!(parse_size("x", "0").is_err());
+        assert!(parse_size("x", "99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn database_urls() {
+        assert!(validate_database_url("postgresql://u:p@h:5432/db?sslmode=disable").is_ok());
+        assert!(validate_database_url("mysql://u@h/db").is_err());
+        assert!(validate_database_url("postgres://h/db").is_err());
+        assert!(validate_database_url("postgres://u@h/db?sslmode=verify-full").is_err());
+        assert!(validate_database_url("postgres://u@h/db?replication=database").is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! The engine: state shared by the HTTP layer and the pipeline, and the shape lifecycle
+//! operations requests trigger (find or create a shape, delete one).
+//!
+//! Creating a shape follows shape-semantics.md §6.1: validate, persist its metadata, make sure
+//! its table is published (with the writer barrier), register it with the pipeline (from then
+//! on the pipeline buffers every transaction touching it), then take the snapshot. Only then can
+//! the buffered transactions be filtered against the snapshot and appended.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::pg::catalog::{self, CatalogError};
+use crate::pg::connection::PgUrl;
+use crate::pg::publication;
+use crate::pg::snapshot::{self, PgSnapshot};
+use crate::pipeline::Command;
+use crate::shape::definition::{DefinitionError, ShapeDef, ShapeRequest};
+use crate::shape::registry::{Registry, Shape};
+use crate::shape::table::TableInfo;
+use crate::storage::log::{LogView, LogWriter};
+use crate::storage::{Storage, meta};
+
+/// Service health as `/v1/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    /// Another instance holds the replication lock.
+    Waiting,
+    Active,
+}
+
+/// What a shape's `meta.bin` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShapeMeta {
+    pub handle: String,
+    pub request: ShapeRequest,
+    pub table: TableInfo,
+    pub snapshot: Option<PgSnapshot>,
+    pub complete: bool,
+}
+
+/// Errors of shape lookup and creation, as the HTTP layer maps them.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("table does not exist")]
+    TableNotFound,
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error("cannot reach the database")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("could not create the shape")]
+    Create(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the service is not ready")]
+    NotReady,
+}
+
+/// State shared by every task.
+pub struct Engine {
+    pub config: Config,
+    pub url: PgUrl,
+    pub storage: Storage,
+    pub registry: Registry,
+    /// The last commit LSN the pipeline made durable (`G` of http-protocol.md §8.3).
+    pub global_lsn: AtomicU64,
+    pub health: watch::Sender<Health>,
+    pipeline: mpsc::Sender<Command>,
+    /// Serialises catalog/publication work (one admin connection).
+    admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// Recently loaded table info, to resolve requests for existing shapes without a query.
+    tables: Mutex<HashMap<(String, String), (Arc<TableInfo>, Instant)>>,
+    /// Serialises creation so one definition never gets two handles.
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+const TABLE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+impl Engine {
+    pub fn new(
+        config: Config,
+        url: PgUrl,
+        storage: Storage,
+        registry: Registry,
+        pipeline: mpsc::Sender<Command>,
+    ) -> Engine {
+        Engine {
+            config,
+            url,
+            storage,
+            registry,
+            global_lsn: AtomicU64::new(0),
+            health: watch::channel(Health::Starting).0,
+            pipeline,
+            admin: tokio::sync::Mutex::new(None),
+            tables: Mutex::new(HashMap::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn global_lsn(&self) -> u64 {
+        self.global_lsn.load(Ordering::Acquire)
+    }
+
+    pub fn health(&self) -> Health {
+        *self.health.borrow()
+    }
+
+    /// Forgets cached table info (after DDL was seen).
+    pub fn forget_table(&self, oid: u32) {
+        self.tables.lock().retain(|_, (t, _)| t.oid != oid);
+    }
+
+    async fn with_admin<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        F: for<'c> AsyncFnOnce(&'c tokio_postgres::Client) -> Result<T, EngineError>,
+    {
+        let mut guard = self.admin.lock().await;
+        if guard.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+            let c = self.url.connect().await.map_err(|e| EngineError::Unavailable(Box::new(e)))?;
+            *guard = Some(c);
+        }
+        let client = guard.as_ref().ok_or(EngineError::NotReady)?;
+        f(client).await
+    }
+
+    async fn load_table(&self, schema: &str, name: &str, fresh: bool) -> Result<Arc<TableInfo>, EngineError> {
+        let key = (schema.to_owned(), name.to_owned());
+        if !fresh {
+            if let Some((t, at)) = self.tables.lock().get(&key) {
+                if at.elapsed() < TABLE_CACHE_TTL {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        let t = self
+            .with_admin(async |c| match catalog::load_table(c, schema, name).await {
+                Ok(t) => Ok(t),
+                Err(CatalogError::NotFound(..)) => Err(EngineError::TableNotFound),
+                Err(CatalogError::Db(e)) => Err(EngineError::Unavailable(Box::new(e))),
+            })
+            .await?;
+        self.tables.lock().insert(key, (t.clone(), Instant::now()));
+        Ok(t)
+    }
+
+    /// Compiles a request into a definition (loading table info as needed).
+    pub async fn resolve(&self, request: &ShapeRequest, fresh: bool) -> Result<ShapeDef, EngineError> {
+        let table = self.load_table(&request.schema, &request.table, fresh).await?;
+        Ok(ShapeDef::compile(request.clone(), table)?)
+    }
+
+    /// The live shape for a handle whose stored request equals `request` (the fast path of live
+    /// requests: no catalog query, no compilation).
+    pub fn shape_for_handle(&self, handle: &str, request: &ShapeRequest) -> Option<Arc<Shape>> {
+        self.registry.get(handle).filter(|s| &s.def.request == request)
+    }
+
+    /// Finds the shape for a definition, creating it if there is none.
+    pub async fn get_or_create(&self, request: &ShapeRequest) -> Result<Arc<Shape>, EngineError> {
+        let def = self.resolve(request, false).await?;
+        if let Some(s) = self.registry.find(&def.identity) {
+            return Ok(s);
+        }
+        let _guard = self.create_lock.lock().await;
+        // Fresh catalog info for a new shape (the table may have been recreated).
+        let def = self.resolve(request, true).await?;
+        if let Some(s) = self.registry.find(&def.identity) {
+            return Ok(s);
+        }
+        if self.health() != Health::Active {
+            return Err(EngineError::NotReady);
+        }
+        self.create(def).await
+    }
+
+    async fn create(&self, def: ShapeDef) -> Result<Arc<Shape>, EngineError> {
+        let create_err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Create(e);
+        let (handle, _stamp) = self.registry.new_handle(&def.identity);
+        let mut global = self.storage.read_global().map_err(|e| create_err(Box::new(e)))?;
+        global.handle_high_water = self.registry.high_water();
+        self.storage.write_global(&global).map_err(|e| create_err(Box::new(e)))?;
+
+        let dir = self.storage.create_shape_dir(&handle).map_err(|e| create_err(Box::new(e)))?;
+        let meta = ShapeMeta {
+            handle: handle.clone(),
+            request: def.request.clone(),
+            table: (*def.table).clone(),
+            snapshot: None,
+            complete: false,
+        };
+        meta::write_json(&dir.join("meta.bin"), &meta).map_err(|e| create_err(Box::new(e)))?;
+
+        let table = def.table.clone();
+        let publication = self.config.publication_name();
+        self.with_admin(async |c| {
+            publication::add_table(c, &publication, &table)
+                .await
+                .map_err(|e| EngineError::Create(Box::new(e)))
+        })
+        .await
+        .inspect_err(|_| self.storage.remove_shape(&handle))?;
+
+        let view = Arc::new(watch::channel(LogView::empty()).0);
+        let log_path = dir.join("log");
+        let writer = LogWriter::create(log_path.clone(), self.config.chunk_bytes_threshold, view.clone())
+            .map_err(|e| {
+                self.storage.remove_shape(&handle);
+                create_err(Box::new(e))
+            })?;
+        let shape = Arc::new(Shape { handle: handle.clone(), def: Arc::new(def), log_path, view });
+        let (tx, rx) = oneshot::channel();
+        if self.pipeline.send(Command::Register { shape: shape.clone(), reply: tx }).await.is_err()
+            || rx.await.is_err()
+        {
+            self.storage.remove_shape(&handle);
+            return Err(EngineError::NotReady);
+        }
+        self.registry.insert(shape.clone());
+        tracing::info!(handle = %shape.handle, table = %shape.def.table.sql_name(), "shape created");
+
+        let url = self.url.clone();
+        let pipeline = self.pipeline.clone();
+        let task_shape = shape.clone();
+        tokio::spawn(async move {
+            let mut writer = writer;
+            let cmd = match snapshot::run(&url, &task_shape.def, &mut writer).await {
+                Ok(snapshot) => Command::SnapshotDone { handle: task_shape.handle.clone(), writer, snapshot },
+                Err(e) => {
+                    tracing::error!(handle = %task_shape.handle, error = %e, "snapshot failed");
+                    Command::Remove { handle: task_shape.handle.clone(), reply: None }
+                }
+            };
+            let _ = pipeline.send(cmd).await;
+        });
+        Ok(shape)
+    }
+
+    /// Deletes a shape (its readers get 409 from now on).
+    pub async fn delete(&self, handle: &str) -> bool {
+        if self.registry.get(handle).is_none() {
+            return false;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.pipeline.send(Command::Remove { handle: handle.to_owned(), reply: Some(tx) }).await.is_ok() {
+            let _ = rx.await;
+        }
+        true
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP API: a thin axum adapter over our own request handling.
+//!
+//! Routing is done on the decoded, normalised path (`/v1/shape/`, `/v1//shape`, `/v1/%73hape`
+//! all reach the shape handler) and authentication is keyed on the matched route, so no path
+//! variant bypasses the secret check. Every response gets the common headers in one place.
+
+pub mod params;
+pub mod response;
+mod shape;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, Response, StatusCode};
+use subtle::ConstantTimeEq;
+
+use crate::engine::{Engine, Health};
+use response::{JSON, common_headers, set, with_body};
+
+/// Builds the axum application.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new().fallback(handle).with_state(engine)
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Root,
+    Health,
+    Shape,
+    NotFound,
+}
+
+/// Percent-decodes the path, collapses repeated slashes and drops a trailing slash.
+fn normalise(path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let parts: Vec<&str> = decoded.split('/').filter(|p| !p.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+fn route_of(path: &str) -> Route {
+    match normalise(path).as_str() {
+        "/" => Route::Root,
+        "/v1/health" => Route::Health,
+        "/v1/shape" => Route::Shape,
+        _ => Route::NotFound,
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || format!("amp-{:x}-{:x}", std::process::id(), REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)),
+            str::to_owned,
+        )
+}
+
+async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Body> {
+    let route = route_of(req.uri().path());
+    let origins: Vec<&str> = req.headers().get_all("origin").iter().filter_map(|v| v.to_str().ok()).collect();
+    let origin = if origins.len() == 1 { Some(origins[0].to_owned()) } else { None };
+    let rid = request_id(req.headers());
+    let method = req.method().clone();
+    let mut resp = match (route, &method) {
+        (Route::Root, &Method::GET | &Method::HEAD) => with_body(StatusCode::OK, None, Body::empty()),
+        (Route::Health, &Method::GET | &Method::HEAD) => health(&engine),
+        (Route::Shape, &Method::OPTIONS) => options(req.headers()),
+        (Route::Shape, &Method::GET | &Method::HEAD | &Method::POST | &Method::DELETE) => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let raw = params::parse_query(&query);
+            if !authorised(&engine, &raw) {
+                response::unauthorized()
+            } else if method == Method::DELETE {
+                shape::delete(&engine, &raw).await
+            } else {
+                shape::serve(&engine, raw, req).await
+            }
+        }
+        _ => response::not_found(),
+    };
+    if matches!(method, Method::POST | Method::DELETE) && route == Route::Shape {
+        set(resp.headers_mut(), "cache-control", "no-cache");
+    }
+    common_headers(resp.headers_mut(), origin.as_deref(), route == Route::Shape, &rid);
+    if method == Method::OPTIONS && route == Route::Shape {
+        // Pre-flight responses carry no cache-control.
+        resp.headers_mut().remove("cache-control");
+    }
+    if method == Method::HEAD {
+        *resp.body_mut() = Body::empty();
+    }
+    resp
+}
+
+/// Constant-time comparison of the `secret` (or legacy `api_secret`) parameter.
+fn authorised(engine: &Engine, raw: &params::RawQuery) -> bool {
+    let Some(secret) = engine.config.secret.as_deref() else { return true };
+    let given = raw.get("secret").or_else(|| raw.get("api_secret")).unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(secret.as_bytes()))
+}
+
+fn health(engine: &Engine) -> Response<Body> {
+    let (status, body) = match engine.health() {
+        Health::Active => (StatusCode::OK, r#"{"status":"active"}"#),
+        Health::Waiting => (StatusCode::ACCEPTED, r#"{"status":"waiting"}"#),
+        Health::Starting => (StatusCode::ACCEPTED, r#"{"status":"starting"}"#),
+    };
+    let mut r = with_body(status, Some(JSON), body);
+    set(r.headers_mut(), "cache-control", "no-cache, no-store, must-revalidate");
+    r
+}
+
+/// CORS pre-flight: 204, max-age a day; requested headers from an allow-list are granted.
+fn options(headers: &HeaderMap) -> Response<Body> {
+    let mut r = with_body(StatusCode::NO_CONTENT, None, Body::empty());
+    let h = r.headers_mut();
+    set(h, "access-control-max-age", "86400");
+    set(h, "connection", "keep-alive");
+    if let Some(req) = headers.get("access-control-request-headers").and_then(|v| v.to_str().ok()) {
+        let allowed: Vec<String> = req
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| matches!(s.as_str(), "if-none-match" | "traceparent" | "content-type"))
+            .collect();
+        if !allowed.is_empty() {
+            set(h, "access-control-allow-headers", &allowed.join(","));
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_variants_route_to_the_shape_handler() {
+        for p in ["/v1/shape", "/v1/shape/", "/v1//shape", "/v1/shape//", "/v1/%73hape"] {
+            assert_eq!(route_of(p), Route::Shape, "{p}");
+        }
+        assert_eq!(route_of("/"), Route::Root);
+        assert_eq!(route_of("/v1/health"), Route::Health);
+        assert_eq!(route_of("/nope"), Route::NotFound);
+        assert_eq!(route_of("/v1/shapes"), Route::NotFound);
+    }
+}

@@ -1,0 +1,143 @@
+//! Response building: the headers every response carries, cache-control per response kind,
+//! cursors, ETags, and Electric's error bodies — all in one place (http-protocol.md §1.1, §7.3,
+//! §11, §14).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+/// `electric-server` value.
+pub const SERVER: &str = concat!("ElectricSQL/1.7.12 (ampere ", env!("CARGO_PKG_VERSION"), ")");
+/// The exact expose list clients depend on.
+pub const EXPOSE: &str = "electric-cursor,electric-handle,electric-has-data,electric-offset,electric-schema,electric-up-to-date,electric-internal-known-error,retry-after";
+pub const JSON: &str = "application/json; charset=utf-8";
+
+/// Seconds between the Unix epoch and 2024-10-09T00:00:00Z (the cursor epoch).
+const CURSOR_EPOCH: u64 = 1_728_432_000;
+
+/// The next `electric-cursor` value (§7.3).
+pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
+    if long_poll_secs == 0 {
+        return 0;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let since = now.saturating_sub(CURSOR_EPOCH);
+    let next = since.div_ceil(long_poll_secs) * long_poll_secs;
+    let prev: u64 = prev.and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+    if next > prev { next } else { prev + rand::random_range(1..=3600) }
+}
+
+pub fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Adds the headers every response of the main port carries.
+pub fn common_headers(h: &mut HeaderMap, origin: Option<&str>, shape_route: bool, request_id: &str) {
+    set(h, "electric-server", SERVER);
+    set(h, "x-request-id", request_id);
+    match origin {
+        Some(o) => {
+            set(h, "access-control-allow-origin", o);
+            set(h, "vary", "Origin");
+        }
+        None => set(h, "access-control-allow-origin", "*"),
+    }
+    set(h, "access-control-expose-headers", EXPOSE);
+    set(
+        h,
+        "access-control-allow-methods",
+        if shape_route { "GET, POST, HEAD, DELETE, OPTIONS" } else { "GET, HEAD" },
+    );
+    if !h.contains_key("cache-control") {
+        set(h, "cache-control", "max-age=0, private, must-revalidate");
+    }
+}
+
+pub fn with_body(status: StatusCode, content_type: Option<&str>, body: impl Into<Body>) -> Response<Body> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    if let Some(ct) = content_type {
+        set(r.headers_mut(), "content-type", ct);
+    }
+    r
+}
+
+/// `400 {"message":"Invalid request","errors":{…}}` with no-store caching.
+pub fn invalid(errors: &BTreeMap<String, Vec<String>>) -> Response<Body> {
+    let body = serde_json::json!({ "message": "Invalid request", "errors": errors });
+    let mut r = with_body(StatusCode::BAD_REQUEST, Some(JSON), body.to_string());
+    no_store(r.headers_mut());
+    r
+}
+
+/// A 400 with one error under one key.
+pub fn invalid_one(key: &str, msg: &str) -> Response<Body> {
+    invalid(&BTreeMap::from([(key.to_owned(), vec![msg.to_owned()])]))
+}
+
+pub fn no_store(h: &mut HeaderMap) {
+    set(h, "cache-control", "no-store");
+    set(h, "surrogate-control", "no-store");
+}
+
+/// `{"message": …}` with a status.
+pub fn message(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = with_body(status, Some(JSON), serde_json::json!({ "message": msg }).to_string());
+    if status.as_u16() >= 400 && status != StatusCode::CONFLICT {
+        no_store(r.headers_mut());
+    }
+    r
+}
+
+/// A 503 with `retry-after`.
+pub fn unavailable(msg: &str, retry_after: u32) -> Response<Body> {
+    let mut r = message(StatusCode::SERVICE_UNAVAILABLE, msg);
+    set(r.headers_mut(), "retry-after", &retry_after.to_string());
+    r
+}
+
+/// 409 must-refetch, with the current handle when known.
+pub fn must_refetch(handle: Option<&str>) -> Response<Body> {
+    let mut r = with_body(StatusCode::CONFLICT, Some(JSON), crate::shape::json::MUST_REFETCH);
+    let h = r.headers_mut();
+    match handle {
+        Some(handle) => {
+            set(h, "electric-handle", handle);
+            set(h, "cache-control", "public, max-age=60, must-revalidate");
+        }
+        None => set(h, "cache-control", "public, max-age=1, must-revalidate"),
+    }
+    r
+}
+
+pub fn unauthorized() -> Response<Body> {
+    with_body(
+        StatusCode::UNAUTHORIZED,
+        Some(JSON),
+        r#"{"message":"Unauthorized - Invalid API secret"}"#,
+    )
+}
+
+pub fn not_found() -> Response<Body> {
+    with_body(StatusCode::NOT_FOUND, None, "Not found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_is_a_multiple_of_the_timeout_and_always_moves_forward() {
+        let c = cursor(20, None);
+        assert_eq!(c % 20, 0);
+        assert!(c > 0);
+        let bumped = cursor(20, Some(&c.to_string()));
+        assert!(bumped > c && bumped <= c + 3600);
+        assert_eq!(cursor(0, None), 0);
+        assert_eq!(cursor(20, Some("garbage")), c);
+    }
+}

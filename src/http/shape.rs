@@ -1,0 +1,327 @@
+//! `GET`/`HEAD`/`POST /v1/shape` and `DELETE /v1/shape`: resolve the shape, seek in its log,
+//! and answer with a chunk, a long-poll result, or an error in Electric's format.
+//!
+//! Readers only ever look at published [`LogView`]s, so they never see a change before it is
+//! durable; a live request parks on the shape's watch channel until a new view, rotation or the
+//! long-poll timeout.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{Response, StatusCode};
+use tokio::time::Instant;
+
+use super::params::{self, RawQuery, ShapeParams};
+use super::response::{self, JSON, set, with_body};
+use crate::engine::{Engine, EngineError};
+use crate::offset::{LogOffset, RequestOffset};
+use crate::shape::definition::DefinitionError;
+use crate::shape::json;
+use crate::shape::registry::Shape;
+use crate::storage::log::{self, LogView, ReadPlan};
+
+/// How long a request waits for a snapshot to produce the chunk it asks for.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
+
+fn engine_error(e: EngineError, p: &ShapeParams) -> Response<Body> {
+    match e {
+        EngineError::TableNotFound => table_missing(p),
+        EngineError::Definition(DefinitionError::Columns(m)) => response::invalid_one("columns", &m),
+        EngineError::Definition(DefinitionError::Where(m)) => response::invalid_one("where", &m),
+        EngineError::Unavailable(err) => {
+            tracing::warn!(error = %err, "database unavailable while validating a shape");
+            response::unavailable(
+                "Cannot connect to the database to verify the shape. Please try again later.",
+                1,
+            )
+        }
+        EngineError::Create(err) => {
+            tracing::error!(error = ?err, "shape creation failed");
+            response::unavailable("Failed to create shape, please retry", 1)
+        }
+        EngineError::NotReady => {
+            response::unavailable("Timeout waiting for replication client to be ready", 5)
+        }
+    }
+}
+
+fn table_missing(p: &ShapeParams) -> Response<Body> {
+    response::invalid_one(
+        "table",
+        &format!(
+            "Table \"{}\".\"{}\" does not exist. If the table name contains capitals or special characters you must quote it.",
+            p.request.schema, p.request.table
+        ),
+    )
+}
+
+/// Serves a shape log request.
+pub async fn serve(engine: &Engine, raw: RawQuery, req: Request) -> Response<Body> {
+    let mut p = match params::validate(&raw) {
+        Ok(p) => p,
+        Err(errors) => return response::invalid(&errors),
+    };
+    p.if_none_match = req
+        .headers()
+        .get_all("if-none-match")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .collect();
+    let map_err = |e: EngineError| engine_error(e, &p);
+    let shape = match (&p.handle, p.offset) {
+        (Some(handle), RequestOffset::At(_)) => match engine.shape_for_handle(handle, &p.request) {
+            Some(s) => s,
+            None => {
+                // Unknown, rotated, or a different definition: 409 with the current handle.
+                return match engine.get_or_create(&p.request).await {
+                    Ok(s) if &s.handle != handle => response::must_refetch(Some(&s.handle)),
+                    Ok(s) => serve_shape(engine, &p, s).await,
+                    Err(e) => map_err(e),
+                };
+            }
+        },
+        _ => match engine.get_or_create(&p.request).await {
+            Ok(s) => s,
+            Err(e) => return map_err(e),
+        },
+    };
+    serve_shape(engine, &p, shape).await
+}
+
+async fn serve_shape(engine: &Engine, p: &ShapeParams, shape: std::sync::Arc<Shape>) -> Response<Body> {
+    let mut rx = shape.subscribe();
+    let start = Instant::now();
+    let long_poll = engine.config.long_poll_timeout;
+    let mut live_wait_started: Option<Instant> = None;
+    let mut oob_wait_started: Option<Instant> = None;
+    loop {
+        let view: LogView = rx.borrow_and_update().clone();
+        if view.gone {
+            return rotated(engine, p).await;
+        }
+        let plan = log::plan_read(&view, p.offset);
+        let deadline = match &plan {
+            ReadPlan::NotReady => Some(start + SNAPSHOT_WAIT),
+            ReadPlan::OutOfBounds => {
+                let s = *oob_wait_started.get_or_insert_with(Instant::now);
+                Some(s + long_poll / 2)
+            }
+            ReadPlan::AtEnd { .. } if p.live => {
+                let s = *live_wait_started.get_or_insert_with(Instant::now);
+                Some(s + long_poll)
+            }
+            _ => None,
+        };
+        let Some(deadline) = deadline else {
+            return respond(engine, p, &shape, &view, plan).await;
+        };
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return rotated(engine, p).await;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                return match plan {
+                    ReadPlan::NotReady => response::unavailable("Timeout waiting for shape data to be loaded", 5),
+                    ReadPlan::OutOfBounds => response::invalid_one("offset", "out of bounds for this shape"),
+                    _ => no_change(engine, p, &shape, &view),
+                };
+            }
+        }
+    }
+}
+
+/// The shape disappeared (deleted, truncated, schema change): 409 with the current handle.
+async fn rotated(engine: &Engine, p: &ShapeParams) -> Response<Body> {
+    match engine.get_or_create(&p.request).await {
+        Ok(s) => response::must_refetch(Some(&s.handle)),
+        Err(_) => response::must_refetch(None),
+    }
+}
+
+fn etag(handle: &str, req: RequestOffset, resp: LogOffset) -> String {
+    format!("\"{handle}:{req}:{resp}\"")
+}
+
+/// Adds the headers of a successful log response.
+fn log_headers(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    r: &mut Response<Body>,
+    offset: LogOffset,
+    up_to_date: bool,
+    has_data: bool,
+) {
+    let ok = r.status() == StatusCode::OK;
+    let h = r.headers_mut();
+    set(h, "electric-handle", &shape.handle);
+    set(h, "electric-offset", &offset.to_string());
+    set(h, "electric-has-data", if has_data { "true" } else { "false" });
+    if up_to_date {
+        set(h, "electric-up-to-date", "");
+    }
+    if p.live {
+        let secs = engine.config.long_poll_timeout.as_secs();
+        set(h, "electric-cursor", &response::cursor(secs, p.cursor.as_deref()).to_string());
+    } else if ok {
+        set(h, "electric-schema", &shape.def.schema_header);
+    }
+    let cc = match p.offset {
+        RequestOffset::Initial => "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746".to_owned(),
+        _ if p.live && p.live_sse => "public, max-age=59".to_owned(),
+        _ if p.live => "public, max-age=5, stale-while-revalidate=5".to_owned(),
+        _ => format!(
+            "public, max-age={}, stale-while-revalidate={}",
+            engine.config.cache_max_age, engine.config.cache_stale_age
+        ),
+    };
+    set(r.headers_mut(), "cache-control", &cc);
+}
+
+async fn respond(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    view: &LogView,
+    plan: ReadPlan,
+) -> Response<Body> {
+    let latest = view.latest;
+    let g = engine.global_lsn();
+    let (body, response_offset, up_to_date) = match plan {
+        ReadPlan::AtEnd { response } => {
+            if p.offset == RequestOffset::Now {
+                let mut r = with_body(StatusCode::OK, Some(JSON), up_to_date_body(if g > 0 { g } else { latest.tx }));
+                log_headers(engine, p, shape, &mut r, response, true, false);
+                let unique = unique_suffix();
+                set(r.headers_mut(), "etag", &format!("\"{}:now:{response}:{unique}\"", shape.handle));
+                return r;
+            }
+            let lsn = if p.live { response.tx } else { g.max(response.tx) };
+            (up_to_date_body(lsn), response, true)
+        }
+        ReadPlan::Range { start, end, after, response } => {
+            let req_off = match p.offset {
+                RequestOffset::At(o) => o,
+                _ => LogOffset::new(0, 0),
+            };
+            let up_to_date = p.offset != RequestOffset::Initial && response >= latest.max(req_off);
+            let etag_value = etag(&shape.handle, p.offset, response);
+            if p.if_none_match.iter().any(|v| format!("\"{v}\"") == etag_value) {
+                let mut r = with_body(StatusCode::NOT_MODIFIED, None, Body::empty());
+                log_headers(engine, p, shape, &mut r, response, up_to_date, true);
+                set(r.headers_mut(), "etag", &etag_value);
+                return r;
+            }
+            let path = shape.log_path.clone();
+            let buf = match tokio::task::spawn_blocking(move || log::read_range(&path, start, end)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
+                    return response::message(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("Unable to retrieve shape log: {e}"),
+                    );
+                }
+                Err(_) => return response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+            };
+            let mut out = Vec::with_capacity(buf.len() + 128);
+            out.push(b'[');
+            log::append_payloads(&buf, after, &mut out);
+            if up_to_date {
+                if out.len() > 1 {
+                    out.push(b',');
+                }
+                let lsn = if p.live { response.tx } else { g.max(response.tx) };
+                json::up_to_date(&mut out, lsn);
+            }
+            out.push(b']');
+            (out, response, up_to_date)
+        }
+        ReadPlan::NotReady | ReadPlan::OutOfBounds => {
+            return response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    };
+    let mut r = with_body(StatusCode::OK, Some(JSON), body);
+    log_headers(engine, p, shape, &mut r, response_offset, up_to_date, true);
+    set(r.headers_mut(), "etag", &etag(&shape.handle, p.offset, response_offset));
+    r
+}
+
+fn up_to_date_body(lsn: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80);
+    out.push(b'[');
+    json::up_to_date(&mut out, lsn);
+    out.push(b']');
+    out
+}
+
+fn unique_suffix() -> u64 {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0));
+    now.wrapping_add(SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A long-poll that timed out with nothing new: `[up-to-date]`, offset unchanged.
+fn no_change(engine: &Engine, p: &ShapeParams, shape: &Shape, view: &LogView) -> Response<Body> {
+    let g = engine.global_lsn();
+    let offset = match p.offset {
+        RequestOffset::At(o) => o,
+        _ => view.latest,
+    };
+    let mut r = with_body(StatusCode::OK, Some(JSON), up_to_date_body(if g > 0 { g } else { view.latest.tx }));
+    log_headers(engine, p, shape, &mut r, offset, true, false);
+    set(r.headers_mut(), "etag", &format!("\"{}:{}:{offset}:{}\"", shape.handle, p.offset, unique_suffix()));
+    r
+}
+
+/// `DELETE /v1/shape` (only with `ELECTRIC_ENABLE_INTEGRATION_TESTING`).
+pub async fn delete(engine: &Engine, raw: &RawQuery) -> Response<Body> {
+    if !engine.config.enable_integration_testing {
+        return response::message(StatusCode::METHOD_NOT_ALLOWED, "DELETE not allowed");
+    }
+    let handle = raw.non_empty("handle");
+    let handle = match (raw.non_empty("table"), handle) {
+        (None, None) => {
+            return response::invalid_one("handle", "can't be blank when shape definition is missing");
+        }
+        (None, Some(h)) => h.to_owned(),
+        (Some(_), h) => {
+            // Validate the definition as a GET would (offset is irrelevant here).
+            let mut raw2 = raw.clone();
+            raw2.fields.insert("offset".into(), "-1".into());
+            raw2.fields.remove("live");
+            let p = match params::validate(&raw2) {
+                Ok(p) => p,
+                Err(errors) => return response::invalid(&errors),
+            };
+            let def = match engine.resolve(&p.request, false).await {
+                Ok(d) => d,
+                Err(e) => return engine_error(e, &p),
+            };
+            let Some(s) = engine.registry.find(&def.identity) else {
+                return response::message(StatusCode::NOT_FOUND, "No existing shape found");
+            };
+            if h.is_some_and(|h| h != s.handle) {
+                return response::message(
+                    StatusCode::BAD_REQUEST,
+                    "The specified shape definition and handle do not match. Please ensure the shape definition is correct or omit the shape handle from the request to obtain a new one.",
+                );
+            }
+            s.handle.clone()
+        }
+    };
+    if engine.delete(&handle).await {
+        let mut r = with_body(StatusCode::ACCEPTED, None, Body::empty());
+        set(r.headers_mut(), "electric-has-data", "true");
+        r
+    } else {
+        response::message(StatusCode::NOT_FOUND, "No existing shape found")
+    }
+}

@@ -1,0 +1,79 @@
+//! Publication membership, managed on demand (operations.md §2.3, §2.6).
+//!
+//! A table joins the publication in one transaction that also takes `LOCK TABLE … IN SHARE MODE`
+//! (waiting out every open writer and holding back new ones until the change commits) and sets
+//! `REPLICA IDENTITY FULL`. Without that barrier, a writer that touched the table before the
+//! table was published and commits after the shape's snapshot would be in neither the snapshot
+//! nor the stream (Electric issue #4773).
+
+use tokio_postgres::Client;
+
+use super::connection::sqlstate;
+use crate::shape::table::{TableInfo, quote_ident};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublicationError {
+    #[error("could not add table {table} to publication {publication}")]
+    Add {
+        table: String,
+        publication: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("publication query failed")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Creates the publication. Returns true if it was created now (so the slot must be recreated
+/// and every shape purged: a slot that predates a recreated publication streams nothing).
+pub async fn ensure_publication(client: &Client, publication: &str) -> Result<bool, PublicationError> {
+    match client.batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(publication))).await {
+        Ok(()) => Ok(true),
+        Err(e) if sqlstate(&e) == Some("42710") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds `table` to the publication with the writer barrier and `REPLICA IDENTITY FULL`.
+pub async fn add_table(client: &Client, publication: &str, table: &TableInfo) -> Result<(), PublicationError> {
+    let name = table.sql_name();
+    let wrap = |source| PublicationError::Add {
+        table: name.clone(),
+        publication: publication.to_owned(),
+        source,
+    };
+    let in_pub = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid \
+             WHERE p.pubname = $1 AND pr.prrelid = $2",
+            &[&publication, &table.oid],
+        )
+        .await
+        .map_err(wrap)?
+        .is_some();
+    let full = client
+        .query_one("SELECT relreplident = 'f' FROM pg_class WHERE oid = $1", &[&table.oid])
+        .await
+        .map_err(wrap)?
+        .get::<_, bool>(0);
+    if in_pub && full {
+        return Ok(());
+    }
+    let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '5s'; ");
+    sql.push_str(&format!("LOCK TABLE {name} IN SHARE MODE; "));
+    if !in_pub {
+        sql.push_str(&format!("ALTER PUBLICATION {} ADD TABLE {name}; ", quote_ident(publication)));
+    }
+    if !full {
+        sql.push_str(&format!("ALTER TABLE {name} REPLICA IDENTITY FULL; "));
+    }
+    sql.push_str("COMMIT;");
+    if let Err(e) = client.batch_execute(&sql).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        // Another instance (or a concurrent request) added it first: fine.
+        if sqlstate(&e) != Some("42710") {
+            return Err(wrap(e));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The initial snapshot of a shape (shape-semantics.md §6.2): a REPEATABLE READ READ ONLY
+//! transaction whose first statement fixes the snapshot and reads `pg_current_snapshot()`, then a
+//! `COPY` of the shape's rows streamed straight into the shape log's snapshot chunks.
+//!
+//! The where clause sent to Postgres is regenerated from our parsed tree; the user's text never
+//! reaches Postgres.
+
+use futures::StreamExt;
+
+use super::connection::{DISPLAY_SQL, PgUrl};
+use super::copy_text;
+use crate::shape::convert;
+use crate::shape::definition::ShapeDef;
+use crate::shape::table::quote_ident;
+use crate::storage::log::{LogWriter, sync_files};
+
+/// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PgSnapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+impl PgSnapshot {
+    /// Parses `xmin:xmax:xip1,xip2`.
+    pub fn parse(s: &str) -> Option<PgSnapshot> {
+        let mut it = s.split(':');
+        let xmin = it.next()?.parse().ok()?;
+        let xmax = it.next()?.parse().ok()?;
+        let xip_s = it.next()?;
+        if it.next().is_some() {
+            return None;
+        }
+        let xip = if xip_s.is_empty() {
+            Vec::new()
+        } else {
+            xip_s.split(',').map(|x| x.parse().ok()).collect::<Option<Vec<u64>>>()?
+        };
+        Some(PgSnapshot { xmin, xmax, xip })
+    }
+
+    /// Widens a 32-bit WAL xid to the xid8 congruent to it mod 2^32 that lies in
+    /// `[xmax - 2^31, xmax + 2^31)`; after that every comparison is a plain 64-bit one. This is
+    /// what keeps in-progress transactions from looking visible once the xid epoch is ≥ 1.
+    pub fn widen(&self, xid: u32) -> u64 {
+        let base = self.xmax;
+        let low = u64::from(xid);
+        let candidate = (base & !0xffff_ffff) | low;
+        let half = 1u64 << 31;
+        if candidate >= base.saturating_add(half) {
+            candidate.saturating_sub(1 << 32)
+        } else if candidate.saturating_add(half) < base {
+            candidate.saturating_add(1 << 32)
+        } else {
+            candidate
+        }
+    }
+
+    /// Whether a transaction's effects are already in this snapshot (§6.3).
+    pub fn visible(&self, xid: u32) -> bool {
+        let x = self.widen(xid);
+        x < self.xmin || (x < self.xmax && !self.xip.contains(&x))
+    }
+
+    /// Whether a transaction started after the snapshot (then filtering can stop for good).
+    pub fn after(&self, xid: u32) -> bool {
+        self.widen(xid) >= self.xmax
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot query failed: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("cannot connect for the snapshot")]
+    Connect(#[from] super::connection::ConnectError),
+    #[error("unexpected snapshot value {0:?}")]
+    BadSnapshot(String),
+    #[error("snapshot row")]
+    Copy(#[from] copy_text::CopyError),
+    #[error("writing the snapshot")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the snapshot for `def` into `writer`: rows into snapshot chunks (each closed chunk is made
+/// durable and published as it completes), then the snapshot-end message, written and synced but
+/// not published: the pipeline publishes the completed snapshot once its buffered transactions
+/// are durable too.
+pub async fn run(url: &PgUrl, def: &ShapeDef, writer: &mut LogWriter) -> Result<PgSnapshot, SnapshotError> {
+    let client = url.connect().await?;
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let row = client.query_one("SELECT pg_current_snapshot()::text", &[]).await?;
+    let snap_text: String = row.get(0);
+    let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
+    client.batch_execute(DISPLAY_SQL).await?;
+
+    if !def.request.changes_only {
+        let cols: Vec<String> =
+            def.selected.iter().map(|&i| quote_ident(&def.table.columns[i].name)).collect();
+        let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), def.table.sql_name());
+        if let Some(w) = &def.where_clause {
+            sql.push_str(" WHERE ");
+            sql.push_str(w.sql());
+        }
+        sql.push_str(") TO STDOUT");
+        let stream = client.copy_out(sql.as_str()).await?;
+        futures::pin_mut!(stream);
+        let ncols = def.selected.len();
+        let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
+        let width = def.table.columns.len();
+        let mut json = Vec::with_capacity(256);
+        let mut carry: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            carry.extend_from_slice(&chunk);
+            let mut consumed = 0;
+            while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
+                let line = &carry[consumed..consumed + nl];
+                consumed += nl + 1;
+                copy_text::decode_line(line, ncols, &mut fields)?;
+                let mut row: Vec<Option<&str>> = vec![None; width];
+                for (slot, &i) in def.selected.iter().enumerate() {
+                    row[i] = fields[slot].as_deref();
+                }
+                json.clear();
+                convert::snapshot_row(def, &row, &mut json);
+                if writer.append_snapshot_row(&json) {
+                    flush_chunk(writer)?;
+                }
+            }
+            carry.drain(..consumed);
+        }
+    }
+    client.batch_execute("COMMIT").await?;
+    writer.finish_snapshot(&crate::shape::json::snapshot_end(
+        snapshot.xmin,
+        snapshot.xmax,
+        &snapshot.xip,
+    ));
+    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
+    sync_files(&files)?;
+    Ok(snapshot)
+}
+
+fn flush_chunk(writer: &mut LogWriter) -> std::io::Result<()> {
+    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
+    sync_files(&files)?;
+    writer.publish();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_applies_visibility() {
+        let s = PgSnapshot::parse("100:105:101,103").unwrap();
+        assert_eq!(s.xip, vec![101, 103]);
+        assert!(s.visible(99));
+        assert!(s.visible(102));
+        assert!(!s.visible(101));
+        assert!(!s.visible(105));
+        assert!(s.after(105) && !s.after(104));
+        assert_eq!(PgSnapshot::parse("5:5:").unwrap().xip, Vec::<u64>::new());
+        assert!(PgSnapshot::parse("x:1:").is_none());
+    }
+
+    #[test]
+    fn the_xid_epoch_does_not_make_in_progress_transactions_visible() {
+        // Epoch 1: xid8 = 2^32 + low.
+        let e = 1u64 << 32;
+        let s = PgSnapshot { xmin: e + 10, xmax: e + 20, xip: vec![e + 12] };
+        assert!(!s.visible(12), "in progress at snapshot time");
+        assert!(s.visible(11));
+        assert!(!s.visible(25));
+        // Wraparound: xmax just past an epoch boundary, xid from the previous epoch.
+        let s = PgSnapshot { xmin: e - 5, xmax: e + 3, xip: vec![e - 2] };
+        assert!(s.visible(u32::MAX - 5));
+        assert!(!s.visible(u32::MAX - 1));
+        assert!(s.visible(1));
+        assert!(!s.visible(4));
+    }
+}

@@ -1,0 +1,613 @@
+//! The pipeline: the single task that turns the replication stream into durable shape logs and
+//! acknowledges what is durable.
+//!
+//! ```text
+//! ReplicationClient ─events─▶ decode ─▶ route (Router) ─▶ convert ─▶ LogWriter (pending)
+//!                                                                     │ flush: write, sync
+//! update_applied_lsn(commit end) ◀── publish views, advance G ◀───────┘
+//! ```
+//!
+//! Invariants:
+//! - Readers see a transaction only after every log it touched is synced ("durable before
+//!   visible"); the LSN acknowledged to Postgres is the end of the last transaction whose
+//!   effects on every complete shape are durable, and it never moves backwards.
+//! - Per shape, a transaction is applied at most once: after a restart or reconnect, transactions
+//!   at or below the shape's last stored commit are skipped; transactions visible in its
+//!   snapshot are skipped (epoch-aware xid comparison).
+//! - Commands that change the shape set run between transactions, never inside one.
+//! - A shape whose snapshot has not completed does not survive a restart, so transactions it
+//!   buffers in memory may be acknowledged before it completes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::engine::{Engine, ShapeMeta};
+use crate::offset::LogOffset;
+use crate::pg::pgoutput::{self, LogicalMessage, Tuple, TupleValue};
+use crate::pg::snapshot::PgSnapshot;
+use crate::shape::convert::{self, OpenEntry, RowChange, TxnInfo};
+use crate::shape::registry::Shape;
+use crate::shape::router::{Router, ShapeId};
+use crate::storage::log::{LogWriter, sync_files};
+use crate::storage::meta;
+
+/// Requests to the pipeline from other tasks.
+pub enum Command {
+    /// A new shape whose snapshot is about to start: buffer its transactions from now on.
+    Register { shape: Arc<Shape>, reply: oneshot::Sender<()> },
+    /// The snapshot finished: take over its log writer.
+    SnapshotDone { handle: String, writer: LogWriter, snapshot: PgSnapshot },
+    /// Remove a shape (DELETE, failed snapshot).
+    Remove { handle: String, reply: Option<oneshot::Sender<()>> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("replication stream")]
+    Stream(#[from] pgwire_replication::PgWireError),
+    #[error("replication stream ended")]
+    Ended,
+}
+
+struct BufferedTxn {
+    xid: u32,
+    entries: Vec<(LogOffset, Vec<u8>)>,
+    truncate: bool,
+}
+
+struct Slot {
+    shape: Arc<Shape>,
+    oid: u32,
+    writer: Option<LogWriter>,
+    /// Commit LSN of the last transaction stored in the log (replay dedupe).
+    latest_tx: u64,
+    filter: Option<PgSnapshot>,
+    /// The transaction the skip decision below belongs to.
+    txn_mark: u64,
+    skip: bool,
+    held: Option<OpenEntry>,
+    /// Snapshot still running: transactions are buffered here.
+    buffer: Option<Vec<BufferedTxn>>,
+    current: Vec<OpenEntry>,
+    current_truncate: bool,
+}
+
+struct Txn {
+    lsn: u64,
+    xid: u32,
+    n: u64,
+    touched: Vec<ShapeId>,
+    removals: Vec<ShapeId>,
+}
+
+pub struct Pipeline {
+    engine: Arc<Engine>,
+    router: Router,
+    slots: HashMap<ShapeId, Slot>,
+    ids: HashMap<String, ShapeId>,
+    next_id: ShapeId,
+    txn: Option<Txn>,
+    dirty: Vec<ShapeId>,
+    completing: Vec<(ShapeId, PgSnapshot)>,
+    /// Last commit seen but not yet made durable: (commit lsn, end lsn).
+    unflushed: Option<(u64, u64)>,
+    candidates: Vec<ShapeId>,
+    entries: Vec<OpenEntry>,
+}
+
+impl Pipeline {
+    pub fn new(engine: Arc<Engine>) -> Pipeline {
+        Pipeline {
+            engine,
+            router: Router::new(),
+            slots: HashMap::new(),
+            ids: HashMap::new(),
+            next_id: 0,
+            txn: None,
+            dirty: Vec::new(),
+            completing: Vec::new(),
+            unflushed: None,
+            candidates: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds a shape restored from storage (complete, with a recovered writer).
+    pub fn restore(&mut self, shape: Arc<Shape>, writer: LogWriter, snapshot: Option<PgSnapshot>) {
+        let id = self.alloc(&shape);
+        let latest_tx = writer.latest().tx;
+        let slot = Slot::new(shape, Some(writer), latest_tx, snapshot, None);
+        self.insert_slot(id, slot);
+    }
+
+    fn alloc(&mut self, shape: &Shape) -> ShapeId {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.ids.insert(shape.handle.clone(), id);
+        id
+    }
+
+    fn insert_slot(&mut self, id: ShapeId, slot: Slot) {
+        let entries = slot.shape.def.where_clause.as_ref().and_then(|w| w.index_entries());
+        self.router.add(slot.oid, id, entries);
+        self.slots.insert(id, slot);
+    }
+
+    /// Runs until shutdown or a stream error (the caller reconnects and calls `run` again).
+    pub async fn run(
+        &mut self,
+        client: &mut ReplicationClient,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        let result = self.run_inner(client, commands, shutdown).await;
+        // Whatever happens, complete transactions become durable; a partial one is dropped
+        // (Postgres replays it).
+        self.abort_txn();
+        self.flush(Some(client));
+        result
+    }
+
+    async fn run_inner(
+        &mut self,
+        client: &mut ReplicationClient,
+        commands: &mut mpsc::Receiver<Command>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PipelineError> {
+        loop {
+            let in_txn = self.txn.is_some();
+            let needs_flush = !in_txn && (self.unflushed.is_some() || !self.dirty.is_empty());
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                ev = client.recv() => match ev? {
+                    Some(ev) => self.on_event(client, ev),
+                    None => return Err(PipelineError::Ended),
+                },
+                cmd = commands.recv(), if !in_txn => match cmd {
+                    Some(cmd) => self.on_command(cmd, Some(client)),
+                    None => return Ok(()),
+                },
+                () = std::future::ready(()), if needs_flush => self.flush(Some(client)),
+            }
+            if self.txn.is_none() && self.pending_bytes() > 8 << 20 {
+                self.flush(Some(client));
+            }
+        }
+    }
+
+    /// Handles commands while no stream is connected (e.g. waiting for the lock).
+    pub fn on_idle_command(&mut self, cmd: Command) {
+        self.on_command(cmd, None);
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.dirty
+            .iter()
+            .filter_map(|id| self.slots.get(id)?.writer.as_ref().map(LogWriter::pending_bytes))
+            .sum()
+    }
+
+    fn on_event(&mut self, client: &ReplicationClient, ev: ReplicationEvent) {
+        match ev {
+            ReplicationEvent::Begin { final_lsn, xid, .. } => self.begin(final_lsn.0, xid),
+            ReplicationEvent::Commit { lsn, end_lsn, .. } => self.commit(lsn.0, end_lsn.0),
+            ReplicationEvent::XLogData { data, .. } => self.on_data(&data),
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                if self.txn.is_none() && self.unflushed.is_none() && self.dirty.is_empty() {
+                    // Everything seen is durable: let the slot advance over WAL of tables we do
+                    // not publish, so it is not retained forever.
+                    client.update_applied_lsn(wal_end);
+                }
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
+        }
+    }
+
+    fn begin(&mut self, lsn: u64, xid: u32) {
+        if self.txn.is_some() {
+            tracing::warn!("Begin inside a transaction; dropping the partial one");
+            self.abort_txn();
+        }
+        self.txn = Some(Txn { lsn, xid, n: 0, touched: Vec::new(), removals: Vec::new() });
+    }
+
+    fn on_data(&mut self, data: &Bytes) {
+        let msg = match pgoutput::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable pgoutput message skipped");
+                return;
+            }
+        };
+        match msg {
+            LogicalMessage::Begin(b) => self.begin(b.final_lsn, b.xid),
+            LogicalMessage::Commit(c) => self.commit(c.commit_lsn, c.end_lsn),
+            LogicalMessage::Relation(r) => self.on_relation(r),
+            LogicalMessage::Insert(i) => self.on_change(i.relation_oid, None, Some(&i.new)),
+            LogicalMessage::Update(u) => {
+                let old = u.old.as_ref().or(u.key.as_ref());
+                self.on_change(u.relation_oid, old, Some(&u.new));
+            }
+            LogicalMessage::Delete(d) => {
+                let old = d.old.as_ref().or(d.key.as_ref());
+                self.on_change(d.relation_oid, old, None);
+            }
+            LogicalMessage::Truncate(t) => {
+                for oid in t.relation_oids {
+                    self.on_truncate(oid);
+                }
+                if let Some(txn) = &mut self.txn {
+                    txn.n += 1;
+                }
+            }
+            LogicalMessage::Origin(_) | LogicalMessage::Type(_) | LogicalMessage::Message(_) => {}
+        }
+    }
+
+    fn on_relation(&mut self, r: pgoutput::Relation) {
+        let columns: Vec<(String, u32)> = r.columns.iter().map(|c| (c.name.clone(), c.type_oid)).collect();
+        let changed: Vec<ShapeId> = self
+            .router
+            .shapes_of(r.oid)
+            .into_iter()
+            .filter(|id| {
+                self.slots.get(id).is_some_and(|s| {
+                    let t = &s.shape.def.table;
+                    t.schema != r.namespace
+                        || t.name != r.name
+                        || t.columns.len() != columns.len()
+                        || t.columns.iter().zip(&columns).any(|(c, (n, o))| &c.name != n || type_differs(c, *o))
+                })
+            })
+            .collect();
+        if !changed.is_empty() {
+            self.engine.forget_table(r.oid);
+            for id in changed {
+                tracing::info!(oid = r.oid, "table schema changed: shape invalidated");
+                self.remove_now(id);
+            }
+        }
+    }
+
+    fn on_truncate(&mut self, oid: u32) {
+        for id in self.router.shapes_of(oid) {
+            let Some(txn) = self.txn.as_ref() else { return };
+            let (lsn, xid) = (txn.lsn, txn.xid);
+            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            if slot.buffer.is_some() {
+                slot.current_truncate = true;
+                if let Some(t) = self.txn.as_mut() {
+                    if !t.touched.contains(&id) {
+                        t.touched.push(id);
+                    }
+                }
+            } else if !slot.decide(lsn, xid) {
+                if let Some(t) = self.txn.as_mut() {
+                    t.removals.push(id);
+                }
+            }
+        }
+    }
+
+    fn on_change(&mut self, oid: u32, old: Option<&Tuple>, new: Option<&Tuple>) {
+        let Some(txn) = self.txn.as_mut() else { return };
+        let n = txn.n;
+        txn.n += 1;
+        if !self.router.has_table(oid) {
+            return;
+        }
+        let info = TxnInfo { lsn: txn.lsn, xid: txn.xid };
+        let bad_row = || tracing::error!(oid, "row with invalid UTF-8 or binary values skipped");
+        let old_row = match old.map(|t| row_of(t, None)) {
+            Some(None) => return bad_row(),
+            o => o.flatten(),
+        };
+        let new_row = match new.map(|t| row_of(t, old_row.as_deref())) {
+            Some(None) => return bad_row(),
+            n => n.flatten(),
+        };
+        let change = match (&old_row, &new_row) {
+            (None, Some(n)) => RowChange::Insert { new: n },
+            (Some(o), Some(n)) => RowChange::Update { old: o, new: n },
+            (Some(o), None) => RowChange::Delete { old: o },
+            (None, None) => return,
+        };
+        let images: Vec<&[Option<&str>]> = [old_row.as_deref(), new_row.as_deref()].into_iter().flatten().collect();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        self.router.candidates(oid, &images, &mut candidates);
+        for &id in &candidates {
+            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            if slot.buffer.is_none() && slot.decide(info.lsn, info.xid) {
+                continue;
+            }
+            if slot.shape.def.table.columns.len() != images[0].len() {
+                continue;
+            }
+            let mut entries = std::mem::take(&mut self.entries);
+            entries.clear();
+            convert::convert(&slot.shape.def, change, info, n, &mut entries);
+            if !entries.is_empty() {
+                if let Some(t) = self.txn.as_mut() {
+                    if t.touched.last() != Some(&id) && !t.touched.contains(&id) {
+                        t.touched.push(id);
+                    }
+                }
+                for e in entries.drain(..) {
+                    slot.push(e);
+                }
+            }
+            self.entries = entries;
+        }
+        self.candidates = candidates;
+    }
+
+    fn commit(&mut self, _lsn: u64, end_lsn: u64) {
+        let Some(txn) = self.txn.take() else { return };
+        for id in &txn.touched {
+            let Some(slot) = self.slots.get_mut(id) else { continue };
+            if let Some(buffer) = slot.buffer.as_mut() {
+                let mut entries: Vec<(LogOffset, Vec<u8>)> = Vec::with_capacity(slot.current.len());
+                let count = slot.current.len();
+                for (i, e) in slot.current.drain(..).enumerate() {
+                    entries.push(e.finish(i + 1 == count));
+                }
+                buffer.push(BufferedTxn { xid: txn.xid, entries, truncate: slot.current_truncate });
+                slot.current_truncate = false;
+            } else if let (Some(h), Some(w)) = (slot.held.take(), slot.writer.as_mut()) {
+                let (off, json) = h.finish(true);
+                w.append_entry(off, &json, true);
+                slot.latest_tx = txn.lsn;
+                if !self.dirty.contains(id) {
+                    self.dirty.push(*id);
+                }
+            }
+        }
+        for id in txn.removals {
+            tracing::info!(handle = ?self.slots.get(&id).map(|s| s.shape.handle.clone()), "table truncated: shape invalidated");
+            self.remove_now(id);
+        }
+        self.unflushed = Some((txn.lsn, end_lsn));
+    }
+
+    /// Drops a partially received transaction.
+    fn abort_txn(&mut self) {
+        let Some(txn) = self.txn.take() else { return };
+        for id in txn.touched {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.held = None;
+                slot.current.clear();
+                slot.current_truncate = false;
+                slot.txn_mark = 0;
+                if let Some(w) = slot.writer.as_mut() {
+                    w.discard_uncommitted();
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command, client: Option<&ReplicationClient>) {
+        match cmd {
+            Command::Register { shape, reply } => {
+                let id = self.alloc(&shape);
+                let slot = Slot::new(shape, None, 0, None, Some(Vec::new()));
+                self.insert_slot(id, slot);
+                let _ = reply.send(());
+            }
+            Command::SnapshotDone { handle, writer, snapshot } => {
+                let Some(&id) = self.ids.get(&handle) else { return };
+                let Some(slot) = self.slots.get_mut(&id) else { return };
+                slot.writer = Some(writer);
+                slot.filter = Some(snapshot.clone());
+                let buffered = slot.buffer.take().unwrap_or_default();
+                let mut truncated = false;
+                for t in buffered {
+                    if slot.filter.as_ref().is_some_and(|f| f.visible(t.xid)) {
+                        continue;
+                    }
+                    if slot.filter.as_ref().is_some_and(|f| f.after(t.xid)) {
+                        slot.filter = None;
+                    }
+                    if t.truncate {
+                        truncated = true;
+                        break;
+                    }
+                    if let Some(w) = slot.writer.as_mut() {
+                        for (i, (off, json)) in t.entries.iter().enumerate() {
+                            w.append_entry(*off, json, i + 1 == t.entries.len());
+                        }
+                        slot.latest_tx = slot.latest_tx.max(w.latest().tx);
+                    }
+                }
+                // The skip decision must be re-made for the current (next) transaction.
+                slot.txn_mark = 0;
+                if truncated {
+                    self.remove_now(id);
+                    return;
+                }
+                if !self.dirty.contains(&id) {
+                    self.dirty.push(id);
+                }
+                self.completing.push((id, snapshot));
+                self.flush(client);
+            }
+            Command::Remove { handle, reply } => {
+                if let Some(&id) = self.ids.get(&handle) {
+                    self.remove_now(id);
+                } else {
+                    self.engine.registry.remove(&handle);
+                    self.engine.storage.remove_shape(&handle);
+                }
+                if let Some(r) = reply {
+                    let _ = r.send(());
+                }
+            }
+        }
+    }
+
+    /// Removes every shape (WAL continuity broke).
+    pub fn purge(&mut self) {
+        let ids: Vec<ShapeId> = self.slots.keys().copied().collect();
+        for id in ids {
+            self.remove_now(id);
+        }
+        for s in self.engine.registry.all() {
+            self.engine.registry.remove(&s.handle);
+        }
+        if let Err(e) = self.engine.storage.remove_all_shapes() {
+            tracing::error!(error = %e, "purging shape storage failed");
+        }
+    }
+
+    fn remove_now(&mut self, id: ShapeId) {
+        let Some(slot) = self.slots.remove(&id) else { return };
+        self.router.remove(slot.oid, id);
+        self.ids.remove(&slot.shape.handle);
+        self.dirty.retain(|&d| d != id);
+        self.completing.retain(|(d, _)| *d != id);
+        if let Some(t) = self.txn.as_mut() {
+            t.touched.retain(|&d| d != id);
+        }
+        self.engine.registry.remove(&slot.shape.handle);
+        slot.shape.view.send_modify(|v| v.gone = true);
+        self.engine.storage.remove_shape(&slot.shape.handle);
+    }
+
+    /// Writes and syncs every dirty log, marks completed snapshots durable, publishes the new
+    /// views, advances `G`, and acknowledges the last commit.
+    fn flush(&mut self, client: Option<&ReplicationClient>) {
+        if self.txn.is_some() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let completing = std::mem::take(&mut self.completing);
+        let mut failed: Vec<ShapeId> = Vec::new();
+        tokio::task::block_in_place(|| {
+            let mut files = Vec::with_capacity(dirty.len());
+            for id in &dirty {
+                let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else { continue };
+                match w.write_pending() {
+                    Ok(Some(f)) => files.push(f),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "shape log write failed");
+                        failed.push(*id);
+                    }
+                }
+            }
+            if let Err(e) = sync_files(&files) {
+                // We cannot tell which file failed: none of them is durable.
+                tracing::error!(error = %e, "shape log sync failed");
+                failed.extend(dirty.iter().copied());
+            }
+            for (id, snapshot) in &completing {
+                if failed.contains(id) {
+                    continue;
+                }
+                let Some(slot) = self.slots.get(id) else { continue };
+                let dir = slot.shape.log_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                let meta = ShapeMeta {
+                    handle: slot.shape.handle.clone(),
+                    request: slot.shape.def.request.clone(),
+                    table: (*slot.shape.def.table).clone(),
+                    snapshot: Some(snapshot.clone()),
+                    complete: true,
+                };
+                if let Err(e) = meta::write_json(&dir.join("meta.bin"), &meta) {
+                    tracing::error!(error = %e, "shape metadata write failed");
+                    failed.push(*id);
+                }
+            }
+        });
+        for id in failed.iter().copied() {
+            self.remove_now(id);
+        }
+        if let Some((lsn, _)) = self.unflushed {
+            self.engine.global_lsn.fetch_max(lsn, Ordering::AcqRel);
+        }
+        for id in dirty.iter().chain(completing.iter().map(|(id, _)| id)) {
+            if let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) {
+                w.publish();
+            }
+        }
+        if let (Some((_, end)), Some(c)) = (self.unflushed.take(), client) {
+            c.update_applied_lsn(Lsn(end));
+        }
+    }
+}
+
+impl Slot {
+    fn new(
+        shape: Arc<Shape>,
+        writer: Option<LogWriter>,
+        latest_tx: u64,
+        filter: Option<PgSnapshot>,
+        buffer: Option<Vec<BufferedTxn>>,
+    ) -> Slot {
+        Slot {
+            oid: shape.def.table.oid,
+            shape,
+            writer,
+            latest_tx,
+            filter,
+            txn_mark: 0,
+            skip: false,
+            held: None,
+            buffer,
+            current: Vec::new(),
+            current_truncate: false,
+        }
+    }
+
+    /// Whether this (complete) shape skips the transaction: already stored, or visible in its
+    /// snapshot. Decided once per transaction.
+    fn decide(&mut self, lsn: u64, xid: u32) -> bool {
+        if self.txn_mark != lsn {
+            self.txn_mark = lsn;
+            self.skip = lsn <= self.latest_tx || self.filter.as_ref().is_some_and(|f| f.visible(xid));
+            if !self.skip && self.filter.as_ref().is_some_and(|f| f.after(xid)) {
+                self.filter = None;
+            }
+        }
+        self.skip
+    }
+
+    fn push(&mut self, e: OpenEntry) {
+        if self.buffer.is_some() {
+            self.current.push(e);
+            return;
+        }
+        if let (Some(prev), Some(w)) = (self.held.take(), self.writer.as_mut()) {
+            let (off, json) = prev.finish(false);
+            w.append_entry(off, &json, false);
+        }
+        self.held = Some(e);
+    }
+}
+
+/// Text values of a tuple as a row (`None` = NULL); unchanged TOAST values come from `old`.
+/// `None` overall when a value is not valid UTF-8 text.
+fn row_of<'a>(t: &'a Tuple, old: Option<&[Option<&'a str>]>) -> Option<Vec<Option<&'a str>>> {
+    let mut row = Vec::with_capacity(t.0.len());
+    for (i, v) in t.0.iter().enumerate() {
+        row.push(match v {
+            TupleValue::Null => None,
+            TupleValue::Text(b) => Some(std::str::from_utf8(b).ok()?),
+            TupleValue::UnchangedToast => old.and_then(|o| o.get(i).copied().flatten()),
+            TupleValue::Binary(_) => return None,
+        });
+    }
+    Some(row)
+}
+
+/// True when the stream reports a different type for a column than the shape was built with.
+/// Array columns store their element type, so only scalars are compared.
+fn type_differs(c: &crate::shape::table::ColumnInfo, stream_type_oid: u32) -> bool {
+    c.dims == 0 && c.type_oid != stream_type_oid
+}
+

@@ -1,0 +1,189 @@
+//! A shape definition: table + where + columns + replica + log mode, validated against the
+//! table's catalog information, with the canonical identity that decides handle sharing.
+//!
+//! Two requests get the same handle iff their [`ShapeDef::identity`] strings are equal. The
+//! identity uses the where clause's regenerated SQL (so whitespace, keyword case and
+//! parameter-vs-literal do not matter) and the sorted selection.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::json;
+use super::table::TableInfo;
+use super::where_clause::WhereClause;
+
+/// What a client asked for, in the form we persist (recompiled after a restart).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShapeRequest {
+    pub schema: String,
+    pub table: String,
+    pub where_text: Option<String>,
+    pub params: Vec<String>,
+    /// Explicit column list (already parsed identifiers), if any.
+    pub columns: Option<Vec<String>>,
+    pub replica_full: bool,
+    pub changes_only: bool,
+}
+
+/// Why a definition is invalid; each maps to one `errors` key of Electric's 400 body.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DefinitionError {
+    #[error("{0}")]
+    Columns(String),
+    #[error("{0}")]
+    Where(String),
+}
+
+/// A compiled, validated shape definition.
+#[derive(Debug)]
+pub struct ShapeDef {
+    pub request: ShapeRequest,
+    pub table: Arc<TableInfo>,
+    pub where_clause: Option<WhereClause>,
+    /// Selected column indexes in table order (always includes the PK).
+    pub selected: Vec<usize>,
+    pub identity: String,
+    /// `electric-schema` header value.
+    pub schema_header: String,
+    /// `["schema","table"]` as JSON.
+    pub relation_json: Vec<u8>,
+    /// Key prefix `"schema"."table"`.
+    pub key_prefix: String,
+    /// `"col":` JSON fragments, indexed like the table's columns.
+    pub column_keys: Vec<Vec<u8>>,
+}
+
+impl ShapeDef {
+    /// Validates a request against the table (shape-semantics.md §1.3, §2).
+    pub fn compile(request: ShapeRequest, table: Arc<TableInfo>) -> Result<ShapeDef, DefinitionError> {
+        let selected = select_columns(&table, request.columns.as_deref())?;
+        let where_clause = match &request.where_text {
+            Some(text) => {
+                let w = WhereClause::compile(text, &request.params, &table.where_schema())
+                    .map_err(|e| DefinitionError::Where(e.to_string()))?;
+                let uses_generated = w
+                    .referenced_columns()
+                    .iter()
+                    .any(|&i| table.generated.contains(&table.columns[i].name));
+                if uses_generated {
+                    return Err(DefinitionError::Where(
+                        "generated columns cannot be used in the where clause".into(),
+                    ));
+                }
+                Some(w)
+            }
+            None => None,
+        };
+        let mut cols_for_identity: Vec<&str> =
+            selected.iter().map(|&i| table.columns[i].name.as_str()).collect();
+        cols_for_identity.sort_unstable();
+        let identity = format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            table.oid,
+            table.sql_name(),
+            where_clause.as_ref().map_or("", |w| w.sql()),
+            cols_for_identity.join(","),
+            request.columns.is_some(),
+            if request.replica_full { "full" } else { "default" },
+            if request.changes_only { "changes_only" } else { "full" },
+        );
+        let schema_header = table.schema_header(&selected);
+        let mut relation_json = Vec::new();
+        relation_json.push(b'[');
+        json::write_str(&mut relation_json, &table.schema);
+        relation_json.push(b',');
+        json::write_str(&mut relation_json, &table.name);
+        relation_json.push(b']');
+        let key_prefix = json::key_prefix(&table.schema, &table.name);
+        let column_keys = table
+            .columns
+            .iter()
+            .map(|c| {
+                let mut k = Vec::new();
+                json::write_str(&mut k, &c.name);
+                k.push(b':');
+                k
+            })
+            .collect();
+        Ok(ShapeDef {
+            request,
+            table,
+            where_clause,
+            selected,
+            identity,
+            schema_header,
+            relation_json,
+            key_prefix,
+            column_keys,
+        })
+    }
+
+    /// Whether a full row (table order) is in the shape.
+    pub fn matches(&self, row: &[Option<&str>]) -> bool {
+        self.where_clause.as_ref().is_none_or(|w| w.matches(row))
+    }
+
+    /// The row key from a full row.
+    pub fn key_of(&self, row: &[Option<&str>]) -> String {
+        json::row_key(&self.key_prefix, self.table.pk.iter().map(|&i| row.get(i).copied().flatten()))
+    }
+
+    /// Whether column `i` is selected.
+    pub fn is_selected(&self, i: usize) -> bool {
+        self.selected.binary_search(&i).is_ok()
+    }
+}
+
+fn select_columns(table: &TableInfo, columns: Option<&[String]>) -> Result<Vec<usize>, DefinitionError> {
+    let Some(names) = columns else {
+        if !table.generated.is_empty() {
+            return Err(DefinitionError::Columns(format!(
+                "The following columns are generated and cannot be included in the shape: {}. \
+                 You can exclude them from the shape by explicitly listing which columns to fetch \
+                 in the 'columns' query param",
+                table.generated.join(", ")
+            )));
+        }
+        return Ok((0..table.columns.len()).collect());
+    };
+    let pk_names: Vec<&str> = table.pk.iter().map(|&i| table.columns[i].name.as_str()).collect();
+    let missing: Vec<&str> =
+        pk_names.iter().copied().filter(|p| !names.iter().any(|n| n == p)).collect();
+    if !missing.is_empty() {
+        return Err(DefinitionError::Columns(format!(
+            "The list of columns must include all primary key columns, missing: {}",
+            missing.join(", ")
+        )));
+    }
+    let generated: Vec<&str> = names
+        .iter()
+        .filter(|n| table.generated.contains(n))
+        .map(String::as_str)
+        .collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| table.column_index(n).is_none() && !table.generated.contains(n))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(DefinitionError::Columns(format!(
+            "The following columns are not found on the table: {}",
+            unknown.join(", ")
+        )));
+    }
+    if !generated.is_empty() {
+        return Err(DefinitionError::Columns(format!(
+            "The following columns are generated and cannot be included in the shape: {}",
+            generated.join(", ")
+        )));
+    }
+    if names.is_empty() {
+        return Err(DefinitionError::Columns("The list of columns must not be empty".into()));
+    }
+    let mut sel: Vec<usize> = names.iter().filter_map(|n| table.column_index(n)).collect();
+    sel.extend(table.pk.iter().copied());
+    sel.sort_unstable();
+    sel.dedup();
+    Ok(sel)
+}

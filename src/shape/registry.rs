@@ -1,0 +1,135 @@
+//! The set of live shapes, shared by the HTTP layer (lookups) and the pipeline (writes).
+//!
+//! Invariants: a handle is never reused (handles embed a strictly increasing microsecond stamp
+//! whose high-water mark is persisted); one identity maps to at most one live handle.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+use super::definition::ShapeDef;
+use crate::storage::log::LogView;
+
+/// One live shape as readers see it.
+#[derive(Debug)]
+pub struct Shape {
+    pub handle: String,
+    pub def: Arc<ShapeDef>,
+    pub log_path: PathBuf,
+    pub view: Arc<watch::Sender<LogView>>,
+}
+
+impl Shape {
+    pub fn subscribe(&self) -> watch::Receiver<LogView> {
+        self.view.subscribe()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_handle: HashMap<String, Arc<Shape>>,
+    by_identity: HashMap<String, Arc<Shape>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+    last_stamp: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(handle_high_water: u64) -> Registry {
+        Registry { inner: RwLock::default(), last_stamp: AtomicU64::new(handle_high_water) }
+    }
+
+    pub fn get(&self, handle: &str) -> Option<Arc<Shape>> {
+        self.inner.read().by_handle.get(handle).cloned()
+    }
+
+    pub fn find(&self, identity: &str) -> Option<Arc<Shape>> {
+        self.inner.read().by_identity.get(identity).cloned()
+    }
+
+    pub fn insert(&self, shape: Arc<Shape>) {
+        let mut g = self.inner.write();
+        g.by_identity.insert(shape.def.identity.clone(), shape.clone());
+        g.by_handle.insert(shape.handle.clone(), shape);
+    }
+
+    /// Removes a shape and wakes its readers (they answer 409).
+    pub fn remove(&self, handle: &str) -> Option<Arc<Shape>> {
+        let mut g = self.inner.write();
+        let shape = g.by_handle.remove(handle)?;
+        if g.by_identity.get(&shape.def.identity).is_some_and(|s| s.handle == handle) {
+            g.by_identity.remove(&shape.def.identity);
+        }
+        drop(g);
+        shape.view.send_modify(|v| v.gone = true);
+        Some(shape)
+    }
+
+    pub fn all(&self) -> Vec<Arc<Shape>> {
+        self.inner.read().by_handle.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().by_handle.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh handle `<hash>-<micros>`: the stamp is strictly greater than every stamp issued
+    /// before (by this process or, via the persisted high-water mark, any earlier one).
+    pub fn new_handle(&self, identity: &str) -> (String, u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let mut prev = self.last_stamp.load(Ordering::Relaxed);
+        let stamp = loop {
+            let next = now.max(prev + 1);
+            match self.last_stamp.compare_exchange(prev, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break next,
+                Err(p) => prev = p,
+            }
+        };
+        // 27-bit hash of the identity, as Electric's handles carry (informational only).
+        let hash = fnv1a(identity.as_bytes()) & ((1 << 27) - 1);
+        (format!("{hash}-{stamp}"), stamp)
+    }
+
+    pub fn high_water(&self) -> u64 {
+        self.last_stamp.load(Ordering::Relaxed)
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_unique_and_increasing_even_with_a_future_high_water() {
+        let far_future = 10_000_000_000_000_000;
+        let r = Registry::new(far_future);
+        let (a, sa) = r.new_handle("x");
+        let (b, sb) = r.new_handle("x");
+        assert_ne!(a, b);
+        assert!(sa > far_future && sb > sa);
+        assert!(a.split_once('-').is_some_and(|(h, t)| h.parse::<u64>().is_ok() && t.parse::<u64>().is_ok()));
+    }
+}

@@ -1,0 +1,414 @@
+//! The compiled expression tree and its three-valued evaluation over PG text rows.
+//!
+//! Invariants:
+//! * The tree is fully typed: every operator node carries the comparison family chosen at
+//!   compile time, and every column read says exactly how the row text becomes a value
+//!   (casts applied to a column are fused into its read, see [`ColumnRead`]).
+//! * Evaluation follows PG's three-valued logic: strict operators give NULL on a NULL input;
+//!   AND/OR short-circuit left to right like PG's executor; `IN` is an OR of `=`.
+//! * Evaluation does not allocate on success paths: row text is borrowed.
+//! * Tree depth is bounded by the parser, so the recursion here is bounded too.
+
+use std::cmp::Ordering;
+
+use super::like;
+use super::types::{CmpType, SqlType};
+use super::values::{OwnedValue, Value, parse_as, parse_bool};
+
+/// Why a row could not be evaluated (PG would have raised an error); the row is then
+/// treated as not included. Messages never contain row values.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum EvalError {
+    #[error("column {column}: value is not valid input for type {type_name}")]
+    Decode { column: usize, type_name: String },
+    #[error("column {column} is missing from the row")]
+    MissingColumn { column: usize },
+    #[error("LIKE pattern must not end with escape character")]
+    LikeEscape,
+    #[error("internal error: operands of different types")]
+    TypeMismatch,
+}
+
+/// A text transformation applied to the raw column text before its input function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TextPre {
+    Identity,
+    /// bpchar → text: PG's cast removes trailing blanks.
+    StripBlanks,
+    /// bool → text: PG's cast gives `true`/`false`, not the `t`/`f` output form.
+    BoolWord,
+}
+
+/// A value conversion applied after the input function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Post {
+    None,
+    BoolToInt,
+    IntToBool,
+}
+
+/// How one column's row text becomes a value: `post(parse_as(parse, pre(text)))`.
+///
+/// Casts on a column are fused into this read when they are *reparses*: the cast's result
+/// equals parsing the text with the target type's input function (int text read as numeric,
+/// numeric text read as float8 — PG's numeric→float8 goes through text too —, date text read
+/// as timestamp, any output text read as text, …). `parse.rs` only builds reads for which
+/// that holds.
+#[derive(Clone, Debug)]
+pub(super) struct ColumnRead {
+    pub index: usize,
+    pub pre: TextPre,
+    pub parse: SqlType,
+    pub post: Post,
+    /// Type of the value produced.
+    pub ty: SqlType,
+    /// Whether `pre(text)` is the PG output text of the produced value (so a further cast
+    /// to text, or a further reparse, is exact).
+    pub text_is_output: bool,
+    /// Cast targets applied to the column, for the SQL rendering.
+    pub casts: Vec<SqlType>,
+}
+
+impl ColumnRead {
+    pub fn raw(index: usize, column_type: SqlType) -> ColumnRead {
+        ColumnRead {
+            index,
+            pre: TextPre::Identity,
+            parse: column_type.clone(),
+            post: Post::None,
+            ty: column_type,
+            text_is_output: true,
+            casts: Vec::new(),
+        }
+    }
+
+    pub fn is_raw(&self) -> bool {
+        self.casts.is_empty()
+    }
+
+    fn read<'a>(&'a self, row: &[Option<&'a str>]) -> Result<Value<'a>, EvalError> {
+        let Some(cell) = row.get(self.index) else {
+            return Err(EvalError::MissingColumn { column: self.index });
+        };
+        let Some(raw) = *cell else {
+            return Ok(Value::Null);
+        };
+        let text = match self.pre {
+            TextPre::Identity => raw,
+            TextPre::StripBlanks => raw.trim_end_matches(' '),
+            TextPre::BoolWord => match parse_bool(raw) {
+                Some(true) => "true",
+                Some(false) => "false",
+                None => return Err(self.decode_error()),
+            },
+        };
+        let value = parse_as(&self.parse, text).ok_or_else(|| self.decode_error())?;
+        Ok(match (self.post, value) {
+            (Post::None, v) => v,
+            (Post::BoolToInt, Value::Bool(b)) => Value::Int(i64::from(b)),
+            (Post::IntToBool, Value::Int(i)) => Value::Bool(i != 0),
+            _ => return Err(EvalError::TypeMismatch),
+        })
+    }
+
+    fn decode_error(&self) -> EvalError {
+        EvalError::Decode {
+            column: self.index,
+            type_name: self.parse.pg_name(),
+        }
+    }
+}
+
+/// A typed constant; `value: None` is a typed NULL.
+#[derive(Clone, Debug)]
+pub(super) struct Const {
+    pub ty: SqlType,
+    pub value: Option<OwnedValue>,
+}
+
+impl Const {
+    pub fn null(ty: SqlType) -> Const {
+        Const { ty, value: None }
+    }
+    pub fn bool(b: Option<bool>) -> Const {
+        Const {
+            ty: SqlType::Bool,
+            value: b.map(OwnedValue::Bool),
+        }
+    }
+    fn value(&self) -> Value<'_> {
+        self.value.as_ref().map_or(Value::Null, OwnedValue::as_value)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Gt => ">",
+            CmpOp::Le => "<=",
+            CmpOp::Ge => ">=",
+        }
+    }
+    pub fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
+    fn test(self, o: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => o == Ordering::Equal,
+            CmpOp::Ne => o != Ordering::Equal,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Le => o != Ordering::Greater,
+            CmpOp::Ge => o != Ordering::Less,
+        }
+    }
+}
+
+/// `IS [NOT] TRUE/FALSE/UNKNOWN`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BoolTest {
+    IsTrue,
+    IsNotTrue,
+    IsFalse,
+    IsNotFalse,
+    IsUnknown,
+    IsNotUnknown,
+}
+
+impl BoolTest {
+    pub fn sql(self) -> &'static str {
+        match self {
+            BoolTest::IsTrue => "IS TRUE",
+            BoolTest::IsNotTrue => "IS NOT TRUE",
+            BoolTest::IsFalse => "IS FALSE",
+            BoolTest::IsNotFalse => "IS NOT FALSE",
+            BoolTest::IsUnknown => "IS UNKNOWN",
+            BoolTest::IsNotUnknown => "IS NOT UNKNOWN",
+        }
+    }
+    fn test(self, v: Option<bool>) -> bool {
+        match self {
+            BoolTest::IsTrue => v == Some(true),
+            BoolTest::IsNotTrue => v != Some(true),
+            BoolTest::IsFalse => v == Some(false),
+            BoolTest::IsNotFalse => v != Some(false),
+            BoolTest::IsUnknown => v.is_none(),
+            BoolTest::IsNotUnknown => v.is_some(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum Node {
+    Const(Const),
+    Column(ColumnRead),
+    Not(Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Cmp {
+        op: CmpOp,
+        cmp: CmpType,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `IS [NOT] DISTINCT FROM` (`negated` = `IS NOT DISTINCT FROM`).
+    Distinct {
+        negated: bool,
+        cmp: CmpType,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `lhs IN (items)`; `NOT IN` is `Not(In)`. Every item is compared in `cmp`.
+    In {
+        cmp: CmpType,
+        lhs: Box<Node>,
+        items: Vec<Node>,
+    },
+    IsNull {
+        negated: bool,
+        arg: Box<Node>,
+    },
+    BoolTest {
+        test: BoolTest,
+        arg: Box<Node>,
+    },
+    Like {
+        negated: bool,
+        case_insensitive: bool,
+        text: Box<Node>,
+        pattern: Box<Node>,
+    },
+}
+
+fn as_bool(v: Value<'_>) -> Result<Option<bool>, EvalError> {
+    match v {
+        Value::Bool(b) => Ok(Some(b)),
+        Value::Null => Ok(None),
+        _ => Err(EvalError::TypeMismatch),
+    }
+}
+
+fn bool_value(b: Option<bool>) -> Value<'static> {
+    b.map_or(Value::Null, Value::Bool)
+}
+
+impl Node {
+    pub fn eval_bool(&self, row: &[Option<&str>]) -> Result<Option<bool>, EvalError> {
+        as_bool(self.eval(row)?)
+    }
+
+    pub fn eval<'a>(&'a self, row: &[Option<&'a str>]) -> Result<Value<'a>, EvalError> {
+        Ok(match self {
+            Node::Const(c) => c.value(),
+            Node::Column(read) => read.read(row)?,
+            Node::Not(arg) => bool_value(as_bool(arg.eval(row)?)?.map(|b| !b)),
+            Node::And(args) => {
+                let mut saw_null = false;
+                for arg in args {
+                    match as_bool(arg.eval(row)?)? {
+                        Some(false) => return Ok(Value::Bool(false)),
+                        None => saw_null = true,
+                        Some(true) => {}
+                    }
+                }
+                bool_value((!saw_null).then_some(true))
+            }
+            Node::Or(args) => {
+                let mut saw_null = false;
+                for arg in args {
+                    match as_bool(arg.eval(row)?)? {
+                        Some(true) => return Ok(Value::Bool(true)),
+                        None => saw_null = true,
+                        Some(false) => {}
+                    }
+                }
+                bool_value((!saw_null).then_some(false))
+            }
+            Node::Cmp { op, cmp, left, right } => {
+                let l = left.eval(row)?;
+                if matches!(l, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let r = right.eval(row)?;
+                if matches!(r, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let o = super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?;
+                Value::Bool(op.test(o))
+            }
+            Node::Distinct { negated, cmp, left, right } => {
+                let l = left.eval(row)?;
+                let r = right.eval(row)?;
+                let distinct = match (&l, &r) {
+                    (Value::Null, Value::Null) => false,
+                    (Value::Null, _) | (_, Value::Null) => true,
+                    _ => super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)? != Ordering::Equal,
+                };
+                Value::Bool(distinct != *negated)
+            }
+            Node::In { cmp, lhs, items } => {
+                let l = lhs.eval(row)?;
+                if matches!(l, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let mut saw_null = false;
+                for item in items {
+                    let r = item.eval(row)?;
+                    if matches!(r, Value::Null) {
+                        saw_null = true;
+                    } else if super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)? == Ordering::Equal {
+                        return Ok(Value::Bool(true));
+                    }
+                }
+                bool_value((!saw_null).then_some(false))
+            }
+            Node::IsNull { negated, arg } => {
+                let is_null = match arg.as_ref() {
+                    // IS NULL needs no decoding, so it works on any column type.
+                    Node::Column(read) if read.is_raw() => match row.get(read.index) {
+                        Some(cell) => cell.is_none(),
+                        None => return Err(EvalError::MissingColumn { column: read.index }),
+                    },
+                    other => matches!(other.eval(row)?, Value::Null),
+                };
+                Value::Bool(is_null != *negated)
+            }
+            Node::BoolTest { test, arg } => Value::Bool(test.test(as_bool(arg.eval(row)?)?)),
+            Node::Like {
+                negated,
+                case_insensitive,
+                text,
+                pattern,
+            } => {
+                let t = text.eval(row)?;
+                if matches!(t, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let p = pattern.eval(row)?;
+                match (t, p) {
+                    (_, Value::Null) => Value::Null,
+                    (Value::Text(t), Value::Text(p)) => {
+                        let m = like::like(t, p, *case_insensitive).map_err(|_| EvalError::LikeEscape)?;
+                        Value::Bool(m != *negated)
+                    }
+                    _ => return Err(EvalError::TypeMismatch),
+                }
+            }
+        })
+    }
+
+    pub fn collect_columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Node::Const(_) => {}
+            Node::Column(read) => out.push(read.index),
+            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => arg.collect_columns(out),
+            Node::And(args) | Node::Or(args) => args.iter().for_each(|a| a.collect_columns(out)),
+            Node::Cmp { left, right, .. } | Node::Distinct { left, right, .. } => {
+                left.collect_columns(out);
+                right.collect_columns(out);
+            }
+            Node::In { lhs, items, .. } => {
+                lhs.collect_columns(out);
+                items.iter().for_each(|a| a.collect_columns(out));
+            }
+            Node::Like { text, pattern, .. } => {
+                text.collect_columns(out);
+                pattern.collect_columns(out);
+            }
+        }
+    }
+
+    pub fn has_text_ordering(&self) -> bool {
+        match self {
+            Node::Const(_) | Node::Column(_) => false,
+            Node::Cmp { op, cmp, left, right } => {
+                (op.is_ordering() && cmp.is_textual()) || left.has_text_ordering() || right.has_text_ordering()
+            }
+            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => arg.has_text_ordering(),
+            Node::And(args) | Node::Or(args) => args.iter().any(Node::has_text_ordering),
+            Node::Distinct { left, right, .. } => left.has_text_ordering() || right.has_text_ordering(),
+            Node::In { lhs, items, .. } => lhs.has_text_ordering() || items.iter().any(Node::has_text_ordering),
+            Node::Like { text, pattern, .. } => text.has_text_ordering() || pattern.has_text_ordering(),
+        }
+    }
+
+    pub fn as_const(&self) -> Option<&Const> {
+        match self {
+            Node::Const(c) => Some(c),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Shape `where` clauses: compile once, evaluate per row change, expose routing keys.
+//!
+//! Role: turn the user's where text (plus its `$n` parameters) into an immutable, typed
+//! expression tree that (1) decides whether a row (PG text values) is in the shape,
+//! (2) regenerates the SQL sent to Postgres for the snapshot, and (3) yields the equality
+//! keys the router indexes on. Nothing here does I/O; everything is pure and total.
+//!
+//! Pipeline: [`parse`] (sqlparser front end, input limits, "consumed all input" check) →
+//! typing, overload resolution and constant folding into an [`eval::Node`] tree →
+//! [`sql`] (normalised SQL) and [`index`] (routing keys).
+//!
+//! Invariants:
+//! * Compiling never panics and never recurses deeper than [`parse::MAX_DEPTH`] levels;
+//!   input longer than [`parse::MAX_WHERE_BYTES`] is refused before parsing.
+//! * Anything outside the supported subset is a [`WhereError`], never a silent approximation.
+//! * `matches` is PG's inclusion rule: TRUE only. A value that fails to decode, or an
+//!   evaluation error PG would raise (e.g. `'abc'::int4` on a row), means "not included".
+//! * `sql()` is generated from our tree, never copied from the user: identifiers are quoted,
+//!   every constant carries an explicit cast to the type *we* resolved, implicit casts on
+//!   columns are written out, and text ordering comparisons are pinned to `COLLATE "C"`, so
+//!   Postgres evaluates exactly the expression we evaluate. It is also the shape identity.
+//! * The routing index is a pre-filter that **may over-approximate but never miss**: if
+//!   `matches(row)` then some entry `e` of `index_entries()` has
+//!   `index_key(e.key_type, row[e.column]) == Some(e.key)`. Keys are canonical in the
+//!   comparison type chosen by overload resolution (`score = 1` on float8 matches `1.0`,
+//!   numeric `5` matches `5.00`, `int4col = 1.5` can never match).
+
+mod eval;
+mod index;
+mod like;
+mod parse;
+mod sql;
+mod types;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+pub use eval::EvalError;
+pub use index::{IndexEntry, IndexKey, KeyType, index_key};
+
+use eval::Node;
+
+/// One table column as the where clause sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `pg_type.typname` (`int4`, `text`, `bpchar`, `timestamptz`, `my_enum`, …); for arrays
+    /// the element typname.
+    pub type_name: String,
+    /// 0 for scalars.
+    pub array_dims: u32,
+    /// `Some` for enum types: the labels in their declared sort order.
+    pub enum_labels: Option<Vec<String>>,
+    pub not_null: bool,
+}
+
+/// The root table's columns in attnum order; rows are indexed the same way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schema {
+    pub columns: Vec<Column>,
+}
+
+/// Why a where clause was refused. `Display` is the text Electric puts in `errors.where`.
+#[derive(thiserror::Error, Debug)]
+pub enum WhereError {
+    #[error("query is bigger than maximum size of {max} bytes")]
+    TooLong { max: usize },
+    #[error("At location {location}: where clause is nested too deeply (more than {max} levels)")]
+    TooDeep { location: usize, max: usize },
+    #[error("At location {location}: syntax error: {message}")]
+    Syntax {
+        location: usize,
+        message: String,
+        #[source]
+        source: Option<sqlparser::parser::ParserError>,
+    },
+    #[error("unescaped \";\" causing statement split")]
+    StatementSplit,
+    #[error("malformed query ending with SQL clauses")]
+    TrailingClauses,
+    #[error("At location {location}: unknown reference {name}")]
+    UnknownReference { location: usize, name: String },
+    #[error("At location {location}: parameter ${number} was not provided")]
+    MissingParameter { location: usize, number: String },
+    #[error("At location {location}: {message}")]
+    Unsupported { location: usize, message: String },
+    #[error("At location {location}: Could not select an operator overload")]
+    NoOperatorOverload { location: usize },
+    #[error("At location {location}: invalid syntax for type {type_name}: {value}")]
+    InvalidLiteral {
+        location: usize,
+        type_name: String,
+        value: String,
+    },
+    #[error("At location {location}: {message}")]
+    Type { location: usize, message: String },
+    #[error("WHERE clause must return a boolean")]
+    NotBoolean,
+}
+
+/// A compiled where clause: immutable, `Send + Sync`, cheap to evaluate.
+#[derive(Debug)]
+pub struct WhereClause {
+    root: Node,
+    sql: String,
+    referenced_columns: Vec<usize>,
+    needs_text_ordering: bool,
+}
+
+impl WhereClause {
+    /// Compiles `text` against `schema`. `params[0]` is the value of `$1`.
+    pub fn compile(text: &str, params: &[String], schema: &Schema) -> Result<WhereClause, WhereError> {
+        let root = parse::compile(text, params, schema)?;
+        let mut referenced_columns = Vec::new();
+        root.collect_columns(&mut referenced_columns);
+        referenced_columns.sort_unstable();
+        referenced_columns.dedup();
+        let sql = sql::render(&root, schema);
+        let needs_text_ordering = root.has_text_ordering();
+        Ok(WhereClause {
+            root,
+            sql,
+            referenced_columns,
+            needs_text_ordering,
+        })
+    }
+
+    /// PG inclusion: TRUE → true; FALSE, NULL or an evaluation error → false.
+    /// `row[i]` is the PG text output of column `i`, `None` = SQL NULL.
+    pub fn matches(&self, row: &[Option<&str>]) -> bool {
+        matches!(self.root.eval_bool(row), Ok(Some(true)))
+    }
+
+    /// Three-valued result, with the error PG would have raised (for logging): `Ok(None)` is
+    /// SQL NULL.
+    pub fn evaluate(&self, row: &[Option<&str>]) -> Result<Option<bool>, EvalError> {
+        self.root.eval_bool(row)
+    }
+
+    /// Normalised SQL, safe to paste after `WHERE`; also the canonical form for shape identity.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Sorted, de-duplicated indexes of the columns the clause reads.
+    pub fn referenced_columns(&self) -> &[usize] {
+        &self.referenced_columns
+    }
+
+    /// True when the clause orders text (`< > <= >=`, `BETWEEN`). We compare bytes, which
+    /// equals PG only under a bytewise collation; `sql()` pins those comparisons to
+    /// `COLLATE "C"`, and the caller may choose to reject such clauses instead.
+    pub fn needs_text_ordering(&self) -> bool {
+        self.needs_text_ordering
+    }
+
+    /// A necessary condition for routing (see the module invariants); `None` when the clause
+    /// has no indexable condition.
+    pub fn index_entries(&self) -> Option<Vec<IndexEntry>> {
+        index::entries(&self.root)
+    }
+}

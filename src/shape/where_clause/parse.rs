@@ -1,0 +1,1291 @@
+//! Front end: where text → typed, constant-folded [`Node`] tree.
+//!
+//! Steps: size limit → tokenize (sqlparser, PostgreSQL dialect) → token pre-pass (statement
+//! split, `BETWEEN SYMMETRIC`) → `parse_expr` with a recursion limit → "all input consumed"
+//! check → typing with PG's operator resolution restricted to our catalogue → folding.
+//!
+//! Invariants:
+//! * Input over [`MAX_WHERE_BYTES`] is refused before tokenizing; expression nesting deeper
+//!   than [`MAX_DEPTH`] is refused (by sqlparser for recursive constructs, by us for the
+//!   left-deep operator chains sqlparser builds iteratively) before we recurse into it.
+//! * The sqlparser tree is only borrowed while converting and is then dismantled
+//!   iteratively, so a 64 KiB chain like `1=1=1=…` cannot overflow the stack on drop.
+//! * Unsupported syntax is an error naming the construct; nothing is dropped silently.
+//! * Locations in errors are byte offsets into the user's where text.
+
+use sqlparser::ast::{
+    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart,
+    UnaryOperator, Value as SqlValue,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use super::eval::{BoolTest, CmpOp, ColumnRead, Const, Node, Post, TextPre};
+use super::like;
+use super::types::{CmpType, SqlType};
+use super::values::{OwnedValue, parse_as};
+use super::{Schema, WhereError};
+
+/// libpg_query's limit, which Electric inherits.
+pub(super) const MAX_WHERE_BYTES: usize = 65_536;
+/// Deepest expression nesting we accept.
+pub(super) const MAX_DEPTH: usize = 100;
+
+/// PG truncates identifiers to NAMEDATALEN - 1 bytes.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<Node, WhereError> {
+    if text.len() > MAX_WHERE_BYTES {
+        return Err(WhereError::TooLong { max: MAX_WHERE_BYTES });
+    }
+    let positions = Positions::new(text);
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| WhereError::Syntax {
+            location: positions.offset(e.location),
+            message: e.message.clone(),
+            source: None,
+        })?;
+    let (tokens, symmetric) = prepass(tokens)?;
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(MAX_DEPTH)
+        .with_tokens_with_locations(tokens);
+    let expr = match parser.parse_expr() {
+        Ok(expr) => expr,
+        Err(ParserError::RecursionLimitExceeded) => {
+            return Err(WhereError::TooDeep {
+                location: positions.offset(parser.peek_token().span.start),
+                max: MAX_DEPTH,
+            });
+        }
+        Err(e) => {
+            return Err(WhereError::Syntax {
+                location: positions.offset(parser.peek_token().span.start),
+                message: e.to_string().trim_start_matches("sql parser error: ").to_owned(),
+                source: Some(e),
+            });
+        }
+    };
+    let next = parser.peek_token();
+    let result = check_end(&next, &positions).and_then(|()| {
+        let mut converter = Converter {
+            params,
+            schema,
+            positions: &positions,
+            symmetric,
+            symmetric_used: 0,
+        };
+        let typed = converter.convert(&expr, 0)?;
+        if converter.symmetric_used != converter.symmetric.len() {
+            return Err(WhereError::Unsupported {
+                location: 0,
+                message: "BETWEEN SYMMETRIC is only supported with a literal, parameter or column as the lower bound"
+                    .to_owned(),
+            });
+        }
+        match typed {
+            Typed::Unknown { .. } => converter.coerce_bool(typed, "WHERE"),
+            Typed::Node { ty: SqlType::Bool, node, .. } => Ok(node),
+            Typed::Node { .. } => Err(WhereError::NotBoolean),
+        }
+    });
+    dismantle(expr);
+    result
+}
+
+/// Byte offsets of sqlparser locations (1-based line and character column).
+struct Positions<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Positions { text, line_starts }
+    }
+
+    fn offset(&self, loc: Location) -> usize {
+        let line = usize::try_from(loc.line).unwrap_or(0);
+        let column = usize::try_from(loc.column).unwrap_or(0);
+        let Some(&start) = line.checked_sub(1).and_then(|l| self.line_starts.get(l)) else {
+            return 0;
+        };
+        let rest = self.text.get(start..).unwrap_or("");
+        let within: usize = rest.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+        start + within
+    }
+}
+
+fn is_blank(t: &Token) -> bool {
+    matches!(t, Token::Whitespace(_))
+}
+
+/// Rejects statement splits and removes `SYMMETRIC`/`ASYMMETRIC` after `BETWEEN` (sqlparser
+/// does not know them), remembering where each symmetric lower bound starts.
+fn prepass(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Location>), WhereError> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut symmetric = Vec::new();
+    let mut pending_symmetric = false;
+    let mut after_semicolon = false;
+    for token in tokens {
+        if is_blank(&token.token) || token.token == Token::EOF {
+            out.push(token);
+            continue;
+        }
+        if after_semicolon {
+            return Err(WhereError::StatementSplit);
+        }
+        if token.token == Token::SemiColon {
+            after_semicolon = true;
+            continue;
+        }
+        if pending_symmetric {
+            pending_symmetric = false;
+            let leaf = matches!(
+                token.token,
+                Token::Word(_)
+                    | Token::Number(..)
+                    | Token::SingleQuotedString(_)
+                    | Token::EscapedStringLiteral(_)
+                    | Token::DollarQuotedString(_)
+                    | Token::Placeholder(_)
+            );
+            if !leaf {
+                return Err(WhereError::Unsupported {
+                    location: 0,
+                    message: "BETWEEN SYMMETRIC is only supported with a literal, parameter or column as the lower bound"
+                        .to_owned(),
+                });
+            }
+            symmetric.push(token.span.start);
+        }
+        if let Token::Word(w) = &token.token
+            && matches!(w.keyword, Keyword::SYMMETRIC | Keyword::ASYMMETRIC)
+            && let Some(prev) = out.iter().rev().find(|t| !is_blank(&t.token))
+            && matches!(&prev.token, Token::Word(p) if p.keyword == Keyword::BETWEEN)
+        {
+            pending_symmetric = w.keyword == Keyword::SYMMETRIC;
+            continue;
+        }
+        out.push(token);
+    }
+    Ok((out, symmetric))
+}
+
+fn check_end(next: &TokenWithSpan, positions: &Positions<'_>) -> Result<(), WhereError> {
+    match &next.token {
+        Token::EOF => Ok(()),
+        Token::Word(w)
+            if matches!(
+                w.keyword,
+                Keyword::ORDER
+                    | Keyword::GROUP
+                    | Keyword::LIMIT
+                    | Keyword::OFFSET
+                    | Keyword::HAVING
+                    | Keyword::WINDOW
+                    | Keyword::FOR
+                    | Keyword::FETCH
+                    | Keyword::UNION
+                    | Keyword::EXCEPT
+                    | Keyword::INTERSECT
+                    | Keyword::FROM
+                    | Keyword::WITH
+            ) =>
+        {
+            Err(WhereError::TrailingClauses)
+        }
+        other => Err(WhereError::Syntax {
+            location: positions.offset(next.span.start),
+            message: format!("syntax error at or near \"{other}\""),
+            source: None,
+        }),
+    }
+}
+
+/// Drops a sqlparser tree without recursion along operator chains.
+fn dismantle(expr: Expr) {
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::BinaryOp { left, right, .. }
+            | Expr::IsDistinctFrom(left, right)
+            | Expr::IsNotDistinctFrom(left, right)
+            | Expr::AnyOp { left, right, .. }
+            | Expr::AllOp { left, right, .. } => {
+                stack.push(*left);
+                stack.push(*right);
+            }
+            Expr::UnaryOp { expr, .. }
+            | Expr::Nested(expr)
+            | Expr::Cast { expr, .. }
+            | Expr::Collate { expr, .. }
+            | Expr::IsNull(expr)
+            | Expr::IsNotNull(expr)
+            | Expr::IsTrue(expr)
+            | Expr::IsNotTrue(expr)
+            | Expr::IsFalse(expr)
+            | Expr::IsNotFalse(expr)
+            | Expr::IsUnknown(expr)
+            | Expr::IsNotUnknown(expr) => stack.push(*expr),
+            Expr::InList { expr, list, .. } => {
+                stack.push(*expr);
+                stack.extend(list);
+            }
+            Expr::Between { expr, low, high, .. } => {
+                stack.push(*expr);
+                stack.push(*low);
+                stack.push(*high);
+            }
+            Expr::Like { expr, pattern, .. }
+            | Expr::ILike { expr, pattern, .. }
+            | Expr::SimilarTo { expr, pattern, .. } => {
+                stack.push(*expr);
+                stack.push(*pattern);
+            }
+            Expr::AtTimeZone { timestamp, time_zone } => {
+                stack.push(*timestamp);
+                stack.push(*time_zone);
+            }
+            Expr::Tuple(items) => stack.extend(items),
+            Expr::Function(f) => {
+                if let FunctionArguments::List(list) = f.args {
+                    for arg in list.args {
+                        if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
+                            stack.push(e);
+                        }
+                    }
+                }
+            }
+            other => drop(other),
+        }
+    }
+}
+
+/// The location of the leftmost token of `e` we have a span for (iterative).
+fn leftmost(mut e: &Expr) -> Option<Location> {
+    loop {
+        e = match e {
+            Expr::Identifier(i) => return Some(i.span.start),
+            Expr::CompoundIdentifier(parts) => return parts.first().map(|i| i.span.start),
+            Expr::Value(v) => return Some(v.span.start),
+            Expr::TypedString(ts) => return Some(ts.value.span.start),
+            Expr::Function(f) => {
+                return f.name.0.first().and_then(|p| match p {
+                    ObjectNamePart::Identifier(i) => Some(i.span.start),
+                    ObjectNamePart::Function(_) => None,
+                });
+            }
+            Expr::BinaryOp { left, .. }
+            | Expr::IsDistinctFrom(left, _)
+            | Expr::IsNotDistinctFrom(left, _)
+            | Expr::AnyOp { left, .. }
+            | Expr::AllOp { left, .. } => left,
+            Expr::UnaryOp { expr, .. }
+            | Expr::Nested(expr)
+            | Expr::Cast { expr, .. }
+            | Expr::Collate { expr, .. }
+            | Expr::IsNull(expr)
+            | Expr::IsNotNull(expr)
+            | Expr::IsTrue(expr)
+            | Expr::IsNotTrue(expr)
+            | Expr::IsFalse(expr)
+            | Expr::IsNotFalse(expr)
+            | Expr::IsUnknown(expr)
+            | Expr::IsNotUnknown(expr)
+            | Expr::InList { expr, .. }
+            | Expr::InSubquery { expr, .. }
+            | Expr::Between { expr, .. }
+            | Expr::Like { expr, .. }
+            | Expr::ILike { expr, .. }
+            | Expr::SimilarTo { expr, .. } => expr,
+            Expr::AtTimeZone { timestamp, .. } => timestamp,
+            _ => return None,
+        };
+    }
+}
+
+/// A converted subexpression: either still an untyped literal, or a typed node.
+#[derive(Clone, Debug)]
+enum Typed {
+    /// A string literal or parameter (`Some`) or NULL (`None`), typed by context.
+    Unknown { text: Option<String>, loc: usize },
+    Node { node: Node, ty: SqlType, loc: usize },
+}
+
+impl Typed {
+    fn ty(&self) -> SqlType {
+        match self {
+            Typed::Unknown { .. } => SqlType::Unknown,
+            Typed::Node { ty, .. } => ty.clone(),
+        }
+    }
+    fn loc(&self) -> usize {
+        match self {
+            Typed::Unknown { loc, .. } | Typed::Node { loc, .. } => *loc,
+        }
+    }
+}
+
+fn bool_node(node: Node, loc: usize) -> Typed {
+    Typed::Node {
+        node,
+        ty: SqlType::Bool,
+        loc,
+    }
+}
+
+fn const_bool(b: Option<bool>, loc: usize) -> Typed {
+    bool_node(Node::Const(Const::bool(b)), loc)
+}
+
+/// How a value of one type becomes another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// Same value, new type (int widening, float4→float8, text relabels).
+    Relabel,
+    /// Parse `pre(output text)` with the target's input function.
+    Reparse(TextPre),
+    /// A value-level conversion.
+    Convert(Post),
+}
+
+/// PG cast rules restricted to the spec's catalogue (2.3). `None` = no such cast.
+fn cast_plan(from: &SqlType, to: &SqlType, explicit: bool) -> Option<Plan> {
+    use SqlType as T;
+    if from == to {
+        return Some(Plan::Relabel);
+    }
+    if let (Some(f), Some(t)) = (from.numeric_rank(), to.numeric_rank()) {
+        return match (from, to) {
+            _ if from.is_int() && to.is_int() && f < t => Some(Plan::Relabel),
+            _ if from.is_int() && to.is_int() => explicit.then_some(Plan::Reparse(TextPre::Identity)),
+            (T::Float4, T::Float8) => Some(Plan::Relabel),
+            _ if f < t => Some(Plan::Reparse(TextPre::Identity)),
+            _ => None,
+        };
+    }
+    match (from, to) {
+        (T::Date, T::Timestamp) => Some(Plan::Reparse(TextPre::Identity)),
+        (T::Unknown, _) | (_, T::Unknown) | (_, T::Other(_)) => None,
+        (T::Bpchar, t) if t.is_string() => Some(Plan::Reparse(TextPre::StripBlanks)),
+        (f, t) if f.is_string() && t.is_string() => Some(Plan::Relabel),
+        (T::Bool, T::Int4) if explicit => Some(Plan::Convert(Post::BoolToInt)),
+        (T::Int4, T::Bool) if explicit => Some(Plan::Convert(Post::IntToBool)),
+        (T::Bool, t) if explicit && t.is_string() => Some(Plan::Reparse(TextPre::BoolWord)),
+        // Every type's output text read as text (I/O conversion), including opaque types.
+        (_, t) if explicit && t.is_string() => Some(Plan::Reparse(TextPre::Identity)),
+        (T::Other(_), _) => None,
+        // Text read with the target's input function (I/O conversion).
+        (f, _) if explicit && f.is_string() => Some(Plan::Reparse(TextPre::Identity)),
+        _ => None,
+    }
+}
+
+/// The comparison type PG's operator resolution picks for `l op r` within our catalogue.
+fn resolve_cmp_type(l: &SqlType, r: &SqlType) -> Option<SqlType> {
+    use SqlType as T;
+    let unify_string = |t: &SqlType| if *t == T::Bpchar { T::Bpchar } else { T::Text };
+    match (l, r) {
+        (T::Unknown, T::Unknown) => Some(T::Text),
+        (T::Unknown, t) | (t, T::Unknown) => match t {
+            T::Other(_) => None,
+            t if t.is_string() => Some(unify_string(t)),
+            t => Some(t.clone()),
+        },
+        (T::Other(_), _) | (_, T::Other(_)) => None,
+        (a, b) if a.is_string() && b.is_string() => {
+            if *a == T::Bpchar && *b == T::Bpchar {
+                Some(T::Bpchar)
+            } else {
+                Some(T::Text)
+            }
+        }
+        (a, b) if a == b => Some(a.clone()),
+        (T::Date, T::Timestamp) | (T::Timestamp, T::Date) => Some(T::Timestamp),
+        (a, b) => match (a.numeric_rank(), b.numeric_rank()) {
+            (Some(x), Some(y)) => Some(if x >= y { a.clone() } else { b.clone() }),
+            _ => None,
+        },
+    }
+}
+
+fn type_display(ty: &SqlType) -> String {
+    match ty {
+        SqlType::Enum(def) => format!("enum {}", def.name),
+        other => other.pg_name(),
+    }
+}
+
+/// Prints a name for "unknown reference": bare if it is a plain lower-case identifier.
+fn display_name(name: &str) -> String {
+    let mut chars = name.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+fn fold_identifier(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        return ident.value.clone();
+    }
+    let mut name = ident.value.to_ascii_lowercase();
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        let mut cut = MAX_IDENTIFIER_BYTES;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+    }
+    name
+}
+
+fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
+    Some(match op {
+        BinaryOperator::Eq => CmpOp::Eq,
+        BinaryOperator::NotEq => CmpOp::Ne,
+        BinaryOperator::Lt => CmpOp::Lt,
+        BinaryOperator::Gt => CmpOp::Gt,
+        BinaryOperator::LtEq => CmpOp::Le,
+        BinaryOperator::GtEq => CmpOp::Ge,
+        _ => return None,
+    })
+}
+
+/// Operators of Electric's catalogue that this version does not evaluate yet.
+fn is_catalogue_operator(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Plus
+            | BinaryOperator::Minus
+            | BinaryOperator::Multiply
+            | BinaryOperator::Divide
+            | BinaryOperator::StringConcat
+            | BinaryOperator::PGExp
+            | BinaryOperator::BitwiseAnd
+            | BinaryOperator::BitwiseOr
+            | BinaryOperator::PGBitwiseXor
+            | BinaryOperator::AtArrow
+            | BinaryOperator::ArrowAt
+            | BinaryOperator::PGOverlap
+    )
+}
+
+struct Converter<'a> {
+    params: &'a [String],
+    schema: &'a Schema,
+    positions: &'a Positions<'a>,
+    symmetric: Vec<Location>,
+    symmetric_used: usize,
+}
+
+impl Converter<'_> {
+    fn loc_of(&self, e: &Expr) -> usize {
+        leftmost(e).map_or(0, |l| self.positions.offset(l))
+    }
+
+    fn unsupported(&self, e: &Expr, message: impl Into<String>) -> WhereError {
+        WhereError::Unsupported {
+            location: self.loc_of(e),
+            message: message.into(),
+        }
+    }
+
+    fn convert(&mut self, e: &Expr, depth: usize) -> Result<Typed, WhereError> {
+        if depth > MAX_DEPTH {
+            return Err(WhereError::TooDeep {
+                location: self.loc_of(e),
+                max: MAX_DEPTH,
+            });
+        }
+        let d = depth + 1;
+        let loc = self.loc_of(e);
+        match e {
+            Expr::Identifier(ident) => self.column(ident, loc),
+            Expr::CompoundIdentifier(parts) => Err(WhereError::UnknownReference {
+                location: loc,
+                name: parts
+                    .iter()
+                    .map(|p| display_name(&fold_identifier(p)))
+                    .collect::<Vec<_>>()
+                    .join("."),
+            }),
+            Expr::Value(v) => self.literal(&v.value, e, loc),
+            Expr::Nested(inner) => self.convert(inner, d),
+            Expr::UnaryOp { op, expr } => self.unary(op, expr, e, d, loc),
+            Expr::BinaryOp { op, left, right } => self.binary(op, left, right, e, d, loc),
+            Expr::IsNull(x) | Expr::IsNotNull(x) => {
+                let negated = matches!(e, Expr::IsNotNull(_));
+                let arg = self.convert(x, d)?;
+                Ok(match arg {
+                    Typed::Unknown { text, .. } => const_bool(Some(text.is_none() != negated), loc),
+                    Typed::Node { node: Node::Const(c), .. } => const_bool(Some(c.value.is_none() != negated), loc),
+                    Typed::Node { node, .. } => bool_node(
+                        Node::IsNull {
+                            negated,
+                            arg: Box::new(node),
+                        },
+                        loc,
+                    ),
+                })
+            }
+            Expr::IsTrue(x)
+            | Expr::IsNotTrue(x)
+            | Expr::IsFalse(x)
+            | Expr::IsNotFalse(x)
+            | Expr::IsUnknown(x)
+            | Expr::IsNotUnknown(x) => {
+                let test = match e {
+                    Expr::IsTrue(_) => BoolTest::IsTrue,
+                    Expr::IsNotTrue(_) => BoolTest::IsNotTrue,
+                    Expr::IsFalse(_) => BoolTest::IsFalse,
+                    Expr::IsNotFalse(_) => BoolTest::IsNotFalse,
+                    Expr::IsUnknown(_) => BoolTest::IsUnknown,
+                    _ => BoolTest::IsNotUnknown,
+                };
+                let arg = self.convert(x, d)?;
+                let arg = self.coerce_bool(arg, test.sql())?;
+                Ok(match arg {
+                    Node::Const(c) => {
+                        let v = c.value.as_ref().and_then(|v| match v {
+                            OwnedValue::Bool(b) => Some(*b),
+                            _ => None,
+                        });
+                        let probe = Node::BoolTest {
+                            test,
+                            arg: Box::new(Node::Const(Const::bool(v))),
+                        };
+                        const_bool(probe.eval_bool(&[]).ok().flatten(), loc)
+                    }
+                    node => bool_node(
+                        Node::BoolTest {
+                            test,
+                            arg: Box::new(node),
+                        },
+                        loc,
+                    ),
+                })
+            }
+            Expr::IsDistinctFrom(l, r) | Expr::IsNotDistinctFrom(l, r) => {
+                let negated = matches!(e, Expr::IsNotDistinctFrom(..));
+                let l = self.convert(l, d)?;
+                let r = self.convert(r, d)?;
+                let (cmp, l, r) = self.resolve(l, r, CmpOp::Eq, loc)?;
+                let node = Node::Distinct {
+                    negated,
+                    cmp,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                };
+                Ok(fold(node, loc))
+            }
+            Expr::InList { expr, list, negated } => self.in_list(expr, list, *negated, d, loc),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => self.between(expr, *negated, low, high, d, loc),
+            Expr::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            }
+            | Expr::ILike {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => {
+                if *any {
+                    return Err(self.unsupported(e, "LIKE ANY is not supported"));
+                }
+                if escape_char.is_some() {
+                    return Err(self.unsupported(e, "unknown or unsupported function like_escape/2"));
+                }
+                let case_insensitive = matches!(e, Expr::ILike { .. });
+                let text = self.convert(expr, d)?;
+                let pattern = self.convert(pattern, d)?;
+                self.like(text, pattern, *negated, case_insensitive, loc)
+            }
+            Expr::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
+                if !matches!(kind, CastKind::Cast | CastKind::DoubleColon) || format.is_some() {
+                    return Err(self.unsupported(e, "this form of CAST is not supported"));
+                }
+                let target = SqlType::cast_target(&data_type.to_string().to_lowercase())
+                    .map_err(|name| self.unsupported(e, format!("unsupported type {name}")))?;
+                let arg = self.convert(expr, d)?;
+                self.cast(arg, &target, true, loc)
+            }
+            Expr::TypedString(ts) => {
+                let target = SqlType::cast_target(&ts.data_type.to_string().to_lowercase())
+                    .map_err(|name| self.unsupported(e, format!("unsupported type {name}")))?;
+                let arg = self.literal(&ts.value.value, e, loc)?;
+                self.cast(arg, &target, true, loc)
+            }
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_lowercase();
+                let arity = match &f.args {
+                    FunctionArguments::List(list) => list.args.len(),
+                    _ => 0,
+                };
+                Err(self.unsupported(e, format!("unknown or unsupported function {name}/{arity}")))
+            }
+            Expr::InSubquery { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
+                Err(self.unsupported(e, "subqueries are not supported yet"))
+            }
+            Expr::AnyOp { .. } | Expr::AllOp { .. } => Err(self.unsupported(e, "ANY/ALL is not supported yet")),
+            Expr::Collate { expr, collation } => {
+                // We compare text bytewise, which is exactly the "C" collation; any other
+                // collation would change the meaning.
+                let bytewise = matches!(collation.0.as_slice(), [ObjectNamePart::Identifier(Ident { value, quote_style: Some('"'), .. })] if value == "C" || value == "POSIX");
+                if !bytewise {
+                    return Err(self.unsupported(e, "COLLATE is not supported in this context (only COLLATE \"C\")"));
+                }
+                let arg = self.convert(expr, d)?;
+                match arg.ty() {
+                    SqlType::Unknown => {
+                        let node = self.coerce(arg, &SqlType::Text, loc)?;
+                        Ok(Typed::Node { node, ty: SqlType::Text, loc })
+                    }
+                    t if t.is_string() => Ok(arg),
+                    t => Err(self.unsupported(e, format!("collations are not supported by type {}", t.pg_name()))),
+                }
+            }
+            Expr::Case { .. } => Err(self.unsupported(e, "CASE is not supported in this context")),
+            Expr::SimilarTo { .. } | Expr::RLike { .. } => {
+                Err(self.unsupported(e, "SIMILAR TO is not supported in this context"))
+            }
+            Expr::Array(_) => Err(self.unsupported(e, "arrays are not supported yet")),
+            Expr::Interval(_) => Err(self.unsupported(e, "intervals are not supported yet")),
+            Expr::AtTimeZone { .. } => Err(self.unsupported(e, "AT TIME ZONE is not supported yet")),
+            Expr::Tuple(_) => Err(self.unsupported(e, "row expressions are not supported in this context")),
+            _ => Err(self.unsupported(e, "this expression is not supported in this context")),
+        }
+    }
+
+    fn column(&self, ident: &Ident, loc: usize) -> Result<Typed, WhereError> {
+        let name = fold_identifier(ident);
+        let found = self.schema.columns.iter().enumerate().find(|(_, c)| c.name == name);
+        let Some((index, column)) = found else {
+            return Err(WhereError::UnknownReference {
+                location: loc,
+                name: display_name(&name),
+            });
+        };
+        let ty = SqlType::of_column(&column.type_name, column.array_dims, column.enum_labels.as_ref());
+        Ok(Typed::Node {
+            node: Node::Column(ColumnRead::raw(index, ty.clone())),
+            ty,
+            loc,
+        })
+    }
+
+    fn literal(&self, v: &SqlValue, e: &Expr, loc: usize) -> Result<Typed, WhereError> {
+        let text = match v {
+            SqlValue::Number(n, _) => return number_literal(n, loc),
+            SqlValue::Boolean(b) => return Ok(const_bool(Some(*b), loc)),
+            SqlValue::Null => return Ok(Typed::Unknown { text: None, loc }),
+            SqlValue::Placeholder(p) => {
+                let number = p.strip_prefix('$').unwrap_or(p);
+                let value = number
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| self.params.get(i));
+                return match value {
+                    Some(value) => Ok(Typed::Unknown {
+                        text: Some(value.clone()),
+                        loc,
+                    }),
+                    None if p.starts_with('$') => Err(WhereError::MissingParameter {
+                        location: loc,
+                        number: number.to_owned(),
+                    }),
+                    None => Err(self.unsupported(e, format!("unsupported parameter syntax {p}"))),
+                };
+            }
+            SqlValue::SingleQuotedString(s)
+            | SqlValue::EscapedStringLiteral(s)
+            | SqlValue::UnicodeStringLiteral(s) => s.clone(),
+            SqlValue::DollarQuotedString(s) => s.value.clone(),
+            SqlValue::HexStringLiteral(_) => return Err(self.unsupported(e, "BitString values are not supported")),
+            _ => return Err(self.unsupported(e, "this kind of literal is not supported")),
+        };
+        if text.contains('\0') {
+            return Err(WhereError::InvalidLiteral {
+                location: loc,
+                type_name: "text".to_owned(),
+                value: text.replace('\0', "\\0"),
+            });
+        }
+        Ok(Typed::Unknown { text: Some(text), loc })
+    }
+
+    fn unary(&mut self, op: &UnaryOperator, x: &Expr, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+        match op {
+            UnaryOperator::Not => {
+                let arg = self.convert(x, d)?;
+                let arg = self.coerce_bool(arg, "NOT")?;
+                Ok(fold(Node::Not(Box::new(arg)), loc))
+            }
+            UnaryOperator::Minus | UnaryOperator::Plus => {
+                let arg = self.convert(x, d)?;
+                let negate = matches!(op, UnaryOperator::Minus);
+                match arg {
+                    Typed::Node {
+                        node: Node::Const(c),
+                        ty,
+                        ..
+                    } if ty.numeric_rank().is_some() => {
+                        let value = match (c.value, negate) {
+                            (v, false) => v,
+                            (None, true) => None,
+                            (Some(OwnedValue::Int(i)), true) => Some(OwnedValue::Int(i.checked_neg().ok_or_else(
+                                || self.unsupported(e, "integer out of range"),
+                            )?)),
+                            (Some(OwnedValue::Float(f)), true) => Some(OwnedValue::Float(-f)),
+                            (Some(OwnedValue::Numeric(n)), true) => Some(OwnedValue::Numeric(negate_num(n))),
+                            (Some(_), true) => return Err(self.unsupported(e, "unary minus is not supported here")),
+                        };
+                        Ok(Typed::Node {
+                            node: Node::Const(Const { ty: ty.clone(), value }),
+                            ty,
+                            loc,
+                        })
+                    }
+                    _ => Err(self.unsupported(e, format!("unary operator {op} is only supported on numeric constants yet"))),
+                }
+            }
+            other => Err(self.unsupported(e, format!("unknown unary operator {other}"))),
+        }
+    }
+
+    fn binary(
+        &mut self,
+        op: &BinaryOperator,
+        left: &Expr,
+        right: &Expr,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        if matches!(op, BinaryOperator::And | BinaryOperator::Or) {
+            return self.junction(op, e, d, loc);
+        }
+        if let Some(cmp) = cmp_op(op) {
+            let l = self.convert(left, d)?;
+            let r = self.convert(right, d)?;
+            return self.comparison(cmp, l, r, loc);
+        }
+        let like = match op {
+            BinaryOperator::PGLikeMatch => Some((false, false)),
+            BinaryOperator::PGILikeMatch => Some((false, true)),
+            BinaryOperator::PGNotLikeMatch => Some((true, false)),
+            BinaryOperator::PGNotILikeMatch => Some((true, true)),
+            _ => None,
+        };
+        if let Some((negated, case_insensitive)) = like {
+            let l = self.convert(left, d)?;
+            let r = self.convert(right, d)?;
+            return self.like(l, r, negated, case_insensitive, loc);
+        }
+        if is_catalogue_operator(op) {
+            Err(self.unsupported(e, format!("binary operator {op} is not supported yet")))
+        } else {
+            Err(self.unsupported(e, format!("unknown binary operator {op}")))
+        }
+    }
+
+    /// AND/OR chains, flattened without recursion (sqlparser builds them left-deep).
+    fn junction(&mut self, op: &BinaryOperator, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+        let is_and = matches!(op, BinaryOperator::And);
+        let mut operands = Vec::new();
+        let mut stack = vec![e];
+        while let Some(x) = stack.pop() {
+            match x {
+                Expr::BinaryOp { op: o, left, right } if o == op => {
+                    stack.push(right);
+                    stack.push(left);
+                }
+                other => operands.push(other),
+            }
+        }
+        let word = if is_and { "AND" } else { "OR" };
+        let mut args = Vec::with_capacity(operands.len());
+        for operand in operands {
+            let typed = self.convert(operand, d)?;
+            args.push(self.coerce_bool(typed, word)?);
+        }
+        Ok(junction_node(is_and, args, loc))
+    }
+
+    fn comparison(&mut self, op: CmpOp, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let (cmp, l, r) = self.resolve(l, r, op, loc)?;
+        let node = Node::Cmp {
+            op,
+            cmp,
+            left: Box::new(l),
+            right: Box::new(r),
+        };
+        Ok(fold(node, loc))
+    }
+
+    /// Picks the comparison type and coerces both sides to it.
+    fn resolve(&mut self, l: Typed, r: Typed, op: CmpOp, loc: usize) -> Result<(CmpType, Node, Node), WhereError> {
+        let ty = resolve_cmp_type(&l.ty(), &r.ty()).ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        let cmp = ty.cmp_type().ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        // Electric's catalogue has no ordering operators on bool.
+        if op.is_ordering() && cmp == CmpType::Bool {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        let l = self.coerce(l, &ty, loc)?;
+        let r = self.coerce(r, &ty, loc)?;
+        Ok((cmp, l, r))
+    }
+
+    fn in_list(&mut self, x: &Expr, list: &[Expr], negated: bool, d: usize, loc: usize) -> Result<Typed, WhereError> {
+        if list.is_empty() {
+            return Err(WhereError::Syntax {
+                location: loc,
+                message: "IN list must not be empty".to_owned(),
+                source: None,
+            });
+        }
+        let lhs = self.convert(x, d)?;
+        let mut items = Vec::with_capacity(list.len());
+        for item in list {
+            items.push(self.convert(item, d)?);
+        }
+        let types: Vec<Option<SqlType>> = items.iter().map(|i| resolve_cmp_type(&lhs.ty(), &i.ty())).collect();
+        let common = types.first().cloned().flatten();
+        let node = match common {
+            Some(ty) if types.iter().all(|t| t.as_ref() == Some(&ty)) => {
+                let cmp = ty.cmp_type().ok_or(WhereError::NoOperatorOverload { location: loc })?;
+                let lhs = self.coerce(lhs, &ty, loc)?;
+                let mut coerced = Vec::with_capacity(items.len());
+                for item in items {
+                    coerced.push(self.coerce(item, &ty, loc)?);
+                }
+                fold(
+                    Node::In {
+                        cmp,
+                        lhs: Box::new(lhs),
+                        items: coerced,
+                    },
+                    loc,
+                )
+            }
+            // Mixed types: PG's OR-of-equalities reading, each resolved on its own.
+            _ => {
+                let mut ors = Vec::with_capacity(items.len());
+                for item in items {
+                    match self.comparison(CmpOp::Eq, lhs.clone(), item, loc)? {
+                        Typed::Node { node, .. } => ors.push(node),
+                        Typed::Unknown { .. } => return Err(WhereError::NoOperatorOverload { location: loc }),
+                    }
+                }
+                junction_node(false, ors, loc)
+            }
+        };
+        if !negated {
+            return Ok(node);
+        }
+        match node {
+            Typed::Node { node, .. } => Ok(fold(Node::Not(Box::new(node)), loc)),
+            unknown @ Typed::Unknown { .. } => Ok(unknown),
+        }
+    }
+
+    fn between(
+        &mut self,
+        x: &Expr,
+        negated: bool,
+        low: &Expr,
+        high: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let symmetric = match leftmost(low) {
+            Some(l) => self.symmetric.contains(&l),
+            None => false,
+        };
+        if symmetric {
+            self.symmetric_used += 1;
+        }
+        let x = self.convert(x, d)?;
+        let lo = self.convert(low, d)?;
+        let hi = self.convert(high, d)?;
+        // PG: `x BETWEEN a AND b` is `x >= a AND x <= b`; NOT BETWEEN is `x < a OR x > b`.
+        let range = |this: &mut Self, a: &Typed, b: &Typed| -> Result<Typed, WhereError> {
+            let (op1, op2) = if negated {
+                (CmpOp::Lt, CmpOp::Gt)
+            } else {
+                (CmpOp::Ge, CmpOp::Le)
+            };
+            let c1 = this.comparison(op1, x.clone(), a.clone(), loc)?;
+            let c2 = this.comparison(op2, x.clone(), b.clone(), loc)?;
+            let c1 = this.coerce_bool(c1, "BETWEEN")?;
+            let c2 = this.coerce_bool(c2, "BETWEEN")?;
+            Ok(junction_node(!negated, vec![c1, c2], loc))
+        };
+        let forward = range(self, &lo, &hi)?;
+        if !symmetric {
+            return Ok(forward);
+        }
+        let backward = range(self, &hi, &lo)?;
+        let forward = self.coerce_bool(forward, "BETWEEN")?;
+        let backward = self.coerce_bool(backward, "BETWEEN")?;
+        Ok(junction_node(negated, vec![forward, backward], loc))
+    }
+
+    fn like(
+        &mut self,
+        text: Typed,
+        pattern: Typed,
+        negated: bool,
+        case_insensitive: bool,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        // PG has `text ~~ text`, `bpchar ~~ text` (keeps the padding) and `name ~~ text`.
+        let text = match text.ty() {
+            SqlType::Unknown => self.coerce(text, &SqlType::Text, loc)?,
+            t if t.is_string() => match text {
+                Typed::Node { node, .. } => node,
+                Typed::Unknown { .. } => return Err(WhereError::NoOperatorOverload { location: loc }),
+            },
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let pattern_ty = pattern.ty();
+        if !(pattern_ty == SqlType::Unknown || pattern_ty.is_string()) {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        let pattern = self.coerce(pattern, &SqlType::Text, loc)?;
+        if let Node::Const(Const {
+            value: Some(OwnedValue::Text(p)),
+            ..
+        }) = &pattern
+            && like::check_pattern(p).is_err()
+        {
+            return Err(WhereError::Type {
+                location: loc,
+                message: "LIKE pattern must not end with escape character".to_owned(),
+            });
+        }
+        let node = Node::Like {
+            negated,
+            case_insensitive,
+            text: Box::new(text),
+            pattern: Box::new(pattern),
+        };
+        Ok(fold(node, loc))
+    }
+
+    /// Implicit coercion (operator argument) to `ty`.
+    fn coerce(&mut self, typed: Typed, ty: &SqlType, loc: usize) -> Result<Node, WhereError> {
+        match self.cast(typed, ty, false, loc)? {
+            Typed::Node { node, .. } => Ok(node),
+            Typed::Unknown { .. } => Err(WhereError::NoOperatorOverload { location: loc }),
+        }
+    }
+
+    fn coerce_bool(&mut self, typed: Typed, context: &str) -> Result<Node, WhereError> {
+        let loc = typed.loc();
+        match typed.ty() {
+            SqlType::Bool => match typed {
+                Typed::Node { node, .. } => Ok(node),
+                Typed::Unknown { .. } => Err(WhereError::NotBoolean),
+            },
+            SqlType::Unknown => self.coerce(typed, &SqlType::Bool, loc),
+            other => Err(WhereError::Type {
+                location: loc,
+                message: if context.starts_with("IS ") {
+                    format!("argument of {context} must be bool, not {}", other.pg_name())
+                } else {
+                    format!("argument of {context} must be type bool, not type {}", other.pg_name())
+                },
+            }),
+        }
+    }
+
+    /// Applies a cast (explicit or implicit) to a converted expression.
+    fn cast(&mut self, typed: Typed, to: &SqlType, explicit: bool, loc: usize) -> Result<Typed, WhereError> {
+        let unknown_cast = |from: &SqlType| WhereError::Type {
+            location: loc,
+            message: format!("unknown cast from type {} to type {}", from.pg_name(), to.pg_name()),
+        };
+        let (node, from) = match typed {
+            Typed::Unknown { text: None, .. } => {
+                return Ok(Typed::Node {
+                    node: Node::Const(Const::null(to.clone())),
+                    ty: to.clone(),
+                    loc,
+                });
+            }
+            Typed::Unknown {
+                text: Some(text),
+                loc: literal_loc,
+            } => {
+                let value = parse_as(to, &text)
+                    .and_then(OwnedValue::from_value)
+                    .ok_or_else(|| WhereError::InvalidLiteral {
+                        location: literal_loc,
+                        type_name: type_display(to),
+                        value: text.clone(),
+                    })?;
+                return Ok(Typed::Node {
+                    node: Node::Const(Const {
+                        ty: to.clone(),
+                        value: Some(value),
+                    }),
+                    ty: to.clone(),
+                    loc,
+                });
+            }
+            Typed::Node { node, ty, .. } if ty == *to => return Ok(Typed::Node { node, ty, loc }),
+            Typed::Node { node, ty, .. } => (node, ty),
+        };
+        let plan = cast_plan(&from, to, explicit).ok_or_else(|| {
+            if explicit {
+                unknown_cast(&from)
+            } else {
+                WhereError::NoOperatorOverload { location: loc }
+            }
+        })?;
+        let node = match node {
+            Node::Const(c) => Node::Const(self.cast_const(c, &from, to, plan, loc)?),
+            Node::Column(read) => Node::Column(cast_read(read, to, plan).ok_or_else(|| WhereError::Unsupported {
+                location: loc,
+                message: format!(
+                    "casting this expression from {} to {} is not supported yet",
+                    from.pg_name(),
+                    to.pg_name()
+                ),
+            })?),
+            other if plan == Plan::Relabel => other,
+            _ => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: format!(
+                        "casting a computed expression from {} to {} is not supported yet",
+                        from.pg_name(),
+                        to.pg_name()
+                    ),
+                });
+            }
+        };
+        Ok(Typed::Node {
+            node,
+            ty: to.clone(),
+            loc,
+        })
+    }
+
+    fn cast_const(&self, c: Const, from: &SqlType, to: &SqlType, plan: Plan, loc: usize) -> Result<Const, WhereError> {
+        let Some(value) = c.value else {
+            return Ok(Const::null(to.clone()));
+        };
+        let failed = |v: &str| WhereError::Type {
+            location: loc,
+            message: format!("could not cast value {v} from {} to {}", from.pg_name(), to.pg_name()),
+        };
+        let value = match plan {
+            // Same value (text → bpchar too: bpchar comparison strips the blanks).
+            Plan::Relabel => value,
+            Plan::Convert(Post::BoolToInt) => match value {
+                OwnedValue::Bool(b) => OwnedValue::Int(i64::from(b)),
+                _ => return Err(failed("?")),
+            },
+            Plan::Convert(Post::IntToBool) => match value {
+                OwnedValue::Int(i) => OwnedValue::Bool(i != 0),
+                _ => return Err(failed("?")),
+            },
+            Plan::Convert(Post::None) => value,
+            Plan::Reparse(pre) => {
+                // Our canonical text of floats and numerics is not PG's output text
+                // (`1e0` vs `1`, `1.5` vs `1.50`), so it may only be re-read as a number.
+                let exact_text = !matches!(from, SqlType::Float4 | SqlType::Float8 | SqlType::Numeric);
+                if to.is_string() && !exact_text {
+                    return Err(WhereError::Unsupported {
+                        location: loc,
+                        message: format!("casting a {} constant to text is not supported yet", from.pg_name()),
+                    });
+                }
+                let text = value.canonical_text(from);
+                let text = match pre {
+                    TextPre::Identity | TextPre::BoolWord => text.as_str(),
+                    TextPre::StripBlanks => text.trim_end_matches(' '),
+                };
+                parse_as(to, text)
+                    .and_then(OwnedValue::from_value)
+                    .ok_or_else(|| failed(text))?
+            }
+        };
+        Ok(Const {
+            ty: to.clone(),
+            value: Some(value),
+        })
+    }
+}
+
+/// Fuses a cast into a column read, if it is exact (see [`ColumnRead`]).
+fn cast_read(mut read: ColumnRead, to: &SqlType, plan: Plan) -> Option<ColumnRead> {
+    match plan {
+        Plan::Relabel => {
+            if read.ty == SqlType::Float4 && *to == SqlType::Float8 {
+                read.text_is_output = false;
+            }
+        }
+        Plan::Reparse(pre) => {
+            if read.post != Post::None || !read.text_is_output {
+                return None;
+            }
+            read.pre = match (read.pre, pre) {
+                (current, TextPre::Identity) => current,
+                (TextPre::Identity, new) => new,
+                _ => return None,
+            };
+            // Text stays its own output; int digits are also the output of a wider int or
+            // of a numeric; anything else is not.
+            read.text_is_output = to.is_string() || (read.ty.is_int() && (to.is_int() || *to == SqlType::Numeric));
+            read.parse = to.clone();
+        }
+        Plan::Convert(post) => {
+            if read.post != Post::None {
+                return None;
+            }
+            read.post = post;
+            read.text_is_output = false;
+        }
+    }
+    read.ty = to.clone();
+    read.casts.push(to.clone());
+    Some(read)
+}
+
+fn negate_num(n: super::values::NumOwned) -> super::values::NumOwned {
+    use super::values::NumOwned;
+    match n {
+        NumOwned::NaN => NumOwned::NaN,
+        NumOwned::PosInf => NumOwned::NegInf,
+        NumOwned::NegInf => NumOwned::PosInf,
+        NumOwned::Finite { neg, digits, point } => NumOwned::Finite {
+            neg: !neg && !digits.is_empty(),
+            digits,
+            point,
+        },
+    }
+}
+
+/// PG literal typing: integers that fit int4 → int4, int8 → int8, else numeric; anything
+/// with a point or exponent → numeric.
+fn number_literal(n: &str, loc: usize) -> Result<Typed, WhereError> {
+    let invalid = || WhereError::InvalidLiteral {
+        location: loc,
+        type_name: "numeric".to_owned(),
+        value: n.to_owned(),
+    };
+    let (ty, value) = if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+        match n.parse::<i64>() {
+            Ok(i) if i32::try_from(i).is_ok() => (SqlType::Int4, OwnedValue::Int(i)),
+            Ok(i) => (SqlType::Int8, OwnedValue::Int(i)),
+            Err(_) => (
+                SqlType::Numeric,
+                OwnedValue::from_value(parse_as(&SqlType::Numeric, n).ok_or_else(invalid)?).ok_or_else(invalid)?,
+            ),
+        }
+    } else {
+        let num = super::values::parse_numeric(n).ok_or_else(invalid)?;
+        (SqlType::Numeric, OwnedValue::Numeric(num.to_owned_num()))
+    };
+    Ok(Typed::Node {
+        node: Node::Const(Const {
+            ty: ty.clone(),
+            value: Some(value),
+        }),
+        ty,
+        loc,
+    })
+}
+
+/// Builds AND/OR with PG's constant simplifications: a FALSE (AND) / TRUE (OR) constant
+/// decides; TRUE (AND) / FALSE (OR) constants drop out; nested junctions of the same kind
+/// are flattened.
+fn junction_node(is_and: bool, args: Vec<Node>, loc: usize) -> Typed {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut saw_null = false;
+    for arg in args {
+        match arg {
+            Node::Const(c) => match c.value {
+                Some(OwnedValue::Bool(b)) if b != is_and => return const_bool(Some(b), loc),
+                Some(_) => {}
+                None => saw_null = true,
+            },
+            Node::And(inner) if is_and => kept.extend(inner),
+            Node::Or(inner) if !is_and => kept.extend(inner),
+            other => kept.push(other),
+        }
+    }
+    if saw_null {
+        kept.push(Node::Const(Const::bool(None)));
+    }
+    match kept.len() {
+        0 => const_bool(Some(is_and), loc),
+        1 if !saw_null => bool_node(kept.pop().unwrap_or(Node::Const(Const::bool(None))), loc),
+        _ if kept.iter().all(|n| matches!(n, Node::Const(_))) => const_bool(None, loc),
+        _ => bool_node(if is_and { Node::And(kept) } else { Node::Or(kept) }, loc),
+    }
+}
+
+/// Folds a boolean node whose operands are all constants (strict operators with a NULL
+/// constant operand fold to NULL even when the other side is not constant).
+fn fold(node: Node, loc: usize) -> Typed {
+    let strict_null = match &node {
+        Node::Cmp { left, right, .. } | Node::Like { text: left, pattern: right, .. } => {
+            is_null_const(left) || is_null_const(right)
+        }
+        Node::In { lhs, .. } => is_null_const(lhs),
+        Node::Not(arg) => is_null_const(arg),
+        _ => false,
+    };
+    if strict_null {
+        return const_bool(None, loc);
+    }
+    let all_const = match &node {
+        Node::Cmp { left, right, .. }
+        | Node::Distinct { left, right, .. }
+        | Node::Like { text: left, pattern: right, .. } => is_const(left) && is_const(right),
+        Node::In { lhs, items, .. } => is_const(lhs) && items.iter().all(is_const),
+        Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => is_const(arg),
+        _ => false,
+    };
+    if all_const && let Ok(v) = node.eval_bool(&[]) {
+        return const_bool(v, loc);
+    }
+    bool_node(node, loc)
+}
+
+fn is_const(n: &Node) -> bool {
+    matches!(n, Node::Const(_))
+}
+
+fn is_null_const(n: &Node) -> bool {
+    matches!(n, Node::Const(Const { value: None, .. }))
+}

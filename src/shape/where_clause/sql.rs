@@ -1,0 +1,151 @@
+//! Normalised SQL: the compiled tree printed back as PostgreSQL text.
+//!
+//! Invariants:
+//! * Generated only from our tree: identifiers are always double-quoted, every constant is a
+//!   quoted literal cast to the type *we* resolved (`'5'::int4`), NULLs are typed, and every
+//!   cast we applied to a column (implicit ones included) is written out. Postgres therefore
+//!   resolves exactly the operators we evaluate.
+//! * Ordering comparisons on text are pinned to `COLLATE "C"`, our byte order.
+//! * Fully parenthesised, so the output is safe to paste after `WHERE` and is a canonical
+//!   form: equal trees print equal strings (shape identity).
+//! * Enum constants are printed as bare literals, so PG types them from the enum column they
+//!   are compared with (the enum's schema need not be on the search path).
+
+use std::fmt::Write as _;
+
+use super::Schema;
+use super::eval::{Const, Node};
+use super::types::SqlType;
+use super::values::OwnedValue;
+
+pub(super) fn render(node: &Node, schema: &Schema) -> String {
+    let mut out = String::new();
+    write_node(&mut out, node, schema);
+    out
+}
+
+fn quote_ident(out: &mut String, name: &str) {
+    out.push('"');
+    out.push_str(&name.replace('"', "\"\""));
+    out.push('"');
+}
+
+/// A string literal that reads the same whatever `standard_conforming_strings` is.
+fn quote_literal(out: &mut String, text: &str) {
+    if text.contains('\\') {
+        out.push_str("E'");
+        out.push_str(&text.replace('\\', "\\\\").replace('\'', "''"));
+    } else {
+        out.push('\'');
+        out.push_str(&text.replace('\'', "''"));
+    }
+    out.push('\'');
+}
+
+fn write_const(out: &mut String, c: &Const) {
+    match (&c.value, &c.ty) {
+        (None, SqlType::Enum(_)) => out.push_str("NULL"),
+        (None, ty) => {
+            let _ = write!(out, "NULL::{}", ty.pg_name());
+        }
+        (Some(OwnedValue::Bool(b)), _) => out.push_str(if *b { "true" } else { "false" }),
+        (Some(v), ty @ SqlType::Enum(_)) => quote_literal(out, &v.canonical_text(ty)),
+        (Some(v), ty) => {
+            quote_literal(out, &v.canonical_text(ty));
+            let _ = write!(out, "::{}", ty.pg_name());
+        }
+    }
+}
+
+fn write_list(out: &mut String, items: &[Node], sep: &str, schema: &Schema) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        write_node(out, item, schema);
+    }
+}
+
+fn write_node(out: &mut String, node: &Node, schema: &Schema) {
+    match node {
+        Node::Const(c) => write_const(out, c),
+        Node::Column(read) => {
+            let name = schema.columns.get(read.index).map_or("", |c| c.name.as_str());
+            quote_ident(out, name);
+            for ty in &read.casts {
+                let _ = write!(out, "::{}", ty.pg_name());
+            }
+        }
+        Node::Not(arg) => {
+            out.push_str("(NOT ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::And(args) | Node::Or(args) => {
+            out.push('(');
+            let sep = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
+            write_list(out, args, sep, schema);
+            out.push(')');
+        }
+        Node::Cmp { op, cmp, left, right } => {
+            out.push('(');
+            if op.is_ordering() && cmp.is_textual() {
+                out.push_str("((");
+                write_node(out, left, schema);
+                out.push_str(") COLLATE \"C\")");
+            } else {
+                write_node(out, left, schema);
+            }
+            let _ = write!(out, " {} ", op.symbol());
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::Distinct {
+            negated, left, right, ..
+        } => {
+            out.push('(');
+            write_node(out, left, schema);
+            out.push_str(if *negated {
+                " IS NOT DISTINCT FROM "
+            } else {
+                " IS DISTINCT FROM "
+            });
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::In { lhs, items, .. } => {
+            out.push('(');
+            write_node(out, lhs, schema);
+            out.push_str(" IN (");
+            write_list(out, items, ", ", schema);
+            out.push_str("))");
+        }
+        Node::IsNull { negated, arg } => {
+            out.push('(');
+            write_node(out, arg, schema);
+            out.push_str(if *negated { " IS NOT NULL)" } else { " IS NULL)" });
+        }
+        Node::BoolTest { test, arg } => {
+            out.push('(');
+            write_node(out, arg, schema);
+            let _ = write!(out, " {})", test.sql());
+        }
+        Node::Like {
+            negated,
+            case_insensitive,
+            text,
+            pattern,
+        } => {
+            out.push('(');
+            write_node(out, text, schema);
+            out.push_str(match (negated, case_insensitive) {
+                (false, false) => " LIKE ",
+                (false, true) => " ILIKE ",
+                (true, false) => " NOT LIKE ",
+                (true, true) => " NOT ILIKE ",
+            });
+            write_node(out, pattern, schema);
+            out.push(')');
+        }
+    }
+}

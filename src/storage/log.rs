@@ -1,0 +1,581 @@
+//! One shape's log: the writer that appends and makes records durable, and the read planner that
+//! turns a request offset into a byte range of the durable prefix.
+//!
+//! Invariants:
+//! - Readers only ever see [`LogView`]s published after the bytes they describe were written and
+//!   synced ("durable before visible"). The writer is the only publisher.
+//! - Offsets strictly increase within the file; chunk boundaries are records in the file, so they
+//!   survive restarts unchanged (a cached chunk URL keeps meaning the same bytes).
+//! - A response never crosses a chunk boundary.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::format::{
+    self, FILE_HEADER_LEN, FLAG_SNAPSHOT_END, FLAG_TXN_END, KIND_CHUNK_END, KIND_ENTRY,
+};
+use crate::offset::{LogOffset, RequestOffset};
+
+/// Spacing of the seek points kept inside the open chunk, so a live reader near the tail scans at
+/// most this many bytes before the data it wants.
+const SEEK_POINT_SPACING: u64 = 16 * 1024;
+
+/// A closed chunk: its end offset and the file position just after its chunk-end record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    pub end: LogOffset,
+    pub end_pos: u64,
+}
+
+/// What readers may see of a log. Cheap to clone (two `Arc`s).
+#[derive(Debug, Clone)]
+pub struct LogView {
+    /// File length readers may read (everything before it is durable).
+    pub durable_len: u64,
+    /// Offset of the last durable entry; `0_inf` for a complete snapshot with no changes yet.
+    pub latest: LogOffset,
+    /// Number of closed snapshot chunks (they are the first `snapshot_chunks` of `chunks`).
+    pub snapshot_chunks: usize,
+    pub snapshot_complete: bool,
+    pub chunks: Arc<Vec<Chunk>>,
+    /// Seek points inside the open chunk: (offset of the last entry before `pos`, `pos`).
+    pub points: Arc<Vec<(LogOffset, u64)>>,
+    /// The shape was removed; readers answer 409.
+    pub gone: bool,
+}
+
+impl LogView {
+    pub fn empty() -> LogView {
+        LogView {
+            durable_len: FILE_HEADER_LEN,
+            latest: LogOffset::new(0, 0),
+            snapshot_chunks: 0,
+            snapshot_complete: false,
+            chunks: Arc::new(Vec::new()),
+            points: Arc::new(Vec::new()),
+            gone: false,
+        }
+    }
+}
+
+/// The result of planning a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Read `[start, end)`, keep entries with offset `> after` (all when `None`); respond with
+    /// offset `response`.
+    Range { start: u64, end: u64, after: Option<LogOffset>, response: LogOffset },
+    /// Nothing after the request offset: respond with offset `response` (= latest).
+    AtEnd { response: LogOffset },
+    /// The data is not written yet (snapshot still running): wait for the next view.
+    NotReady,
+    /// The request offset is beyond the end of the log.
+    OutOfBounds,
+}
+
+/// Plans the response for a request offset against a view (http-protocol.md §6.1, §10).
+pub fn plan_read(view: &LogView, req: RequestOffset) -> ReadPlan {
+    let chunks = &view.chunks;
+    let snap = view.snapshot_chunks;
+    let o = match req {
+        RequestOffset::Initial => {
+            return match chunks.first() {
+                Some(c) if snap > 0 => ReadPlan::Range {
+                    start: FILE_HEADER_LEN,
+                    end: c.end_pos,
+                    after: None,
+                    response: LogOffset::new(0, 0),
+                },
+                _ => ReadPlan::NotReady,
+            };
+        }
+        RequestOffset::Now => {
+            return if view.snapshot_complete {
+                ReadPlan::AtEnd { response: view.latest }
+            } else {
+                ReadPlan::NotReady
+            };
+        }
+        RequestOffset::At(o) => o,
+    };
+    if o.tx == 0 && o.op != LogOffset::INF_OP {
+        let k = usize::try_from(o.op).unwrap_or(usize::MAX);
+        let next = k.checked_add(1).unwrap_or(usize::MAX);
+        if next < snap {
+            return ReadPlan::Range {
+                start: chunks[k].end_pos,
+                end: chunks[next].end_pos,
+                after: None,
+                response: chunks[next].end,
+            };
+        }
+        if !view.snapshot_complete {
+            return ReadPlan::NotReady;
+        }
+        // At or past the last snapshot chunk: continue as 0_inf.
+        return plan_log_read(view, LogOffset::SNAPSHOT_END);
+    }
+    if !view.snapshot_complete {
+        return ReadPlan::NotReady;
+    }
+    plan_log_read(view, o)
+}
+
+fn plan_log_read(view: &LogView, o: LogOffset) -> ReadPlan {
+    if o > view.latest {
+        return ReadPlan::OutOfBounds;
+    }
+    if o == view.latest {
+        return ReadPlan::AtEnd { response: view.latest };
+    }
+    let chunks = &view.chunks;
+    let snap = view.snapshot_chunks;
+    let log_chunks = &chunks[snap..];
+    // First closed log chunk whose end is past `o`.
+    let i = log_chunks.partition_point(|c| c.end <= o);
+    let prev_end = |i: usize| -> u64 {
+        if i == 0 {
+            chunks.get(snap.wrapping_sub(1)).map_or(FILE_HEADER_LEN, |c| c.end_pos)
+        } else {
+            log_chunks[i - 1].end_pos
+        }
+    };
+    if let Some(c) = log_chunks.get(i) {
+        return ReadPlan::Range { start: prev_end(i), end: c.end_pos, after: Some(o), response: c.end };
+    }
+    // In the open chunk: start at the last seek point at or before `o`.
+    let mut start = prev_end(log_chunks.len());
+    let p = view.points.partition_point(|(off, _)| *off <= o);
+    if p > 0 {
+        start = start.max(view.points[p - 1].1);
+    }
+    ReadPlan::Range { start, end: view.durable_len, after: Some(o), response: view.latest }
+}
+
+/// Reads `[start, end)` of a log file (record bytes; see [`append_payloads`]).
+pub fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(end.saturating_sub(start))
+        .map_err(|_| io::Error::other("range too large"))?;
+    let mut buf = vec![0u8; len];
+    File::open(path)?.read_exact_at(&mut buf, start)?;
+    Ok(buf)
+}
+
+/// Joins the entries of a buffer read by [`read_range`] into `out` as comma-separated JSON.
+/// Returns the number of entries written.
+pub fn append_payloads(buf: &[u8], after: Option<LogOffset>, out: &mut Vec<u8>) -> usize {
+    let mut n = 0;
+    for rec in format::records(buf) {
+        if rec.kind != KIND_ENTRY || after.is_some_and(|a| rec.offset <= a) {
+            continue;
+        }
+        if n > 0 || out.last().is_some_and(|&b| b != b'[') {
+            out.push(b',');
+        }
+        out.extend_from_slice(rec.payload);
+        n += 1;
+    }
+    n
+}
+
+/// The single writer of one shape log.
+#[derive(Debug)]
+pub struct LogWriter {
+    path: PathBuf,
+    /// Bytes already written to the file.
+    file_len: u64,
+    pending: Vec<u8>,
+    threshold: u64,
+    open_chunk_bytes: u64,
+    chunks: Vec<Chunk>,
+    chunks_dirty: bool,
+    points: Vec<(LogOffset, u64)>,
+    snapshot_chunks: usize,
+    snapshot_complete: bool,
+    /// Latest entry offset including pending records.
+    latest: LogOffset,
+    /// Latest offset at the last transaction end (what a flush makes visible).
+    committed_latest: LogOffset,
+    /// File length at the last transaction end, including pending.
+    committed_len: u64,
+    /// Chunk count and open-chunk bytes at the last transaction end (for rollback).
+    committed_chunks: usize,
+    committed_open_bytes: u64,
+    view: Arc<watch::Sender<LogView>>,
+}
+
+impl LogWriter {
+    /// Creates a new, empty log file (with its header, synced) for a fresh shape.
+    pub fn create(
+        path: PathBuf,
+        threshold: u64,
+        view: Arc<watch::Sender<LogView>>,
+    ) -> io::Result<LogWriter> {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        f.write_all(&format::file_header())?;
+        f.sync_all()?;
+        Ok(LogWriter {
+            path,
+            file_len: FILE_HEADER_LEN,
+            pending: Vec::new(),
+            threshold,
+            open_chunk_bytes: 0,
+            chunks: Vec::new(),
+            chunks_dirty: false,
+            points: Vec::new(),
+            snapshot_chunks: 0,
+            snapshot_complete: false,
+            latest: LogOffset::new(0, 0),
+            committed_latest: LogOffset::new(0, 0),
+            committed_len: FILE_HEADER_LEN,
+            committed_chunks: 0,
+            committed_open_bytes: 0,
+            view,
+        })
+    }
+
+    /// Opens an existing log after a restart: validates the header, truncates a torn or partial
+    /// tail to the last complete transaction, rebuilds the chunk index and publishes the view.
+    pub fn recover(
+        path: PathBuf,
+        threshold: u64,
+        view: Arc<watch::Sender<LogView>>,
+    ) -> Result<LogWriter, RecoverError> {
+        let bytes = std::fs::read(&path)?;
+        format::check_file_header(&bytes)?;
+        let body = &bytes[usize::try_from(FILE_HEADER_LEN).unwrap_or(16)..];
+        let scan = format::scan(body);
+        if !scan.snapshot_end {
+            return Err(RecoverError::IncompleteSnapshot);
+        }
+        let file_len = FILE_HEADER_LEN + scan.committed_len;
+        if scan.dropped_tail {
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(file_len)?;
+            f.sync_all()?;
+        }
+        let chunks: Vec<Chunk> = scan
+            .chunks
+            .iter()
+            .map(|&(end, pos)| Chunk { end, end_pos: FILE_HEADER_LEN + pos })
+            .collect();
+        let snapshot_chunks = chunks.iter().take_while(|c| c.end.tx == 0).count();
+        let latest = match scan.last_entry {
+            Some(o) if o.tx > 0 => o,
+            _ => LogOffset::SNAPSHOT_END,
+        };
+        let mut w = LogWriter {
+            path,
+            file_len,
+            pending: Vec::new(),
+            threshold,
+            open_chunk_bytes: scan.open_chunk_bytes,
+            chunks,
+            chunks_dirty: true,
+            points: Vec::new(),
+            snapshot_chunks,
+            snapshot_complete: true,
+            latest,
+            committed_latest: latest,
+            committed_len: file_len,
+            committed_chunks: 0,
+            committed_open_bytes: 0,
+            view,
+        };
+        w.mark_committed();
+        w.publish();
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Latest entry offset including unflushed records.
+    pub fn latest(&self) -> LogOffset {
+        self.latest
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn pos(&self) -> u64 {
+        self.file_len + self.pending.len() as u64
+    }
+
+    /// Appends a snapshot row to snapshot chunk `chunk`; returns true when that closed the chunk.
+    pub fn append_snapshot_row(&mut self, json: &[u8]) -> bool {
+        let k = self.snapshot_chunks as u64;
+        format::encode_record(&mut self.pending, KIND_ENTRY, 0, LogOffset::new(0, k), json);
+        self.open_chunk_bytes += json.len() as u64 + 1;
+        if self.open_chunk_bytes >= self.threshold {
+            self.close_snapshot_chunk();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn close_snapshot_chunk(&mut self) {
+        let end = LogOffset::new(0, self.snapshot_chunks as u64);
+        format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, end, b"");
+        let end_pos = self.pos();
+        self.chunks.push(Chunk { end, end_pos });
+        self.chunks_dirty = true;
+        self.snapshot_chunks += 1;
+        self.open_chunk_bytes = 0;
+    }
+
+    /// Appends the snapshot-end control message and closes the last snapshot chunk.
+    pub fn finish_snapshot(&mut self, json: &[u8]) {
+        let k = self.snapshot_chunks as u64;
+        format::encode_record(
+            &mut self.pending,
+            KIND_ENTRY,
+            FLAG_TXN_END | FLAG_SNAPSHOT_END,
+            LogOffset::new(0, k),
+            json,
+        );
+        self.close_snapshot_chunk();
+        self.snapshot_complete = true;
+        self.latest = LogOffset::SNAPSHOT_END;
+        self.mark_committed();
+    }
+
+    fn mark_committed(&mut self) {
+        self.committed_latest = self.latest;
+        self.committed_len = self.pos();
+        self.committed_chunks = self.chunks.len();
+        self.committed_open_bytes = self.open_chunk_bytes;
+    }
+
+    /// Drops everything appended since the last transaction end (a stream that broke
+    /// mid-transaction will replay it).
+    pub fn discard_uncommitted(&mut self) {
+        let keep = usize::try_from(self.committed_len.saturating_sub(self.file_len)).unwrap_or(0);
+        self.pending.truncate(keep);
+        if self.chunks.len() != self.committed_chunks {
+            self.chunks.truncate(self.committed_chunks);
+            self.chunks_dirty = true;
+            self.points.clear();
+        }
+        self.open_chunk_bytes = self.committed_open_bytes;
+        self.latest = self.committed_latest;
+    }
+
+    /// Appends a replicated entry. `txn_end` marks the shape's last entry of the transaction.
+    pub fn append_entry(&mut self, offset: LogOffset, json: &[u8], txn_end: bool) {
+        debug_assert!(offset > self.latest, "offsets must increase");
+        let flags = if txn_end { FLAG_TXN_END } else { 0 };
+        format::encode_record(&mut self.pending, KIND_ENTRY, flags, offset, json);
+        self.latest = offset;
+        self.open_chunk_bytes += json.len() as u64 + 1;
+        if self.open_chunk_bytes >= self.threshold {
+            format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, offset, b"");
+            let end_pos = self.pos();
+            self.chunks.push(Chunk { end: offset, end_pos });
+            self.chunks_dirty = true;
+            self.points.clear();
+            self.open_chunk_bytes = 0;
+        }
+        if txn_end {
+            self.mark_committed();
+        }
+    }
+
+    /// Writes pending bytes to the file (not yet synced). Returns the open file so the caller
+    /// can sync many logs together; `None` when there was nothing to write.
+    pub fn write_pending(&mut self) -> io::Result<Option<File>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let mut f = OpenOptions::new().append(true).open(&self.path)?;
+        f.write_all(&self.pending)?;
+        self.file_len += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(Some(f))
+    }
+
+    /// Publishes the durable state to readers. Call only after the written bytes were synced.
+    pub fn publish(&mut self) {
+        // Readers may only see whole transactions.
+        let durable_len = self.committed_len.min(self.file_len);
+        let latest = self.committed_latest;
+        if self.points.last().is_none_or(|&(_, p)| durable_len >= p + SEEK_POINT_SPACING)
+            || self.points.len() < 2
+        {
+            self.points.push((latest, durable_len));
+        } else if let Some(last) = self.points.last_mut() {
+            // Keep the tail point current so live readers at the tail start right there.
+            *last = (latest, durable_len);
+        }
+        let chunks_dirty = std::mem::take(&mut self.chunks_dirty);
+        let chunks = self.chunks.clone();
+        let points = Arc::new(self.points.clone());
+        let snapshot_chunks = self.snapshot_chunks;
+        let snapshot_complete = self.snapshot_complete;
+        self.view.send_modify(|v| {
+            v.durable_len = durable_len;
+            v.latest = latest;
+            v.snapshot_chunks = snapshot_chunks;
+            v.snapshot_complete = snapshot_complete;
+            if chunks_dirty {
+                v.chunks = Arc::new(chunks);
+            }
+            v.points = points;
+        });
+    }
+}
+
+/// Why a log could not be recovered (the shape is then dropped and its clients get 409).
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("log I/O")]
+    Io(#[from] io::Error),
+    #[error("log format")]
+    Format(#[from] format::FormatError),
+    #[error("the initial snapshot never completed")]
+    IncompleteSnapshot,
+}
+
+/// Makes written logs durable: one `fdatasync` per file for a few files, one `syncfs` for many
+/// (a single syscall regardless of how many shapes a batch touched).
+pub fn sync_files(files: &[File]) -> io::Result<()> {
+    const SYNCFS_ABOVE: usize = 8;
+    if files.len() > SYNCFS_ABOVE {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs takes a valid open descriptor, which `files[0]` is for this call.
+        let rc = unsafe { libc::syncfs(files[0].as_raw_fd()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    for f in files {
+        f.sync_data()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &Path, threshold: u64) -> (LogWriter, watch::Receiver<LogView>) {
+        let (tx, rx) = watch::channel(LogView::empty());
+        let w = LogWriter::create(dir.join("log"), threshold, Arc::new(tx)).unwrap();
+        (w, rx)
+    }
+
+    fn flush(w: &mut LogWriter) {
+        let f = w.write_pending().unwrap();
+        sync_files(&f.into_iter().collect::<Vec<_>>()).unwrap();
+        w.publish();
+    }
+
+    fn body(view: &LogView, path: &Path, req: RequestOffset) -> (String, Option<LogOffset>) {
+        match plan_read(view, req) {
+            ReadPlan::Range { start, end, after, response } => {
+                let buf = read_range(path, start, end).unwrap();
+                let mut out = vec![b'['];
+                append_payloads(&buf, after, &mut out);
+                out.push(b']');
+                (String::from_utf8(out).unwrap(), Some(response))
+            }
+            ReadPlan::AtEnd { response } => ("[]".into(), Some(response)),
+            other => (format!("{other:?}"), None),
+        }
+    }
+
+    #[test]
+    fn snapshot_chunks_then_log_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, rx) = writer(dir.path(), 10);
+        w.append_snapshot_row(b"\"r1\""); // 5 bytes
+        w.append_snapshot_row(b"\"r2\""); // reaches 10: closes chunk 0
+        w.append_snapshot_row(b"\"r3\"");
+        w.finish_snapshot(b"\"end\"");
+        flush(&mut w);
+        let v = rx.borrow().clone();
+        assert_eq!(v.snapshot_chunks, 2);
+        let p = w.path().to_path_buf();
+        assert_eq!(
+            body(&v, &p, RequestOffset::Initial),
+            ("[\"r1\",\"r2\"]".into(), Some(LogOffset::new(0, 0)))
+        );
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::new(0, 0))),
+            ("[\"r3\",\"end\"]".into(), Some(LogOffset::new(0, 1)))
+        );
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::new(0, 1))),
+            ("[]".into(), Some(LogOffset::SNAPSHOT_END))
+        );
+        w.append_entry(LogOffset::new(100, 0), b"\"a\"", false);
+        w.append_entry(LogOffset::new(100, 2), b"\"b\"", true);
+        // Not flushed: invisible.
+        assert_eq!(rx.borrow().latest, LogOffset::SNAPSHOT_END);
+        flush(&mut w);
+        let v = rx.borrow().clone();
+        assert_eq!(v.latest, LogOffset::new(100, 2));
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::SNAPSHOT_END)),
+            ("[\"a\",\"b\"]".into(), Some(LogOffset::new(100, 2)))
+        );
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::new(100, 0))),
+            ("[\"b\"]".into(), Some(LogOffset::new(100, 2)))
+        );
+        // A chunk closes at the threshold and responses stop there.
+        w.append_entry(LogOffset::new(200, 0), b"\"cccccccccc\"", true);
+        w.append_entry(LogOffset::new(300, 0), b"\"d\"", true);
+        flush(&mut w);
+        let v = rx.borrow().clone();
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::SNAPSHOT_END)),
+            ("[\"a\",\"b\",\"cccccccccc\"]".into(), Some(LogOffset::new(200, 0)))
+        );
+        assert_eq!(
+            body(&v, &p, RequestOffset::At(LogOffset::new(200, 0))),
+            ("[\"d\"]".into(), Some(LogOffset::new(300, 0)))
+        );
+        assert_eq!(
+            plan_read(&v, RequestOffset::At(LogOffset::new(400, 0))),
+            ReadPlan::OutOfBounds
+        );
+
+        // Recovery rebuilds the same view, dropping an unflushed partial transaction.
+        w.append_entry(LogOffset::new(500, 0), b"\"partial\"", false);
+        w.write_pending().unwrap();
+        drop(w);
+        let (tx2, rx2) = watch::channel(LogView::empty());
+        let w2 = LogWriter::recover(p.clone(), 10, Arc::new(tx2)).unwrap();
+        let v2 = rx2.borrow().clone();
+        assert_eq!(v2.latest, LogOffset::new(300, 0));
+        assert_eq!(*v2.chunks, *v.chunks);
+        assert_eq!(v2.durable_len, v.durable_len);
+        assert_eq!(w2.latest(), LogOffset::new(300, 0));
+    }
+
+    #[test]
+    fn a_fresh_log_without_snapshot_end_is_not_recoverable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _rx) = writer(dir.path(), 1000);
+        w.append_snapshot_row(b"1");
+        flush(&mut w);
+        let (tx, _) = watch::channel(LogView::empty());
+        assert!(matches!(
+            LogWriter::recover(w.path().to_path_buf(), 1000, Arc::new(tx)),
+            Err(RecoverError::IncompleteSnapshot)
+        ));
+    }
+}

@@ -1,0 +1,133 @@
+//! Small durable metadata files: magic, version, length, CRC, JSON payload.
+//!
+//! Written as temp file → fsync → rename → fsync of the directory, so after a crash the file is
+//! either the old or the new version, never a mix; a flipped byte is detected by the checksum.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | magic `b"AMPMETA\n"` |
+//! | 8..12 | version, u32 LE (1) |
+//! | 12..16 | payload length, u32 LE |
+//! | 16..20 | CRC-32 of the payload, u32 LE |
+//! | 20.. | payload (JSON) |
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"AMPMETA\n";
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata I/O on {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metadata file {0} is corrupt (bad magic, version, length or checksum)")]
+    Corrupt(String),
+    #[error("metadata file {path} does not decode")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MetaError + '_ {
+    move |source| MetaError::Io { path: path.display().to_string(), source }
+}
+
+/// Encodes a metadata file body.
+pub fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 20);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Decodes a metadata file body; `None` if anything does not check out.
+pub fn decode(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.get(0..8)? != MAGIC {
+        return None;
+    }
+    let version = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?);
+    let len = usize::try_from(u32::from_le_bytes(bytes.get(12..16)?.try_into().ok()?)).ok()?;
+    let crc = u32::from_le_bytes(bytes.get(16..20)?.try_into().ok()?);
+    let payload = bytes.get(20..20usize.checked_add(len)?)?;
+    (version == VERSION && bytes.len() == 20 + len && crc32fast::hash(payload) == crc)
+        .then_some(payload)
+}
+
+/// Fsyncs a directory so a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Atomically and durably replaces `path` with `value` serialised as JSON.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), MetaError> {
+    let payload = serde_json::to_vec(value)
+        .map_err(|source| MetaError::Json { path: path.display().to_string(), source })?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(&encode(&payload)).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// Reads a metadata file; `Ok(None)` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, MetaError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let payload = decode(&bytes).ok_or_else(|| MetaError::Corrupt(path.display().to_string()))?;
+    serde_json::from_slice(payload)
+        .map(Some)
+        .map_err(|source| MetaError::Json { path: path.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_and_flipped_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.bin");
+        write_json(&p, &serde_json::json!({"a": 1})).unwrap();
+        let v: serde_json::Value = read_json(&p).unwrap().unwrap();
+        assert_eq!(v["a"], 1);
+        let mut bytes = fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&p, &bytes).unwrap();
+        assert!(matches!(read_json::<serde_json::Value>(&p), Err(MetaError::Corrupt(_))));
+        assert!(read_json::<serde_json::Value>(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite: the real `ampere` binary against a throwaway Postgres, driven by
+# the published ElectricSQL clients. Build the server first (`cargo build --bin ampere`) or
+# point AMPERE_BIN at a binary. Extra arguments are passed to `node --test`
+# (e.g. `./run.sh --test-name-pattern=pglite`).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+repo_root="$(cd ../.. && pwd)"
+bin="${AMPERE_BIN:-$repo_root/target/debug/ampere}"
+if [[ ! -x "$bin" ]]; then
+  echo "e2e: ampere binary not found at $bin" >&2
+  echo "e2e: run \`cargo build --bin ampere\` in $repo_root first (or set AMPERE_BIN)" >&2
+  exit 2
+fi
+for tool in node npm initdb pg_ctl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "e2e: \`$tool\` is not on PATH" >&2
+    exit 2
+  fi
+done
+
+# Install the pinned clients only when node_modules is missing or the lockfile changed.
+stamp=node_modules/.package-lock.sha256
+want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ ! -d node_modules || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  npm ci --no-audit --no-fund
+  echo "$want" >"$stamp"
+fi
+
+export AMPERE_BIN="$bin"
+# Sequential: the machine has two cores and each file runs its own Postgres and server.
+# --test-force-exit: @electric-sql/client keeps a 60 s throttled-save timer alive after the
+# last up-to-date (its localStorage tracker, even in Node), which would hold each file open.
+exec node --test --test-concurrency=1 --test-force-exit "$@" ./*.test.mjs
