@@ -31,7 +31,11 @@ pub enum AppError {
 }
 
 /// Runs Ampere until `shutdown` turns true.
-pub async fn run(listener: TcpListener, config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), AppError> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
     std::fs::create_dir_all(&config.storage_dir)
         .map_err(|e| AppError::Storage(crate::storage::io_at(&config.storage_dir)(e)))?;
     let storage = Storage::open(&config.storage_dir)?;
@@ -64,7 +68,13 @@ pub async fn run(listener: TcpListener, config: Config, mut shutdown: watch::Rec
     let global = storage.read_global()?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
     let registry = Registry::new(global.handle_high_water);
-    let engine = Arc::new(Engine::new(config.clone(), url.clone(), storage.clone(), registry, cmd_tx));
+    let engine = Arc::new(Engine::new(
+        config.clone(),
+        url.clone(),
+        storage.clone(),
+        registry,
+        cmd_tx,
+    ));
     let mut pipeline = Pipeline::new(engine.clone());
     restore_shapes(&engine, &mut pipeline);
 
@@ -98,7 +108,9 @@ pub async fn run(listener: TcpListener, config: Config, mut shutdown: watch::Rec
         match connected {
             Ok((mut client, start)) => {
                 check_continuity(&engine, &mut pipeline, &start);
-                engine.global_lsn.fetch_max(start.start_lsn, std::sync::atomic::Ordering::AcqRel);
+                engine
+                    .global_lsn
+                    .fetch_max(start.start_lsn, std::sync::atomic::Ordering::AcqRel);
                 let _ = engine.health.send_replace(Health::Active);
                 tracing::info!(slot = %slot, start_lsn = start.start_lsn, "replication streaming");
                 let result = pipeline.run(&mut client, &mut cmd_rx, &mut shutdown).await;
@@ -138,8 +150,13 @@ pub async fn run(listener: TcpListener, config: Config, mut shutdown: watch::Rec
 /// Purges every shape when WAL continuity with stored shapes is broken (new slot or publication,
 /// another cluster, another timeline), then records the new identity.
 fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replication::StreamStart) {
-    let Ok(mut global) = engine.storage.read_global() else { return };
-    let identity_changed = global.system_id.as_ref().is_some_and(|s| s != &start.system_id)
+    let Ok(mut global) = engine.storage.read_global() else {
+        return;
+    };
+    let identity_changed = global
+        .system_id
+        .as_ref()
+        .is_some_and(|s| s != &start.system_id)
         || global.timeline.is_some_and(|t| t != start.timeline);
     if (start.continuity_broken || identity_changed) && !engine.registry.is_empty() {
         tracing::warn!(
@@ -178,14 +195,23 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline) {
             let def = ShapeDef::compile(m.request.clone(), Arc::new(m.table.clone())).ok()?;
             let view = Arc::new(watch::channel(LogView::empty()).0);
             let log_path = dir.join("log");
-            let writer = match LogWriter::recover(log_path.clone(), engine.config.chunk_bytes_threshold, view.clone()) {
+            let writer = match LogWriter::recover(
+                log_path.clone(),
+                engine.config.chunk_bytes_threshold,
+                view.clone(),
+            ) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
                     return None;
                 }
             };
-            let shape = Arc::new(Shape { handle: handle.clone(), def: Arc::new(def), log_path, view });
+            let shape = Arc::new(Shape {
+                handle: handle.clone(),
+                def: Arc::new(def),
+                log_path,
+                view,
+            });
             Some((shape, writer, m))
         })();
         match restored {

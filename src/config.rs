@@ -12,7 +12,11 @@ use clap::Parser;
 
 /// Raw flags as parsed by clap. Use [`Config`] (via [`Cli::into_config`]) everywhere else.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ampere", version, about = "Electric-compatible Postgres sync service")]
+#[command(
+    name = "ampere",
+    version,
+    about = "Electric-compatible Postgres sync service"
+)]
 pub struct Cli {
     /// Postgres connection URL (needs REPLICATION). Without it, a local dev cluster is started
     /// inside the storage directory.
@@ -44,7 +48,11 @@ pub struct Cli {
     pub insecure: String,
 
     /// Suffix of the slot and publication names, and the advisory-lock key.
-    #[arg(long, env = "ELECTRIC_REPLICATION_STREAM_ID", default_value = "default")]
+    #[arg(
+        long,
+        env = "ELECTRIC_REPLICATION_STREAM_ID",
+        default_value = "default"
+    )]
     pub replication_stream_id: String,
 
     /// Maximum hold time of a live request (duration; bare number = milliseconds).
@@ -60,11 +68,19 @@ pub struct Cli {
     pub cache_stale_age: u64,
 
     /// Bytes per log chunk (a cacheable response unit).
-    #[arg(long, env = "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", default_value = "10485760")]
+    #[arg(
+        long,
+        env = "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD",
+        default_value = "10485760"
+    )]
     pub chunk_bytes_threshold: String,
 
     /// Enables `DELETE /v1/shape`.
-    #[arg(long, env = "ELECTRIC_ENABLE_INTEGRATION_TESTING", default_value = "false")]
+    #[arg(
+        long,
+        env = "ELECTRIC_ENABLE_INTEGRATION_TESTING",
+        default_value = "false"
+    )]
     pub enable_integration_testing: String,
 
     /// Log level (error, warning, info, debug). RUST_LOG wins when set.
@@ -116,7 +132,9 @@ pub enum ConfigError {
     Bool { name: &'static str, value: String },
     #[error("{name}: invalid duration {value:?} (a positive number with optional unit ms, s, m)")]
     Duration { name: &'static str, value: String },
-    #[error("{name}: invalid size {value:?} (a positive number with optional unit KB, KiB, MB, MiB, GB, GiB)")]
+    #[error(
+        "{name}: invalid size {value:?} (a positive number with optional unit KB, KiB, MB, MiB, GB, GiB)"
+    )]
     Size { name: &'static str, value: String },
     #[error(
         "ELECTRIC_REPLICATION_STREAM_ID: {0:?} is not a valid unquoted Postgres identifier \
@@ -138,7 +156,8 @@ impl Cli {
             _ => {}
         }
         let stream_id = parse_stream_id(&self.replication_stream_id)?;
-        let long_poll_timeout = parse_duration("ELECTRIC_LONG_POLL_TIMEOUT", &self.long_poll_timeout)?;
+        let long_poll_timeout =
+            parse_duration("ELECTRIC_LONG_POLL_TIMEOUT", &self.long_poll_timeout)?;
         let chunk_bytes_threshold = parse_size(
             "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD",
             &self.chunk_bytes_threshold,
@@ -214,15 +233,23 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" | "" => Ok(false),
-        _ => Err(ConfigError::Bool { name, value: value.to_owned() }),
+        _ => Err(ConfigError::Bool {
+            name,
+            value: value.to_owned(),
+        }),
     }
 }
 
 /// Electric's duration syntax: a positive number with an optional unit; bare = milliseconds.
 pub fn parse_duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
-    let err = || ConfigError::Duration { name, value: value.to_owned() };
+    let err = || ConfigError::Duration {
+        name,
+        value: value.to_owned(),
+    };
     let v = value.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: f64 = num.parse().map_err(|_| err())?;
     let ms = match unit.trim() {
@@ -239,7 +266,10 @@ pub fn parse_duration(name: &'static str, value: &str) -> Result<Duration, Confi
 
 /// Electric's size syntax: a number with an optional decimal or binary unit; bare = bytes.
 pub fn parse_size(name: &'static str, value: &str) -> Result<u64, ConfigError> {
-    let err = || ConfigError::Size { name, value: value.to_owned() };
+    let err = || ConfigError::Size {
+        name,
+        value: value.to_owned(),
+    };
     let v = value.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
@@ -280,7 +310,9 @@ fn validate_database_url(value: &str) -> Result<(), ConfigError> {
         ));
     }
     if url.username().is_empty() {
-        return Err(ConfigError::DatabaseUrl("invalid or missing username".into()));
+        return Err(ConfigError::DatabaseUrl(
+            "invalid or missing username".into(),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::DatabaseUrl("missing host".into()));
@@ -296,7 +328,9 @@ fn validate_database_url(value: &str) -> Result<(), ConfigError> {
             }
             ("sslmode", "disable" | "allow" | "prefer" | "require") => {}
             ("sslmode", other) => {
-                return Err(ConfigError::DatabaseUrl(format!("unknown sslmode {other:?}")));
+                return Err(ConfigError::DatabaseUrl(format!(
+                    "unknown sslmode {other:?}"
+                )));
             }
             ("replication", _) => {
                 return Err(ConfigError::DatabaseUrl(
@@ -325,7 +359,10 @@ mod tests {
         let c = cli(&["--insecure", "false"]);
         if std::env::var("ELECTRIC_SECRET").is_err() && std::env::var("ELECTRIC_INSECURE").is_err()
         {
-            assert_eq!(c.into_config().unwrap_err(), ConfigError::NoSecretNorInsecure);
+            assert_eq!(
+                c.into_config().unwrap_err(),
+                ConfigError::NoSecretNorInsecure
+            );
         }
         let c = cli(&["--secret", "s", "--insecure", "true"]);
         assert_eq!(c.into_config().unwrap_err(), ConfigError::SecretAndInsecure);
@@ -341,17 +378,28 @@ mod tests {
         assert_eq!(c.slot_name(), "electric_slot_blue_1");
         assert_eq!(c.publication_name(), "electric_publication_blue_1");
         assert!(
-            cli(&["--insecure", "true", "--replication-stream-id", "deploy-blue"])
-                .into_config()
-                .is_err()
+            cli(&[
+                "--insecure",
+                "true",
+                "--replication-stream-id",
+                "deploy-blue"
+            ])
+            .into_config()
+            .is_err()
         );
     }
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(parse_duration("x", "20000").unwrap(), Duration::from_secs(20));
+        assert_eq!(
+            parse_duration("x", "20000").unwrap(),
+            Duration::from_secs(20)
+        );
         assert_eq!(parse_duration("x", "30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("x", "5min").unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("x", "5min").unwrap(),
+            Duration::from_secs(300)
+        );
         assert!(parse_duration("x", "0").is_err());
         assert!(parse_duration("x", "-1").is_err());
         assert!(parse_duration("x", "1h").is_err());

@@ -74,10 +74,13 @@ pub struct Engine {
     /// Serialises catalog/publication work (one admin connection).
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Recently loaded table info, to resolve requests for existing shapes without a query.
-    tables: Mutex<HashMap<(String, String), (Arc<TableInfo>, Instant)>>,
+    tables: Mutex<HashMap<(String, String), CachedTable>>,
     /// Serialises creation so one definition never gets two handles.
     create_lock: tokio::sync::Mutex<()>,
 }
+
+/// Table info and when it was loaded.
+type CachedTable = (Arc<TableInfo>, Instant);
 
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -122,21 +125,29 @@ impl Engine {
     {
         let mut guard = self.admin.lock().await;
         if guard.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-            let c = self.url.connect().await.map_err(|e| EngineError::Unavailable(Box::new(e)))?;
+            let c = self
+                .url
+                .connect()
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))?;
             *guard = Some(c);
         }
         let client = guard.as_ref().ok_or(EngineError::NotReady)?;
         f(client).await
     }
 
-    async fn load_table(&self, schema: &str, name: &str, fresh: bool) -> Result<Arc<TableInfo>, EngineError> {
+    async fn load_table(
+        &self,
+        schema: &str,
+        name: &str,
+        fresh: bool,
+    ) -> Result<Arc<TableInfo>, EngineError> {
         let key = (schema.to_owned(), name.to_owned());
-        if !fresh {
-            if let Some((t, at)) = self.tables.lock().get(&key) {
-                if at.elapsed() < TABLE_CACHE_TTL {
-                    return Ok(t.clone());
-                }
-            }
+        if !fresh
+            && let Some((t, at)) = self.tables.lock().get(&key)
+            && at.elapsed() < TABLE_CACHE_TTL
+        {
+            return Ok(t.clone());
         }
         let t = self
             .with_admin(async |c| match catalog::load_table(c, schema, name).await {
@@ -150,15 +161,23 @@ impl Engine {
     }
 
     /// Compiles a request into a definition (loading table info as needed).
-    pub async fn resolve(&self, request: &ShapeRequest, fresh: bool) -> Result<ShapeDef, EngineError> {
-        let table = self.load_table(&request.schema, &request.table, fresh).await?;
+    pub async fn resolve(
+        &self,
+        request: &ShapeRequest,
+        fresh: bool,
+    ) -> Result<ShapeDef, EngineError> {
+        let table = self
+            .load_table(&request.schema, &request.table, fresh)
+            .await?;
         Ok(ShapeDef::compile(request.clone(), table)?)
     }
 
     /// The live shape for a handle whose stored request equals `request` (the fast path of live
     /// requests: no catalog query, no compilation).
     pub fn shape_for_handle(&self, handle: &str, request: &ShapeRequest) -> Option<Arc<Shape>> {
-        self.registry.get(handle).filter(|s| &s.def.request == request)
+        self.registry
+            .get(handle)
+            .filter(|s| &s.def.request == request)
     }
 
     /// Finds the shape for a definition, creating it if there is none.
@@ -182,11 +201,19 @@ impl Engine {
     async fn create(&self, def: ShapeDef) -> Result<Arc<Shape>, EngineError> {
         let create_err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Create(e);
         let (handle, _stamp) = self.registry.new_handle(&def.identity);
-        let mut global = self.storage.read_global().map_err(|e| create_err(Box::new(e)))?;
+        let mut global = self
+            .storage
+            .read_global()
+            .map_err(|e| create_err(Box::new(e)))?;
         global.handle_high_water = self.registry.high_water();
-        self.storage.write_global(&global).map_err(|e| create_err(Box::new(e)))?;
+        self.storage
+            .write_global(&global)
+            .map_err(|e| create_err(Box::new(e)))?;
 
-        let dir = self.storage.create_shape_dir(&handle).map_err(|e| create_err(Box::new(e)))?;
+        let dir = self
+            .storage
+            .create_shape_dir(&handle)
+            .map_err(|e| create_err(Box::new(e)))?;
         let meta = ShapeMeta {
             handle: handle.clone(),
             request: def.request.clone(),
@@ -208,14 +235,30 @@ impl Engine {
 
         let view = Arc::new(watch::channel(LogView::empty()).0);
         let log_path = dir.join("log");
-        let writer = LogWriter::create(log_path.clone(), self.config.chunk_bytes_threshold, view.clone())
-            .map_err(|e| {
-                self.storage.remove_shape(&handle);
-                create_err(Box::new(e))
-            })?;
-        let shape = Arc::new(Shape { handle: handle.clone(), def: Arc::new(def), log_path, view });
+        let writer = LogWriter::create(
+            log_path.clone(),
+            self.config.chunk_bytes_threshold,
+            view.clone(),
+        )
+        .map_err(|e| {
+            self.storage.remove_shape(&handle);
+            create_err(Box::new(e))
+        })?;
+        let shape = Arc::new(Shape {
+            handle: handle.clone(),
+            def: Arc::new(def),
+            log_path,
+            view,
+        });
         let (tx, rx) = oneshot::channel();
-        if self.pipeline.send(Command::Register { shape: shape.clone(), reply: tx }).await.is_err()
+        if self
+            .pipeline
+            .send(Command::Register {
+                shape: shape.clone(),
+                reply: tx,
+            })
+            .await
+            .is_err()
             || rx.await.is_err()
         {
             self.storage.remove_shape(&handle);
@@ -230,10 +273,17 @@ impl Engine {
         tokio::spawn(async move {
             let mut writer = writer;
             let cmd = match snapshot::run(&url, &task_shape.def, &mut writer).await {
-                Ok(snapshot) => Command::SnapshotDone { handle: task_shape.handle.clone(), writer, snapshot },
+                Ok(snapshot) => Command::SnapshotDone {
+                    handle: task_shape.handle.clone(),
+                    writer: Box::new(writer),
+                    snapshot,
+                },
                 Err(e) => {
                     tracing::error!(handle = %task_shape.handle, error = %e, "snapshot failed");
-                    Command::Remove { handle: task_shape.handle.clone(), reply: None }
+                    Command::Remove {
+                        handle: task_shape.handle.clone(),
+                        reply: None,
+                    }
                 }
             };
             let _ = pipeline.send(cmd).await;
@@ -247,7 +297,15 @@ impl Engine {
             return false;
         }
         let (tx, rx) = oneshot::channel();
-        if self.pipeline.send(Command::Remove { handle: handle.to_owned(), reply: Some(tx) }).await.is_ok() {
+        if self
+            .pipeline
+            .send(Command::Remove {
+                handle: handle.to_owned(),
+                reply: Some(tx),
+            })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         true

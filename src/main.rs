@@ -33,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    ampere::app::run(listener, config, rx).await.context("ampere stopped with an error")?;
+    ampere::app::run(listener, config, rx)
+        .await
+        .context("ampere stopped with an error")?;
     Ok(())
 }

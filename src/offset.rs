@@ -18,7 +18,10 @@ impl LogOffset {
     /// `op` value printed as `inf`.
     pub const INF_OP: u64 = u64::MAX;
     /// `0_inf`: the whole snapshot, nothing replicated yet.
-    pub const SNAPSHOT_END: LogOffset = LogOffset { tx: 0, op: u64::MAX };
+    pub const SNAPSHOT_END: LogOffset = LogOffset {
+        tx: 0,
+        op: u64::MAX,
+    };
 
     pub const fn new(tx: u64, op: u64) -> LogOffset {
         LogOffset { tx, op }
@@ -70,7 +73,11 @@ pub fn parse_offset(s: &str) -> Option<RequestOffset> {
     }
     let (tx, op) = s.split_once('_')?;
     let tx = parse_u64(tx)?;
-    let op = if op == "inf" { LogOffset::INF_OP } else { parse_u64(op)? };
+    let op = if op == "inf" {
+        LogOffset::INF_OP
+    } else {
+        parse_u64(op)?
+    };
     Some(RequestOffset::At(LogOffset { tx, op }))
 }
 
@@ -94,11 +101,25 @@ mod tests {
         assert_eq!(parse_offset("-1"), Some(RequestOffset::Initial));
         assert_eq!(parse_offset("-1_0"), Some(RequestOffset::Initial));
         assert_eq!(parse_offset("now"), Some(RequestOffset::Now));
-        assert_eq!(parse_offset("0_0"), Some(RequestOffset::At(LogOffset::new(0, 0))));
-        assert_eq!(parse_offset("0_inf"), Some(RequestOffset::At(LogOffset::SNAPSHOT_END)));
-        assert_eq!(parse_offset("0_02"), Some(RequestOffset::At(LogOffset::new(0, 2))));
-        assert_eq!(parse_offset("+5_1"), Some(RequestOffset::At(LogOffset::new(5, 1))));
-        for bad in ["abc", "0_-1", "1_2_3", "10", "", "_", "1_", "_1", " 1_2", "1.5_2", "-2"] {
+        assert_eq!(
+            parse_offset("0_0"),
+            Some(RequestOffset::At(LogOffset::new(0, 0)))
+        );
+        assert_eq!(
+            parse_offset("0_inf"),
+            Some(RequestOffset::At(LogOffset::SNAPSHOT_END))
+        );
+        assert_eq!(
+            parse_offset("0_02"),
+            Some(RequestOffset::At(LogOffset::new(0, 2)))
+        );
+        assert_eq!(
+            parse_offset("+5_1"),
+            Some(RequestOffset::At(LogOffset::new(5, 1)))
+        );
+        for bad in [
+            "abc", "0_-1", "1_2_3", "10", "", "_", "1_", "_1", " 1_2", "1.5_2", "-2",
+        ] {
             assert_eq!(parse_offset(bad), None, "{bad}");
         }
         assert_eq!(parse_offset("99999999999999999999_0"), None);

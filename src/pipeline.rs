@@ -39,11 +39,21 @@ use crate::storage::meta;
 /// Requests to the pipeline from other tasks.
 pub enum Command {
     /// A new shape whose snapshot is about to start: buffer its transactions from now on.
-    Register { shape: Arc<Shape>, reply: oneshot::Sender<()> },
+    Register {
+        shape: Arc<Shape>,
+        reply: oneshot::Sender<()>,
+    },
     /// The snapshot finished: take over its log writer.
-    SnapshotDone { handle: String, writer: LogWriter, snapshot: PgSnapshot },
+    SnapshotDone {
+        handle: String,
+        writer: Box<LogWriter>,
+        snapshot: PgSnapshot,
+    },
     /// Remove a shape (DELETE, failed snapshot).
-    Remove { handle: String, reply: Option<oneshot::Sender<()>> },
+    Remove {
+        handle: String,
+        reply: Option<oneshot::Sender<()>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +143,12 @@ impl Pipeline {
     }
 
     fn insert_slot(&mut self, id: ShapeId, slot: Slot) {
-        let entries = slot.shape.def.where_clause.as_ref().and_then(|w| w.index_entries());
+        let entries = slot
+            .shape
+            .def
+            .where_clause
+            .as_ref()
+            .and_then(|w| w.index_entries());
         self.router.add(slot.oid, id, entries);
         self.slots.insert(id, slot);
     }
@@ -189,7 +204,13 @@ impl Pipeline {
     fn pending_bytes(&self) -> usize {
         self.dirty
             .iter()
-            .filter_map(|id| self.slots.get(id)?.writer.as_ref().map(LogWriter::pending_bytes))
+            .filter_map(|id| {
+                self.slots
+                    .get(id)?
+                    .writer
+                    .as_ref()
+                    .map(LogWriter::pending_bytes)
+            })
             .sum()
     }
 
@@ -214,7 +235,13 @@ impl Pipeline {
             tracing::warn!("Begin inside a transaction; dropping the partial one");
             self.abort_txn();
         }
-        self.txn = Some(Txn { lsn, xid, n: 0, touched: Vec::new(), removals: Vec::new() });
+        self.txn = Some(Txn {
+            lsn,
+            xid,
+            n: 0,
+            touched: Vec::new(),
+            removals: Vec::new(),
+        });
     }
 
     fn on_data(&mut self, data: &Bytes) {
@@ -251,7 +278,11 @@ impl Pipeline {
     }
 
     fn on_relation(&mut self, r: pgoutput::Relation) {
-        let columns: Vec<(String, u32)> = r.columns.iter().map(|c| (c.name.clone(), c.type_oid)).collect();
+        let columns: Vec<(String, u32)> = r
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_oid))
+            .collect();
         let changed: Vec<ShapeId> = self
             .router
             .shapes_of(r.oid)
@@ -262,7 +293,10 @@ impl Pipeline {
                     t.schema != r.namespace
                         || t.name != r.name
                         || t.columns.len() != columns.len()
-                        || t.columns.iter().zip(&columns).any(|(c, (n, o))| &c.name != n || type_differs(c, *o))
+                        || t.columns
+                            .iter()
+                            .zip(&columns)
+                            .any(|(c, (n, o))| &c.name != n || type_differs(c, *o))
                 })
             })
             .collect();
@@ -279,18 +313,20 @@ impl Pipeline {
         for id in self.router.shapes_of(oid) {
             let Some(txn) = self.txn.as_ref() else { return };
             let (lsn, xid) = (txn.lsn, txn.xid);
-            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
             if slot.buffer.is_some() {
                 slot.current_truncate = true;
-                if let Some(t) = self.txn.as_mut() {
-                    if !t.touched.contains(&id) {
-                        t.touched.push(id);
-                    }
+                if let Some(t) = self.txn.as_mut()
+                    && !t.touched.contains(&id)
+                {
+                    t.touched.push(id);
                 }
-            } else if !slot.decide(lsn, xid) {
-                if let Some(t) = self.txn.as_mut() {
-                    t.removals.push(id);
-                }
+            } else if !slot.decide(lsn, xid)
+                && let Some(t) = self.txn.as_mut()
+            {
+                t.removals.push(id);
             }
         }
     }
@@ -302,7 +338,10 @@ impl Pipeline {
         if !self.router.has_table(oid) {
             return;
         }
-        let info = TxnInfo { lsn: txn.lsn, xid: txn.xid };
+        let info = TxnInfo {
+            lsn: txn.lsn,
+            xid: txn.xid,
+        };
         let bad_row = || tracing::error!(oid, "row with invalid UTF-8 or binary values skipped");
         let old_row = match old.map(|t| row_of(t, None)) {
             Some(None) => return bad_row(),
@@ -318,11 +357,16 @@ impl Pipeline {
             (Some(o), None) => RowChange::Delete { old: o },
             (None, None) => return,
         };
-        let images: Vec<&[Option<&str>]> = [old_row.as_deref(), new_row.as_deref()].into_iter().flatten().collect();
+        let images: Vec<&[Option<&str>]> = [old_row.as_deref(), new_row.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
         let mut candidates = std::mem::take(&mut self.candidates);
         self.router.candidates(oid, &images, &mut candidates);
         for &id in &candidates {
-            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
             if slot.buffer.is_none() && slot.decide(info.lsn, info.xid) {
                 continue;
             }
@@ -333,10 +377,10 @@ impl Pipeline {
             entries.clear();
             convert::convert(&slot.shape.def, change, info, n, &mut entries);
             if !entries.is_empty() {
-                if let Some(t) = self.txn.as_mut() {
-                    if t.touched.last() != Some(&id) && !t.touched.contains(&id) {
-                        t.touched.push(id);
-                    }
+                if let Some(t) = self.txn.as_mut()
+                    && !t.touched.contains(&id)
+                {
+                    t.touched.push(id);
                 }
                 for e in entries.drain(..) {
                     slot.push(e);
@@ -350,14 +394,20 @@ impl Pipeline {
     fn commit(&mut self, _lsn: u64, end_lsn: u64) {
         let Some(txn) = self.txn.take() else { return };
         for id in &txn.touched {
-            let Some(slot) = self.slots.get_mut(id) else { continue };
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
             if let Some(buffer) = slot.buffer.as_mut() {
                 let mut entries: Vec<(LogOffset, Vec<u8>)> = Vec::with_capacity(slot.current.len());
                 let count = slot.current.len();
                 for (i, e) in slot.current.drain(..).enumerate() {
                     entries.push(e.finish(i + 1 == count));
                 }
-                buffer.push(BufferedTxn { xid: txn.xid, entries, truncate: slot.current_truncate });
+                buffer.push(BufferedTxn {
+                    xid: txn.xid,
+                    entries,
+                    truncate: slot.current_truncate,
+                });
                 slot.current_truncate = false;
             } else if let (Some(h), Some(w)) = (slot.held.take(), slot.writer.as_mut()) {
                 let (off, json) = h.finish(true);
@@ -399,10 +449,18 @@ impl Pipeline {
                 self.insert_slot(id, slot);
                 let _ = reply.send(());
             }
-            Command::SnapshotDone { handle, writer, snapshot } => {
-                let Some(&id) = self.ids.get(&handle) else { return };
-                let Some(slot) = self.slots.get_mut(&id) else { return };
-                slot.writer = Some(writer);
+            Command::SnapshotDone {
+                handle,
+                writer,
+                snapshot,
+            } => {
+                let Some(&id) = self.ids.get(&handle) else {
+                    return;
+                };
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    return;
+                };
+                slot.writer = Some(*writer);
                 slot.filter = Some(snapshot.clone());
                 let buffered = slot.buffer.take().unwrap_or_default();
                 let mut truncated = false;
@@ -465,7 +523,9 @@ impl Pipeline {
     }
 
     fn remove_now(&mut self, id: ShapeId) {
-        let Some(slot) = self.slots.remove(&id) else { return };
+        let Some(slot) = self.slots.remove(&id) else {
+            return;
+        };
         self.router.remove(slot.oid, id);
         self.ids.remove(&slot.shape.handle);
         self.dirty.retain(|&d| d != id);
@@ -490,7 +550,9 @@ impl Pipeline {
         tokio::task::block_in_place(|| {
             let mut files = Vec::with_capacity(dirty.len());
             for id in &dirty {
-                let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else { continue };
+                let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else {
+                    continue;
+                };
                 match w.write_pending() {
                     Ok(Some(f)) => files.push(f),
                     Ok(None) => {}
@@ -509,8 +571,15 @@ impl Pipeline {
                 if failed.contains(id) {
                     continue;
                 }
-                let Some(slot) = self.slots.get(id) else { continue };
-                let dir = slot.shape.log_path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+                let Some(slot) = self.slots.get(id) else {
+                    continue;
+                };
+                let dir = slot
+                    .shape
+                    .log_path
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
                 let meta = ShapeMeta {
                     handle: slot.shape.handle.clone(),
                     request: slot.shape.def.request.clone(),
@@ -569,7 +638,8 @@ impl Slot {
     fn decide(&mut self, lsn: u64, xid: u32) -> bool {
         if self.txn_mark != lsn {
             self.txn_mark = lsn;
-            self.skip = lsn <= self.latest_tx || self.filter.as_ref().is_some_and(|f| f.visible(xid));
+            self.skip =
+                lsn <= self.latest_tx || self.filter.as_ref().is_some_and(|f| f.visible(xid));
             if !self.skip && self.filter.as_ref().is_some_and(|f| f.after(xid)) {
                 self.filter = None;
             }
@@ -610,4 +680,3 @@ fn row_of<'a>(t: &'a Tuple, old: Option<&[Option<&'a str>]>) -> Option<Vec<Optio
 fn type_differs(c: &crate::shape::table::ColumnInfo, stream_type_oid: u32) -> bool {
     c.dims == 0 && c.type_oid != stream_type_oid
 }
-

@@ -57,19 +57,36 @@ fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(
-            || format!("amp-{:x}-{:x}", std::process::id(), REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)),
+            || {
+                format!(
+                    "amp-{:x}-{:x}",
+                    std::process::id(),
+                    REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+                )
+            },
             str::to_owned,
         )
 }
 
 async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Body> {
     let route = route_of(req.uri().path());
-    let origins: Vec<&str> = req.headers().get_all("origin").iter().filter_map(|v| v.to_str().ok()).collect();
-    let origin = if origins.len() == 1 { Some(origins[0].to_owned()) } else { None };
+    let origins: Vec<&str> = req
+        .headers()
+        .get_all("origin")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let origin = if origins.len() == 1 {
+        Some(origins[0].to_owned())
+    } else {
+        None
+    };
     let rid = request_id(req.headers());
     let method = req.method().clone();
     let mut resp = match (route, &method) {
-        (Route::Root, &Method::GET | &Method::HEAD) => with_body(StatusCode::OK, None, Body::empty()),
+        (Route::Root, &Method::GET | &Method::HEAD) => {
+            with_body(StatusCode::OK, None, Body::empty())
+        }
         (Route::Health, &Method::GET | &Method::HEAD) => health(&engine),
         (Route::Shape, &Method::OPTIONS) => options(req.headers()),
         (Route::Shape, &Method::GET | &Method::HEAD | &Method::POST | &Method::DELETE) => {
@@ -88,7 +105,12 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
     if matches!(method, Method::POST | Method::DELETE) && route == Route::Shape {
         set(resp.headers_mut(), "cache-control", "no-cache");
     }
-    common_headers(resp.headers_mut(), origin.as_deref(), route == Route::Shape, &rid);
+    common_headers(
+        resp.headers_mut(),
+        origin.as_deref(),
+        route == Route::Shape,
+        &rid,
+    );
     if method == Method::OPTIONS && route == Route::Shape {
         // Pre-flight responses carry no cache-control.
         resp.headers_mut().remove("cache-control");
@@ -101,8 +123,13 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
 
 /// Constant-time comparison of the `secret` (or legacy `api_secret`) parameter.
 fn authorised(engine: &Engine, raw: &params::RawQuery) -> bool {
-    let Some(secret) = engine.config.secret.as_deref() else { return true };
-    let given = raw.get("secret").or_else(|| raw.get("api_secret")).unwrap_or("");
+    let Some(secret) = engine.config.secret.as_deref() else {
+        return true;
+    };
+    let given = raw
+        .get("secret")
+        .or_else(|| raw.get("api_secret"))
+        .unwrap_or("");
     bool::from(given.as_bytes().ct_eq(secret.as_bytes()))
 }
 
@@ -113,7 +140,11 @@ fn health(engine: &Engine) -> Response<Body> {
         Health::Starting => (StatusCode::ACCEPTED, r#"{"status":"starting"}"#),
     };
     let mut r = with_body(status, Some(JSON), body);
-    set(r.headers_mut(), "cache-control", "no-cache, no-store, must-revalidate");
+    set(
+        r.headers_mut(),
+        "cache-control",
+        "no-cache, no-store, must-revalidate",
+    );
     r
 }
 
@@ -123,7 +154,10 @@ fn options(headers: &HeaderMap) -> Response<Body> {
     let h = r.headers_mut();
     set(h, "access-control-max-age", "86400");
     set(h, "connection", "keep-alive");
-    if let Some(req) = headers.get("access-control-request-headers").and_then(|v| v.to_str().ok()) {
+    if let Some(req) = headers
+        .get("access-control-request-headers")
+        .and_then(|v| v.to_str().ok())
+    {
         let allowed: Vec<String> = req
             .split(',')
             .map(|s| s.trim().to_ascii_lowercase())
@@ -142,7 +176,13 @@ mod tests {
 
     #[test]
     fn path_variants_route_to_the_shape_handler() {
-        for p in ["/v1/shape", "/v1/shape/", "/v1//shape", "/v1/shape//", "/v1/%73hape"] {
+        for p in [
+            "/v1/shape",
+            "/v1/shape/",
+            "/v1//shape",
+            "/v1/shape//",
+            "/v1/%73hape",
+        ] {
             assert_eq!(route_of(p), Route::Shape, "{p}");
         }
         assert_eq!(route_of("/"), Route::Root);

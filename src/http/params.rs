@@ -42,7 +42,9 @@ pub fn parse_query(q: &str) -> RawQuery {
         let k = decode(k);
         let v = decode(v);
         if let Some(inner) = k.strip_prefix("params[").and_then(|r| r.strip_suffix(']')) {
-            raw.params.get_or_insert_with(BTreeMap::new).insert(inner.to_owned(), v);
+            raw.params
+                .get_or_insert_with(BTreeMap::new)
+                .insert(inner.to_owned(), v);
         } else if k == "params" {
             raw.params_invalid = true;
         } else {
@@ -54,7 +56,9 @@ pub fn parse_query(q: &str) -> RawQuery {
 
 fn decode(s: &str) -> String {
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Validated parameters of a shape request.
@@ -165,7 +169,11 @@ pub fn validate(raw: &RawQuery) -> Result<ShapeParams, Errors> {
     // Step 6: SSE requires live.
     let live_sse = live_sse_raw.unwrap_or(false);
     if live_sse && !live {
-        add(&mut errors, "live_sse", "can't be true unless live is also true");
+        add(
+            &mut errors,
+            "live_sse",
+            "can't be true unless live is also true",
+        );
         return Err(errors);
     }
     // Step 7: table.
@@ -216,7 +224,9 @@ pub fn ordered_params(p: Option<&BTreeMap<String, String>>) -> Result<Vec<String
     let Some(p) = p else { return Ok(Vec::new()) };
     let mut numbered: Vec<(u64, &String)> = Vec::with_capacity(p.len());
     for (k, v) in p {
-        let n: u64 = k.parse().map_err(|_| "Parameters can only use numbers as keys")?;
+        let n: u64 = k
+            .parse()
+            .map_err(|_| "Parameters can only use numbers as keys")?;
         numbered.push((n, v));
     }
     numbered.sort_by_key(|(n, _)| *n);
@@ -272,7 +282,9 @@ pub fn parse_identifier(s: &str) -> Result<String, String> {
         let first_ok = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
         let rest_ok = chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$' || is_mark(c));
         if !(first_ok && rest_ok) {
-            return Err(format!("Invalid unquoted identifier contains special characters: {s}"));
+            return Err(format!(
+                "Invalid unquoted identifier contains special characters: {s}"
+            ));
         }
         s.to_ascii_lowercase()
     };
@@ -296,13 +308,18 @@ pub fn parse_relation(s: &str) -> Result<(String, String), String> {
     match parts.as_slice() {
         [t] => Ok(("public".into(), parse_identifier(t)?)),
         [sch, t] => Ok((parse_identifier(sch)?, parse_identifier(t)?)),
-        _ => Err(format!("Invalid relation identifier, too many delimiters: {s}")),
+        _ => Err(format!(
+            "Invalid relation identifier, too many delimiters: {s}"
+        )),
     }
 }
 
 /// Parses `columns`.
 pub fn parse_columns(s: &str) -> Result<Vec<String>, String> {
-    split_outside_quotes(s, ',').into_iter().map(parse_identifier).collect()
+    split_outside_quotes(s, ',')
+        .into_iter()
+        .map(parse_identifier)
+        .collect()
 }
 
 #[cfg(test)]
@@ -326,46 +343,104 @@ mod tests {
     fn checklist_validation_cases() {
         assert_eq!(err("table=items"), e1("offset", "can't be blank"));
         for bad in ["abc", "0_-1", "1_2_3", "10"] {
-            assert_eq!(err(&format!("table=items&offset={bad}")), e1("offset", "has invalid format"));
+            assert_eq!(
+                err(&format!("table=items&offset={bad}")),
+                e1("offset", "has invalid format")
+            );
         }
         for ok in ["-1", "now"] {
             assert!(v(&format!("table=items&offset={ok}")).is_ok());
         }
         assert!(v("table=items&offset=0_inf&handle=h").is_ok());
-        assert_eq!(err("table=items&offset=0_0"), e1("handle", "can't be blank when offset != -1"));
-        assert_eq!(err("table=items&offset=-1&live=true"), e1("live", "can't be true when offset == -1"));
-        assert_eq!(err("table=items&offset=now&live=true"), e1("live", "can't be true when offset is 'now'"));
+        assert_eq!(
+            err("table=items&offset=0_0"),
+            e1("handle", "can't be blank when offset != -1")
+        );
+        assert_eq!(
+            err("table=items&offset=-1&live=true"),
+            e1("live", "can't be true when offset == -1")
+        );
+        assert_eq!(
+            err("table=items&offset=now&live=true"),
+            e1("live", "can't be true when offset is 'now'")
+        );
         assert_eq!(
             err("table=items&offset=0_0&handle=h&live_sse=true"),
             e1("live_sse", "can't be true unless live is also true")
         );
         assert_eq!(err("offset=-1"), e1("table", "can't be blank"));
         assert_eq!(err("table=&offset=-1"), e1("table", "can't be blank"));
-        assert_eq!(err("table=items&offset=-1&replica=bogus"), e1("replica", "is invalid"));
-        assert_eq!(err("table=items&offset=-1&log=bogus"), e1("log", "is invalid"));
+        assert_eq!(
+            err("table=items&offset=-1&replica=bogus"),
+            e1("replica", "is invalid")
+        );
+        assert_eq!(
+            err("table=items&offset=-1&log=bogus"),
+            e1("log", "is invalid")
+        );
         // Type errors and a missing offset accumulate.
         let e = err("table=items&log=bogus");
         assert_eq!(e.len(), 2);
-        assert!(v("table=items&offset=-1&cursor=1&cache-buster=x&expired_handle=y&foo=bar").is_ok());
+        assert!(
+            v("table=items&offset=-1&cursor=1&cache-buster=x&expired_handle=y&foo=bar").is_ok()
+        );
         assert!(v("table=items&offset=0_0&handle=h&live").unwrap().live);
         assert!(v("table=items&offset=0_0&handle=h&live=1").unwrap().live);
-        assert!(!v("table=items&offset=0_0&handle=h&live=false").unwrap().live);
-        assert!(v("table=items&offset=0_0&handle=h&live=true&experimental_live_sse=true").unwrap().live_sse);
-        assert_eq!(v("table=items&offset=-1&handle=garbage").unwrap().handle, None);
+        assert!(
+            !v("table=items&offset=0_0&handle=h&live=false")
+                .unwrap()
+                .live
+        );
+        assert!(
+            v("table=items&offset=0_0&handle=h&live=true&experimental_live_sse=true")
+                .unwrap()
+                .live_sse
+        );
+        assert_eq!(
+            v("table=items&offset=-1&handle=garbage").unwrap().handle,
+            None
+        );
     }
 
     #[test]
     fn relations_and_columns() {
-        assert_eq!(parse_relation("Items"), Ok(("public".into(), "items".into())));
-        assert_eq!(parse_relation("\"Items\""), Ok(("public".into(), "Items".into())));
+        assert_eq!(
+            parse_relation("Items"),
+            Ok(("public".into(), "items".into()))
+        );
+        assert_eq!(
+            parse_relation("\"Items\""),
+            Ok(("public".into(), "Items".into()))
+        );
         assert_eq!(parse_relation("s.t"), Ok(("s".into(), "t".into())));
-        assert_eq!(parse_relation("\"foo.bar\".\"baz\""), Ok(("foo.bar".into(), "baz".into())));
-        assert_eq!(parse_relation("\"foo.bar.baz\""), Ok(("public".into(), "foo.bar.baz".into())));
-        assert_eq!(parse_relation(".x"), Err("Invalid zero-length delimited identifier".into()));
-        assert_eq!(parse_relation("a.b.c"), Err("Invalid relation identifier, too many delimiters: a.b.c".into()));
-        assert_eq!(parse_relation(&"a".repeat(64)), Err("Identifier is too long (max length is 63)".into()));
-        assert_eq!(parse_columns("id,\"Status-Check\""), Ok(vec!["id".into(), "Status-Check".into()]));
-        assert_eq!(parse_columns("\"id\",\"title\""), Ok(vec!["id".into(), "title".into()]));
+        assert_eq!(
+            parse_relation("\"foo.bar\".\"baz\""),
+            Ok(("foo.bar".into(), "baz".into()))
+        );
+        assert_eq!(
+            parse_relation("\"foo.bar.baz\""),
+            Ok(("public".into(), "foo.bar.baz".into()))
+        );
+        assert_eq!(
+            parse_relation(".x"),
+            Err("Invalid zero-length delimited identifier".into())
+        );
+        assert_eq!(
+            parse_relation("a.b.c"),
+            Err("Invalid relation identifier, too many delimiters: a.b.c".into())
+        );
+        assert_eq!(
+            parse_relation(&"a".repeat(64)),
+            Err("Identifier is too long (max length is 63)".into())
+        );
+        assert_eq!(
+            parse_columns("id,\"Status-Check\""),
+            Ok(vec!["id".into(), "Status-Check".into()])
+        );
+        assert_eq!(
+            parse_columns("\"id\",\"title\""),
+            Ok(vec!["id".into(), "title".into()])
+        );
         assert!(parse_columns("id,foo@").is_err());
         assert!(parse_columns("id,").is_err());
     }
@@ -374,12 +449,21 @@ mod tests {
     fn params_numbering() {
         let q = parse_query("table=t&offset=-1&where=a%3D%241&params%5B1%5D=x");
         assert_eq!(validate(&q).unwrap().request.params, vec!["x".to_string()]);
-        assert_eq!(err("table=t&offset=-1&where=a&params[a]=1"), e1("params", "Parameters can only use numbers as keys"));
+        assert_eq!(
+            err("table=t&offset=-1&where=a&params[a]=1"),
+            e1("params", "Parameters can only use numbers as keys")
+        );
         assert_eq!(
             err("table=t&offset=-1&where=a&params[2]=1"),
-            e1("params", "Parameters must be numbered sequentially, starting from 1")
+            e1(
+                "params",
+                "Parameters must be numbered sequentially, starting from 1"
+            )
         );
-        assert_eq!(err("table=t&offset=-1&where=a&params=foo"), e1("params", "is invalid"));
+        assert_eq!(
+            err("table=t&offset=-1&where=a&params=foo"),
+            e1("params", "is invalid")
+        );
     }
 
     proptest! {

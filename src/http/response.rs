@@ -9,7 +9,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 /// `electric-server` value.
-pub const SERVER: &str = concat!("ElectricSQL/1.7.12 (ampere ", env!("CARGO_PKG_VERSION"), ")");
+pub const SERVER: &str = concat!(
+    "ElectricSQL/1.7.12 (ampere ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
 /// The exact expose list clients depend on.
 pub const EXPOSE: &str = "electric-cursor,electric-handle,electric-has-data,electric-offset,electric-schema,electric-up-to-date,electric-internal-known-error,retry-after";
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -22,11 +26,17 @@ pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
     if long_poll_secs == 0 {
         return 0;
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let since = now.saturating_sub(CURSOR_EPOCH);
     let next = since.div_ceil(long_poll_secs) * long_poll_secs;
     let prev: u64 = prev.and_then(|p| p.trim().parse().ok()).unwrap_or(0);
-    if next > prev { next } else { prev + rand::random_range(1..=3600) }
+    if next > prev {
+        next
+    } else {
+        prev + rand::random_range(1..=3600)
+    }
 }
 
 pub fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
@@ -36,7 +46,12 @@ pub fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// Adds the headers every response of the main port carries.
-pub fn common_headers(h: &mut HeaderMap, origin: Option<&str>, shape_route: bool, request_id: &str) {
+pub fn common_headers(
+    h: &mut HeaderMap,
+    origin: Option<&str>,
+    shape_route: bool,
+    request_id: &str,
+) {
     set(h, "electric-server", SERVER);
     set(h, "x-request-id", request_id);
     match origin {
@@ -50,14 +65,22 @@ pub fn common_headers(h: &mut HeaderMap, origin: Option<&str>, shape_route: bool
     set(
         h,
         "access-control-allow-methods",
-        if shape_route { "GET, POST, HEAD, DELETE, OPTIONS" } else { "GET, HEAD" },
+        if shape_route {
+            "GET, POST, HEAD, DELETE, OPTIONS"
+        } else {
+            "GET, HEAD"
+        },
     );
     if !h.contains_key("cache-control") {
         set(h, "cache-control", "max-age=0, private, must-revalidate");
     }
 }
 
-pub fn with_body(status: StatusCode, content_type: Option<&str>, body: impl Into<Body>) -> Response<Body> {
+pub fn with_body(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> Response<Body> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     if let Some(ct) = content_type {
@@ -86,7 +109,11 @@ pub fn no_store(h: &mut HeaderMap) {
 
 /// `{"message": …}` with a status.
 pub fn message(status: StatusCode, msg: &str) -> Response<Body> {
-    let mut r = with_body(status, Some(JSON), serde_json::json!({ "message": msg }).to_string());
+    let mut r = with_body(
+        status,
+        Some(JSON),
+        serde_json::json!({ "message": msg }).to_string(),
+    );
     if status.as_u16() >= 400 && status != StatusCode::CONFLICT {
         no_store(r.headers_mut());
     }
@@ -102,7 +129,11 @@ pub fn unavailable(msg: &str, retry_after: u32) -> Response<Body> {
 
 /// 409 must-refetch, with the current handle when known.
 pub fn must_refetch(handle: Option<&str>) -> Response<Body> {
-    let mut r = with_body(StatusCode::CONFLICT, Some(JSON), crate::shape::json::MUST_REFETCH);
+    let mut r = with_body(
+        StatusCode::CONFLICT,
+        Some(JSON),
+        crate::shape::json::MUST_REFETCH,
+    );
     let h = r.headers_mut();
     match handle {
         Some(handle) => {

@@ -27,7 +27,9 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
 fn engine_error(e: EngineError, p: &ShapeParams) -> Response<Body> {
     match e {
         EngineError::TableNotFound => table_missing(p),
-        EngineError::Definition(DefinitionError::Columns(m)) => response::invalid_one("columns", &m),
+        EngineError::Definition(DefinitionError::Columns(m)) => {
+            response::invalid_one("columns", &m)
+        }
         EngineError::Definition(DefinitionError::Where(m)) => response::invalid_one("where", &m),
         EngineError::Unavailable(err) => {
             tracing::warn!(error = %err, "database unavailable while validating a shape");
@@ -91,7 +93,11 @@ pub async fn serve(engine: &Engine, raw: RawQuery, req: Request) -> Response<Bod
     serve_shape(engine, &p, shape).await
 }
 
-async fn serve_shape(engine: &Engine, p: &ShapeParams, shape: std::sync::Arc<Shape>) -> Response<Body> {
+async fn serve_shape(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: std::sync::Arc<Shape>,
+) -> Response<Body> {
     let mut rx = shape.subscribe();
     let start = Instant::now();
     let long_poll = engine.config.long_poll_timeout;
@@ -161,18 +167,28 @@ fn log_headers(
     let h = r.headers_mut();
     set(h, "electric-handle", &shape.handle);
     set(h, "electric-offset", &offset.to_string());
-    set(h, "electric-has-data", if has_data { "true" } else { "false" });
+    set(
+        h,
+        "electric-has-data",
+        if has_data { "true" } else { "false" },
+    );
     if up_to_date {
         set(h, "electric-up-to-date", "");
     }
     if p.live {
         let secs = engine.config.long_poll_timeout.as_secs();
-        set(h, "electric-cursor", &response::cursor(secs, p.cursor.as_deref()).to_string());
+        set(
+            h,
+            "electric-cursor",
+            &response::cursor(secs, p.cursor.as_deref()).to_string(),
+        );
     } else if ok {
         set(h, "electric-schema", &shape.def.schema_header);
     }
     let cc = match p.offset {
-        RequestOffset::Initial => "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746".to_owned(),
+        RequestOffset::Initial => {
+            "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746".to_owned()
+        }
         _ if p.live && p.live_sse => "public, max-age=59".to_owned(),
         _ if p.live => "public, max-age=5, stale-while-revalidate=5".to_owned(),
         _ => format!(
@@ -195,30 +211,52 @@ async fn respond(
     let (body, response_offset, up_to_date) = match plan {
         ReadPlan::AtEnd { response } => {
             if p.offset == RequestOffset::Now {
-                let mut r = with_body(StatusCode::OK, Some(JSON), up_to_date_body(if g > 0 { g } else { latest.tx }));
+                let mut r = with_body(
+                    StatusCode::OK,
+                    Some(JSON),
+                    up_to_date_body(if g > 0 { g } else { latest.tx }),
+                );
                 log_headers(engine, p, shape, &mut r, response, true, false);
                 let unique = unique_suffix();
-                set(r.headers_mut(), "etag", &format!("\"{}:now:{response}:{unique}\"", shape.handle));
+                set(
+                    r.headers_mut(),
+                    "etag",
+                    &format!("\"{}:now:{response}:{unique}\"", shape.handle),
+                );
                 return r;
             }
-            let lsn = if p.live { response.tx } else { g.max(response.tx) };
+            let lsn = if p.live {
+                response.tx
+            } else {
+                g.max(response.tx)
+            };
             (up_to_date_body(lsn), response, true)
         }
-        ReadPlan::Range { start, end, after, response } => {
+        ReadPlan::Range {
+            start,
+            end,
+            after,
+            response,
+        } => {
             let req_off = match p.offset {
                 RequestOffset::At(o) => o,
                 _ => LogOffset::new(0, 0),
             };
             let up_to_date = p.offset != RequestOffset::Initial && response >= latest.max(req_off);
             let etag_value = etag(&shape.handle, p.offset, response);
-            if p.if_none_match.iter().any(|v| format!("\"{v}\"") == etag_value) {
+            if p.if_none_match
+                .iter()
+                .any(|v| format!("\"{v}\"") == etag_value)
+            {
                 let mut r = with_body(StatusCode::NOT_MODIFIED, None, Body::empty());
                 log_headers(engine, p, shape, &mut r, response, up_to_date, true);
                 set(r.headers_mut(), "etag", &etag_value);
                 return r;
             }
             let path = shape.log_path.clone();
-            let buf = match tokio::task::spawn_blocking(move || log::read_range(&path, start, end)).await {
+            let buf = match tokio::task::spawn_blocking(move || log::read_range(&path, start, end))
+                .await
+            {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
@@ -227,7 +265,12 @@ async fn respond(
                         &format!("Unable to retrieve shape log: {e}"),
                     );
                 }
-                Err(_) => return response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+                Err(_) => {
+                    return response::message(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Internal server error",
+                    );
+                }
             };
             let mut out = Vec::with_capacity(buf.len() + 128);
             out.push(b'[');
@@ -236,7 +279,11 @@ async fn respond(
                 if out.len() > 1 {
                     out.push(b',');
                 }
-                let lsn = if p.live { response.tx } else { g.max(response.tx) };
+                let lsn = if p.live {
+                    response.tx
+                } else {
+                    g.max(response.tx)
+                };
                 json::up_to_date(&mut out, lsn);
             }
             out.push(b']');
@@ -248,7 +295,11 @@ async fn respond(
     };
     let mut r = with_body(StatusCode::OK, Some(JSON), body);
     log_headers(engine, p, shape, &mut r, response_offset, up_to_date, true);
-    set(r.headers_mut(), "etag", &etag(&shape.handle, p.offset, response_offset));
+    set(
+        r.headers_mut(),
+        "etag",
+        &etag(&shape.handle, p.offset, response_offset),
+    );
     r
 }
 
@@ -275,9 +326,22 @@ fn no_change(engine: &Engine, p: &ShapeParams, shape: &Shape, view: &LogView) ->
         RequestOffset::At(o) => o,
         _ => view.latest,
     };
-    let mut r = with_body(StatusCode::OK, Some(JSON), up_to_date_body(if g > 0 { g } else { view.latest.tx }));
+    let mut r = with_body(
+        StatusCode::OK,
+        Some(JSON),
+        up_to_date_body(if g > 0 { g } else { view.latest.tx }),
+    );
     log_headers(engine, p, shape, &mut r, offset, true, false);
-    set(r.headers_mut(), "etag", &format!("\"{}:{}:{offset}:{}\"", shape.handle, p.offset, unique_suffix()));
+    set(
+        r.headers_mut(),
+        "etag",
+        &format!(
+            "\"{}:{}:{offset}:{}\"",
+            shape.handle,
+            p.offset,
+            unique_suffix()
+        ),
+    );
     r
 }
 
@@ -289,7 +353,10 @@ pub async fn delete(engine: &Engine, raw: &RawQuery) -> Response<Body> {
     let handle = raw.non_empty("handle");
     let handle = match (raw.non_empty("table"), handle) {
         (None, None) => {
-            return response::invalid_one("handle", "can't be blank when shape definition is missing");
+            return response::invalid_one(
+                "handle",
+                "can't be blank when shape definition is missing",
+            );
         }
         (None, Some(h)) => h.to_owned(),
         (Some(_), h) => {

@@ -15,7 +15,11 @@ pub enum CatalogError {
 }
 
 /// Looks up an ordinary or partitioned table by schema and name.
-pub async fn load_table(client: &Client, schema: &str, name: &str) -> Result<Arc<TableInfo>, CatalogError> {
+pub async fn load_table(
+    client: &Client,
+    schema: &str,
+    name: &str,
+) -> Result<Arc<TableInfo>, CatalogError> {
     let rel = client
         .query_opt(
             "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -88,7 +92,10 @@ pub async fn load_table(client: &Client, schema: &str, name: &str) -> Result<Arc
     let pk_names: Vec<String> = pk_rows.iter().map(|r| r.get(0)).collect();
     let has_pk = !pk_names.is_empty();
     let pk: Vec<usize> = if has_pk {
-        pk_names.iter().filter_map(|n| columns.iter().position(|c| &c.name == n)).collect()
+        pk_names
+            .iter()
+            .filter_map(|n| columns.iter().position(|c| &c.name == n))
+            .collect()
     } else {
         (0..columns.len()).collect()
     };

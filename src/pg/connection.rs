@@ -37,7 +37,11 @@ pub struct PgUrl {
 impl std::fmt::Debug for PgUrl {
     // Never print the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "postgres://{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
     }
 }
 
@@ -45,16 +49,27 @@ impl PgUrl {
     pub fn parse(s: &str) -> Result<PgUrl, ConnectError> {
         let url = url::Url::parse(s).map_err(|e| ConnectError::Url(e.to_string()))?;
         let dec = |v: &str| {
-            percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let user = dec(url.username());
         if user.is_empty() {
             return Err(ConnectError::Url("invalid or missing username".into()));
         }
-        let host = url.host_str().ok_or_else(|| ConnectError::Url("missing host".into()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = url
+            .host_str()
+            .ok_or_else(|| ConnectError::Url("missing host".into()))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let dbname = url.path().trim_start_matches('/');
-        let dbname = if dbname.is_empty() { user.clone() } else { dec(dbname) };
+        let dbname = if dbname.is_empty() {
+            user.clone()
+        } else {
+            dec(dbname)
+        };
         let sslmode = url
             .query_pairs()
             .find(|(k, _)| k == "sslmode")
@@ -128,7 +143,8 @@ mod tests {
 
     #[test]
     fn parses_urls_and_hides_the_password() {
-        let u = PgUrl::parse("postgresql://us%40r:p%2Fw@db.example:6543/my%20db?sslmode=require").unwrap();
+        let u = PgUrl::parse("postgresql://us%40r:p%2Fw@db.example:6543/my%20db?sslmode=require")
+            .unwrap();
         assert_eq!(u.user, "us@r");
         assert_eq!(u.password, "p/w");
         assert_eq!(u.dbname, "my db");

@@ -15,16 +15,26 @@ pub enum CopyError {
 }
 
 /// Splits one line (without its `\n`) into `expected` decoded fields, reusing `out`.
-pub fn decode_line(line: &[u8], expected: usize, out: &mut Vec<Option<String>>) -> Result<(), CopyError> {
+pub fn decode_line(
+    line: &[u8],
+    expected: usize,
+    out: &mut Vec<Option<String>>,
+) -> Result<(), CopyError> {
     out.clear();
     for raw in line.split(|&b| b == b'\t') {
         if out.len() == expected {
-            return Err(CopyError::FieldCount { got: out.len() + 1, expected });
+            return Err(CopyError::FieldCount {
+                got: out.len() + 1,
+                expected,
+            });
         }
         out.push(decode_field(raw)?);
     }
     if out.len() != expected {
-        return Err(CopyError::FieldCount { got: out.len(), expected });
+        return Err(CopyError::FieldCount {
+            got: out.len(),
+            expected,
+        });
     }
     Ok(())
 }
@@ -34,7 +44,9 @@ fn decode_field(raw: &[u8]) -> Result<Option<String>, CopyError> {
         return Ok(None);
     }
     if !raw.contains(&b'\\') {
-        return std::str::from_utf8(raw).map(|s| Some(s.to_owned())).map_err(|_| CopyError::NotUtf8);
+        return std::str::from_utf8(raw)
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| CopyError::NotUtf8);
     }
     let mut v = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -45,7 +57,9 @@ fn decode_field(raw: &[u8]) -> Result<Option<String>, CopyError> {
             i += 1;
             continue;
         }
-        let Some(&c) = raw.get(i + 1) else { return Err(CopyError::DanglingEscape) };
+        let Some(&c) = raw.get(i + 1) else {
+            return Err(CopyError::DanglingEscape);
+        };
         i += 2;
         match c {
             b'b' => v.push(0x08),
@@ -89,7 +103,9 @@ fn decode_field(raw: &[u8]) -> Result<Option<String>, CopyError> {
             other => v.push(other),
         }
     }
-    String::from_utf8(v).map(Some).map_err(|_| CopyError::NotUtf8)
+    String::from_utf8(v)
+        .map(Some)
+        .map_err(|_| CopyError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -120,10 +136,21 @@ mod tests {
     fn decodes_nulls_and_escapes() {
         let mut out = Vec::new();
         decode_line(b"1\t\\N\ta\\tb\\\\c\\nd\t", 4, &mut out).unwrap();
-        assert_eq!(out, vec![Some("1".into()), None, Some("a\tb\\c\nd".into()), Some(String::new())]);
+        assert_eq!(
+            out,
+            vec![
+                Some("1".into()),
+                None,
+                Some("a\tb\\c\nd".into()),
+                Some(String::new())
+            ]
+        );
         assert!(decode_line(b"1\t2", 3, &mut out).is_err());
         assert!(decode_line(b"1\t2\t3", 2, &mut out).is_err());
-        assert_eq!(decode_line(b"x\\", 1, &mut out), Err(CopyError::DanglingEscape));
+        assert_eq!(
+            decode_line(b"x\\", 1, &mut out),
+            Err(CopyError::DanglingEscape)
+        );
     }
 
     proptest! {

@@ -26,8 +26,14 @@ pub enum PublicationError {
 
 /// Creates the publication. Returns true if it was created now (so the slot must be recreated
 /// and every shape purged: a slot that predates a recreated publication streams nothing).
-pub async fn ensure_publication(client: &Client, publication: &str) -> Result<bool, PublicationError> {
-    match client.batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(publication))).await {
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+) -> Result<bool, PublicationError> {
+    match client
+        .batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(publication)))
+        .await
+    {
         Ok(()) => Ok(true),
         Err(e) if sqlstate(&e) == Some("42710") => Ok(false),
         Err(e) => Err(e.into()),
@@ -35,7 +41,11 @@ pub async fn ensure_publication(client: &Client, publication: &str) -> Result<bo
 }
 
 /// Adds `table` to the publication with the writer barrier and `REPLICA IDENTITY FULL`.
-pub async fn add_table(client: &Client, publication: &str, table: &TableInfo) -> Result<(), PublicationError> {
+pub async fn add_table(
+    client: &Client,
+    publication: &str,
+    table: &TableInfo,
+) -> Result<(), PublicationError> {
     let name = table.sql_name();
     let wrap = |source| PublicationError::Add {
         table: name.clone(),
@@ -52,7 +62,10 @@ pub async fn add_table(client: &Client, publication: &str, table: &TableInfo) ->
         .map_err(wrap)?
         .is_some();
     let full = client
-        .query_one("SELECT relreplident = 'f' FROM pg_class WHERE oid = $1", &[&table.oid])
+        .query_one(
+            "SELECT relreplident = 'f' FROM pg_class WHERE oid = $1",
+            &[&table.oid],
+        )
         .await
         .map_err(wrap)?
         .get::<_, bool>(0);
@@ -62,7 +75,10 @@ pub async fn add_table(client: &Client, publication: &str, table: &TableInfo) ->
     let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '5s'; ");
     sql.push_str(&format!("LOCK TABLE {name} IN SHARE MODE; "));
     if !in_pub {
-        sql.push_str(&format!("ALTER PUBLICATION {} ADD TABLE {name}; ", quote_ident(publication)));
+        sql.push_str(&format!(
+            "ALTER PUBLICATION {} ADD TABLE {name}; ",
+            quote_ident(publication)
+        ));
     }
     if !full {
         sql.push_str(&format!("ALTER TABLE {name} REPLICA IDENTITY FULL; "));

@@ -50,7 +50,10 @@ pub async fn connect(
     let system = client.identify_system().await?;
 
     // The same key Electric uses, so an Electric instance and ours exclude each other too.
-    let lock_sql = format!("SELECT pg_try_advisory_lock(hashtext('{}'))", slot.replace('\'', "''"));
+    let lock_sql = format!(
+        "SELECT pg_try_advisory_lock(hashtext('{}'))",
+        slot.replace('\'', "''")
+    );
     loop {
         let rows = client.simple_query(&lock_sql).await?;
         let got = rows
@@ -62,7 +65,10 @@ pub async fn connect(
             break;
         }
         on_waiting();
-        tracing::info!(slot, "waiting for the replication lock held by another instance");
+        tracing::info!(
+            slot,
+            "waiting for the replication lock held by another instance"
+        );
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 
@@ -79,7 +85,9 @@ pub async fn connect(
     let create = format!("CREATE_REPLICATION_SLOT \"{slot}\" LOGICAL pgoutput NOEXPORT_SNAPSHOT");
     let slot_created = match client.simple_query(&create).await {
         Ok(_) => true,
-        Err(pgwire_replication::PgWireError::Server(msg)) if msg.contains("already exists") => false,
+        Err(pgwire_replication::PgWireError::Server(msg)) if msg.contains("already exists") => {
+            false
+        }
         Err(e) => return Err(e.into()),
     };
     let row = admin

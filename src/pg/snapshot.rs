@@ -35,7 +35,10 @@ impl PgSnapshot {
         let xip = if xip_s.is_empty() {
             Vec::new()
         } else {
-            xip_s.split(',').map(|x| x.parse().ok()).collect::<Option<Vec<u64>>>()?
+            xip_s
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?
         };
         Some(PgSnapshot { xmin, xmax, xip })
     }
@@ -87,18 +90,33 @@ pub enum SnapshotError {
 /// durable and published as it completes), then the snapshot-end message, written and synced but
 /// not published: the pipeline publishes the completed snapshot once its buffered transactions
 /// are durable too.
-pub async fn run(url: &PgUrl, def: &ShapeDef, writer: &mut LogWriter) -> Result<PgSnapshot, SnapshotError> {
+pub async fn run(
+    url: &PgUrl,
+    def: &ShapeDef,
+    writer: &mut LogWriter,
+) -> Result<PgSnapshot, SnapshotError> {
     let client = url.connect().await?;
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-    let row = client.query_one("SELECT pg_current_snapshot()::text", &[]).await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let row = client
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await?;
     let snap_text: String = row.get(0);
     let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
     client.batch_execute(DISPLAY_SQL).await?;
 
     if !def.request.changes_only {
-        let cols: Vec<String> =
-            def.selected.iter().map(|&i| quote_ident(&def.table.columns[i].name)).collect();
-        let mut sql = format!("COPY (SELECT {} FROM {}", cols.join(", "), def.table.sql_name());
+        let cols: Vec<String> = def
+            .selected
+            .iter()
+            .map(|&i| quote_ident(&def.table.columns[i].name))
+            .collect();
+        let mut sql = format!(
+            "COPY (SELECT {} FROM {}",
+            cols.join(", "),
+            def.table.sql_name()
+        );
         if let Some(w) = &def.where_clause {
             sql.push_str(" WHERE ");
             sql.push_str(w.sql());
@@ -171,12 +189,20 @@ mod tests {
     fn the_xid_epoch_does_not_make_in_progress_transactions_visible() {
         // Epoch 1: xid8 = 2^32 + low.
         let e = 1u64 << 32;
-        let s = PgSnapshot { xmin: e + 10, xmax: e + 20, xip: vec![e + 12] };
+        let s = PgSnapshot {
+            xmin: e + 10,
+            xmax: e + 20,
+            xip: vec![e + 12],
+        };
         assert!(!s.visible(12), "in progress at snapshot time");
         assert!(s.visible(11));
         assert!(!s.visible(25));
         // Wraparound: xmax just past an epoch boundary, xid from the previous epoch.
-        let s = PgSnapshot { xmin: e - 5, xmax: e + 3, xip: vec![e - 2] };
+        let s = PgSnapshot {
+            xmin: e - 5,
+            xmax: e + 3,
+            xip: vec![e - 2],
+        };
         assert!(s.visible(u32::MAX - 5));
         assert!(!s.visible(u32::MAX - 1));
         assert!(s.visible(1));

@@ -11,9 +11,16 @@ use crate::offset::LogOffset;
 /// One row change with full rows in table column order (`None` = SQL NULL).
 #[derive(Debug, Clone, Copy)]
 pub enum RowChange<'a> {
-    Insert { new: &'a [Option<&'a str>] },
-    Update { old: &'a [Option<&'a str>], new: &'a [Option<&'a str>] },
-    Delete { old: &'a [Option<&'a str>] },
+    Insert {
+        new: &'a [Option<&'a str>],
+    },
+    Update {
+        old: &'a [Option<&'a str>],
+        new: &'a [Option<&'a str>],
+    },
+    Delete {
+        old: &'a [Option<&'a str>],
+    },
 }
 
 /// An entry whose headers are still open, so the transaction's last entry for the shape can get
@@ -61,7 +68,13 @@ pub struct TxnInfo {
 }
 
 /// Converts `change` (the `n`-th change of its transaction) for `def`, appending 0–2 entries.
-pub fn convert(def: &ShapeDef, change: RowChange<'_>, txn: TxnInfo, n: u64, out: &mut Vec<OpenEntry>) {
+pub fn convert(
+    def: &ShapeDef,
+    change: RowChange<'_>,
+    txn: TxnInfo,
+    n: u64,
+    out: &mut Vec<OpenEntry>,
+) {
     let op = n.saturating_mul(2);
     match change {
         RowChange::Insert { new } => {
@@ -115,7 +128,12 @@ pub fn snapshot_row(def: &ShapeDef, row: &[Option<&str>], out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
-fn write_values(def: &ShapeDef, row: &[Option<&str>], cols: impl Iterator<Item = usize>, out: &mut Vec<u8>) {
+fn write_values(
+    def: &ShapeDef,
+    row: &[Option<&str>],
+    cols: impl Iterator<Item = usize>,
+    out: &mut Vec<u8>,
+) {
     out.push(b'{');
     for (n, i) in cols.enumerate() {
         if n > 0 {
@@ -133,7 +151,14 @@ fn begin(key: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"value\":");
 }
 
-fn headers(def: &ShapeDef, op: Op, extra: Option<(&str, &str)>, txn: TxnInfo, pos: u64, out: &mut Vec<u8>) {
+fn headers(
+    def: &ShapeDef,
+    op: Op,
+    extra: Option<(&str, &str)>,
+    txn: TxnInfo,
+    pos: u64,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b",\"headers\":{\"operation\":\"");
     out.extend_from_slice(op.name());
     out.extend_from_slice(b"\",\"relation\":");
@@ -170,10 +195,19 @@ fn full_row_with_key(
     begin(key, &mut out);
     write_values(def, row, def.selected.iter().copied(), &mut out);
     headers(def, op, extra, txn, pos, &mut out);
-    OpenEntry { offset: LogOffset::new(txn.lsn, pos), json: out }
+    OpenEntry {
+        offset: LogOffset::new(txn.lsn, pos),
+        json: out,
+    }
 }
 
-fn delete(def: &ShapeDef, old: &[Option<&str>], txn: TxnInfo, pos: u64, key_change_to: Option<&str>) -> OpenEntry {
+fn delete(
+    def: &ShapeDef,
+    old: &[Option<&str>],
+    txn: TxnInfo,
+    pos: u64,
+    key_change_to: Option<&str>,
+) -> OpenEntry {
     let key = def.key_of(old);
     delete_with_key(def, old, &key, txn, pos, key_change_to)
 }
@@ -193,8 +227,18 @@ fn delete_with_key(
     } else {
         write_values(def, old, def.table.pk.iter().copied(), &mut out);
     }
-    headers(def, Op::Delete, key_change_to.map(|k| ("key_change_to", k)), txn, pos, &mut out);
-    OpenEntry { offset: LogOffset::new(txn.lsn, pos), json: out }
+    headers(
+        def,
+        Op::Delete,
+        key_change_to.map(|k| ("key_change_to", k)),
+        txn,
+        pos,
+        &mut out,
+    );
+    OpenEntry {
+        offset: LogOffset::new(txn.lsn, pos),
+        json: out,
+    }
 }
 
 fn update(
@@ -205,8 +249,12 @@ fn update(
     txn: TxnInfo,
     pos: u64,
 ) -> Option<OpenEntry> {
-    let changed: Vec<usize> =
-        def.selected.iter().copied().filter(|&i| old.get(i) != new.get(i)).collect();
+    let changed: Vec<usize> = def
+        .selected
+        .iter()
+        .copied()
+        .filter(|&i| old.get(i) != new.get(i))
+        .collect();
     if changed.is_empty() {
         return None;
     }
@@ -218,10 +266,18 @@ fn update(
         write_values(def, old, changed.iter().copied(), &mut out);
     } else {
         let mut cols: Vec<usize> = def.table.pk.clone();
-        cols.extend(changed.iter().copied().filter(|i| !def.table.pk.contains(i)));
+        cols.extend(
+            changed
+                .iter()
+                .copied()
+                .filter(|i| !def.table.pk.contains(i)),
+        );
         cols.sort_unstable();
         write_values(def, new, cols.into_iter(), &mut out);
     }
     headers(def, Op::Update, None, txn, pos, &mut out);
-    Some(OpenEntry { offset: LogOffset::new(txn.lsn, pos), json: out })
+    Some(OpenEntry {
+        offset: LogOffset::new(txn.lsn, pos),
+        json: out,
+    })
 }

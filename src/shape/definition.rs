@@ -56,7 +56,10 @@ pub struct ShapeDef {
 
 impl ShapeDef {
     /// Validates a request against the table (shape-semantics.md §1.3, §2).
-    pub fn compile(request: ShapeRequest, table: Arc<TableInfo>) -> Result<ShapeDef, DefinitionError> {
+    pub fn compile(
+        request: ShapeRequest,
+        table: Arc<TableInfo>,
+    ) -> Result<ShapeDef, DefinitionError> {
         let selected = select_columns(&table, request.columns.as_deref())?;
         let where_clause = match &request.where_text {
             Some(text) => {
@@ -75,8 +78,10 @@ impl ShapeDef {
             }
             None => None,
         };
-        let mut cols_for_identity: Vec<&str> =
-            selected.iter().map(|&i| table.columns[i].name.as_str()).collect();
+        let mut cols_for_identity: Vec<&str> = selected
+            .iter()
+            .map(|&i| table.columns[i].name.as_str())
+            .collect();
         cols_for_identity.sort_unstable();
         let identity = format!(
             "{}|{}|{}|{}|{}|{}|{}",
@@ -85,8 +90,16 @@ impl ShapeDef {
             where_clause.as_ref().map_or("", |w| w.sql()),
             cols_for_identity.join(","),
             request.columns.is_some(),
-            if request.replica_full { "full" } else { "default" },
-            if request.changes_only { "changes_only" } else { "full" },
+            if request.replica_full {
+                "full"
+            } else {
+                "default"
+            },
+            if request.changes_only {
+                "changes_only"
+            } else {
+                "full"
+            },
         );
         let schema_header = table.schema_header(&selected);
         let mut relation_json = Vec::new();
@@ -126,7 +139,10 @@ impl ShapeDef {
 
     /// The row key from a full row.
     pub fn key_of(&self, row: &[Option<&str>]) -> String {
-        json::row_key(&self.key_prefix, self.table.pk.iter().map(|&i| row.get(i).copied().flatten()))
+        json::row_key(
+            &self.key_prefix,
+            self.table.pk.iter().map(|&i| row.get(i).copied().flatten()),
+        )
     }
 
     /// Whether column `i` is selected.
@@ -135,7 +151,10 @@ impl ShapeDef {
     }
 }
 
-fn select_columns(table: &TableInfo, columns: Option<&[String]>) -> Result<Vec<usize>, DefinitionError> {
+fn select_columns(
+    table: &TableInfo,
+    columns: Option<&[String]>,
+) -> Result<Vec<usize>, DefinitionError> {
     let Some(names) = columns else {
         if !table.generated.is_empty() {
             return Err(DefinitionError::Columns(format!(
@@ -147,9 +166,16 @@ fn select_columns(table: &TableInfo, columns: Option<&[String]>) -> Result<Vec<u
         }
         return Ok((0..table.columns.len()).collect());
     };
-    let pk_names: Vec<&str> = table.pk.iter().map(|&i| table.columns[i].name.as_str()).collect();
-    let missing: Vec<&str> =
-        pk_names.iter().copied().filter(|p| !names.iter().any(|n| n == p)).collect();
+    let pk_names: Vec<&str> = table
+        .pk
+        .iter()
+        .map(|&i| table.columns[i].name.as_str())
+        .collect();
+    let missing: Vec<&str> = pk_names
+        .iter()
+        .copied()
+        .filter(|p| !names.iter().any(|n| n == p))
+        .collect();
     if !missing.is_empty() {
         return Err(DefinitionError::Columns(format!(
             "The list of columns must include all primary key columns, missing: {}",
@@ -179,7 +205,9 @@ fn select_columns(table: &TableInfo, columns: Option<&[String]>) -> Result<Vec<u
         )));
     }
     if names.is_empty() {
-        return Err(DefinitionError::Columns("The list of columns must not be empty".into()));
+        return Err(DefinitionError::Columns(
+            "The list of columns must not be empty".into(),
+        ));
     }
     let mut sel: Vec<usize> = names.iter().filter_map(|n| table.column_index(n)).collect();
     sel.extend(table.pk.iter().copied());

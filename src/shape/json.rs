@@ -133,17 +133,32 @@ mod tests {
     #[test]
     fn keys_follow_the_spec_examples() {
         let p = key_prefix("public", "items");
-        assert_eq!(row_key(&p, [Some("1")].into_iter()), r#""public"."items"/"1""#);
         assert_eq!(
-            row_key(&key_prefix("public", "foo"), [Some("a"), Some("b"), Some("c")].into_iter()),
+            row_key(&p, [Some("1")].into_iter()),
+            r#""public"."items"/"1""#
+        );
+        assert_eq!(
+            row_key(
+                &key_prefix("public", "foo"),
+                [Some("a"), Some("b"), Some("c")].into_iter()
+            ),
             r#""public"."foo"/"a"/"b"/"c""#
         );
-        assert_eq!(row_key(&key_prefix("public", "t"), [Some("a/b")].into_iter()), r#""public"."t"/"a//b""#);
         assert_eq!(
-            row_key(&key_prefix("public", "t"), [Some("1"), None, Some("2")].into_iter()),
+            row_key(&key_prefix("public", "t"), [Some("a/b")].into_iter()),
+            r#""public"."t"/"a//b""#
+        );
+        assert_eq!(
+            row_key(
+                &key_prefix("public", "t"),
+                [Some("1"), None, Some("2")].into_iter()
+            ),
             r#""public"."t"/"1"/_/"2""#
         );
-        assert_eq!(row_key(&key_prefix("public", "t"), [Some("")].into_iter()), r#""public"."t"/"""#);
+        assert_eq!(
+            row_key(&key_prefix("public", "t"), [Some("")].into_iter()),
+            r#""public"."t"/"""#
+        );
         assert_eq!(key_prefix("a.b", "c/d"), r#""a..b"."c//d""#);
     }
 

@@ -43,7 +43,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(handle_high_water: u64) -> Registry {
-        Registry { inner: RwLock::default(), last_stamp: AtomicU64::new(handle_high_water) }
+        Registry {
+            inner: RwLock::default(),
+            last_stamp: AtomicU64::new(handle_high_water),
+        }
     }
 
     pub fn get(&self, handle: &str) -> Option<Arc<Shape>> {
@@ -56,7 +59,8 @@ impl Registry {
 
     pub fn insert(&self, shape: Arc<Shape>) {
         let mut g = self.inner.write();
-        g.by_identity.insert(shape.def.identity.clone(), shape.clone());
+        g.by_identity
+            .insert(shape.def.identity.clone(), shape.clone());
         g.by_handle.insert(shape.handle.clone(), shape);
     }
 
@@ -64,7 +68,10 @@ impl Registry {
     pub fn remove(&self, handle: &str) -> Option<Arc<Shape>> {
         let mut g = self.inner.write();
         let shape = g.by_handle.remove(handle)?;
-        if g.by_identity.get(&shape.def.identity).is_some_and(|s| s.handle == handle) {
+        if g.by_identity
+            .get(&shape.def.identity)
+            .is_some_and(|s| s.handle == handle)
+        {
             g.by_identity.remove(&shape.def.identity);
         }
         drop(g);
@@ -93,7 +100,9 @@ impl Registry {
         let mut prev = self.last_stamp.load(Ordering::Relaxed);
         let stamp = loop {
             let next = now.max(prev + 1);
-            match self.last_stamp.compare_exchange(prev, next, Ordering::AcqRel, Ordering::Relaxed)
+            match self
+                .last_stamp
+                .compare_exchange(prev, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => break next,
                 Err(p) => prev = p,
@@ -130,6 +139,9 @@ mod tests {
         let (b, sb) = r.new_handle("x");
         assert_ne!(a, b);
         assert!(sa > far_future && sb > sa);
-        assert!(a.split_once('-').is_some_and(|(h, t)| h.parse::<u64>().is_ok() && t.parse::<u64>().is_ok()));
+        assert!(
+            a.split_once('-')
+                .is_some_and(|(h, t)| h.parse::<u64>().is_ok() && t.parse::<u64>().is_ok())
+        );
     }
 }

@@ -67,7 +67,9 @@ impl Router {
 
     /// Removes a shape.
     pub fn remove(&mut self, oid: u32, id: ShapeId) {
-        let Some(t) = self.tables.get_mut(&oid) else { return };
+        let Some(t) = self.tables.get_mut(&oid) else {
+            return;
+        };
         match t.registered.remove(&id) {
             Some(Some(es)) if !es.is_empty() => {
                 for e in es {
@@ -100,19 +102,26 @@ impl Router {
 
     /// Every shape on table `oid`.
     pub fn shapes_of(&self, oid: u32) -> Vec<ShapeId> {
-        self.tables.get(&oid).map(|t| t.registered.keys().copied().collect()).unwrap_or_default()
+        self.tables
+            .get(&oid)
+            .map(|t| t.registered.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Appends to `out` the shapes that may be affected by a change whose row images are `rows`
     /// (one for insert/delete, old and new for update). `out` is sorted and de-duplicated.
     pub fn candidates(&self, oid: u32, rows: &[&[Option<&str>]], out: &mut Vec<ShapeId>) {
         out.clear();
-        let Some(t) = self.tables.get(&oid) else { return };
+        let Some(t) = self.tables.get(&oid) else {
+            return;
+        };
         out.extend_from_slice(&t.residual);
         for (&(col, kt), g) in &t.groups {
             for row in rows {
                 // NULL never equals a constant: no shape of this group can match on it.
-                let Some(Some(text)) = row.get(col) else { continue };
+                let Some(Some(text)) = row.get(col) else {
+                    continue;
+                };
                 match index_key(kt, text) {
                     Some(k) => {
                         if let Some(v) = g.by_key.get(&k) {

@@ -80,10 +80,10 @@ impl TableInfo {
             if c.dims > 0 {
                 out.extend_from_slice(format!(",\"dims\":{}", c.dims).as_bytes());
             }
-            if self.has_pk {
-                if let Some(p) = self.pk.iter().position(|&k| k == i) {
-                    out.extend_from_slice(format!(",\"pk_index\":{p}").as_bytes());
-                }
+            if self.has_pk
+                && let Some(p) = self.pk.iter().position(|&k| k == i)
+            {
+                out.extend_from_slice(format!(",\"pk_index\":{p}").as_bytes());
             }
             if c.not_null {
                 out.extend_from_slice(b",\"not_null\":true");
@@ -110,7 +110,10 @@ fn type_mod_fields(type_name: &str, tm: i32) -> Vec<(&'static str, String)> {
         "time" | "timetz" | "timestamp" | "timestamptz" => vec![("precision", tm.to_string())],
         "numeric" => {
             let v = tm - 4;
-            vec![("precision", ((v >> 16) & 0xffff).to_string()), ("scale", (v & 0xffff).to_string())]
+            vec![
+                ("precision", ((v >> 16) & 0xffff).to_string()),
+                ("scale", (v & 0xffff).to_string()),
+            ]
         }
         "interval" => {
             let precision = tm & 0xffff;

@@ -234,10 +234,22 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut b = Vec::new();
         encode_record(&mut b, KIND_ENTRY, 0, LogOffset::new(0, 0), b"{\"a\":1}");
-        encode_record(&mut b, KIND_ENTRY, FLAG_TXN_END | FLAG_SNAPSHOT_END, LogOffset::new(0, 0), b"{}");
+        encode_record(
+            &mut b,
+            KIND_ENTRY,
+            FLAG_TXN_END | FLAG_SNAPSHOT_END,
+            LogOffset::new(0, 0),
+            b"{}",
+        );
         encode_record(&mut b, KIND_CHUNK_END, 0, LogOffset::new(0, 0), b"");
         encode_record(&mut b, KIND_ENTRY, 0, LogOffset::new(100, 0), b"x");
-        encode_record(&mut b, KIND_ENTRY, FLAG_TXN_END, LogOffset::new(100, 2), b"y");
+        encode_record(
+            &mut b,
+            KIND_ENTRY,
+            FLAG_TXN_END,
+            LogOffset::new(100, 2),
+            b"y",
+        );
         encode_record(&mut b, KIND_ENTRY, 0, LogOffset::new(200, 0), b"partial");
         b
     }
@@ -251,7 +263,10 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(check_file_header(&bad).is_err(), "byte {i}");
         }
-        assert_eq!(check_file_header(&h[..10]), Err(FormatError::TruncatedHeader));
+        assert_eq!(
+            check_file_header(&h[..10]),
+            Err(FormatError::TruncatedHeader)
+        );
     }
 
     #[test]

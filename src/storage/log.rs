@@ -68,7 +68,12 @@ impl LogView {
 pub enum ReadPlan {
     /// Read `[start, end)`, keep entries with offset `> after` (all when `None`); respond with
     /// offset `response`.
-    Range { start: u64, end: u64, after: Option<LogOffset>, response: LogOffset },
+    Range {
+        start: u64,
+        end: u64,
+        after: Option<LogOffset>,
+        response: LogOffset,
+    },
     /// Nothing after the request offset: respond with offset `response` (= latest).
     AtEnd { response: LogOffset },
     /// The data is not written yet (snapshot still running): wait for the next view.
@@ -95,7 +100,9 @@ pub fn plan_read(view: &LogView, req: RequestOffset) -> ReadPlan {
         }
         RequestOffset::Now => {
             return if view.snapshot_complete {
-                ReadPlan::AtEnd { response: view.latest }
+                ReadPlan::AtEnd {
+                    response: view.latest,
+                }
             } else {
                 ReadPlan::NotReady
             };
@@ -104,7 +111,7 @@ pub fn plan_read(view: &LogView, req: RequestOffset) -> ReadPlan {
     };
     if o.tx == 0 && o.op != LogOffset::INF_OP {
         let k = usize::try_from(o.op).unwrap_or(usize::MAX);
-        let next = k.checked_add(1).unwrap_or(usize::MAX);
+        let next = k.saturating_add(1);
         if next < snap {
             return ReadPlan::Range {
                 start: chunks[k].end_pos,
@@ -130,7 +137,9 @@ fn plan_log_read(view: &LogView, o: LogOffset) -> ReadPlan {
         return ReadPlan::OutOfBounds;
     }
     if o == view.latest {
-        return ReadPlan::AtEnd { response: view.latest };
+        return ReadPlan::AtEnd {
+            response: view.latest,
+        };
     }
     let chunks = &view.chunks;
     let snap = view.snapshot_chunks;
@@ -139,13 +148,20 @@ fn plan_log_read(view: &LogView, o: LogOffset) -> ReadPlan {
     let i = log_chunks.partition_point(|c| c.end <= o);
     let prev_end = |i: usize| -> u64 {
         if i == 0 {
-            chunks.get(snap.wrapping_sub(1)).map_or(FILE_HEADER_LEN, |c| c.end_pos)
+            chunks
+                .get(snap.wrapping_sub(1))
+                .map_or(FILE_HEADER_LEN, |c| c.end_pos)
         } else {
             log_chunks[i - 1].end_pos
         }
     };
     if let Some(c) = log_chunks.get(i) {
-        return ReadPlan::Range { start: prev_end(i), end: c.end_pos, after: Some(o), response: c.end };
+        return ReadPlan::Range {
+            start: prev_end(i),
+            end: c.end_pos,
+            after: Some(o),
+            response: c.end,
+        };
     }
     // In the open chunk: start at the last seek point at or before `o`.
     let mut start = prev_end(log_chunks.len());
@@ -153,7 +169,12 @@ fn plan_log_read(view: &LogView, o: LogOffset) -> ReadPlan {
     if p > 0 {
         start = start.max(view.points[p - 1].1);
     }
-    ReadPlan::Range { start, end: view.durable_len, after: Some(o), response: view.latest }
+    ReadPlan::Range {
+        start,
+        end: view.durable_len,
+        after: Some(o),
+        response: view.latest,
+    }
 }
 
 /// Reads `[start, end)` of a log file (record bytes; see [`append_payloads`]).
@@ -215,7 +236,10 @@ impl LogWriter {
         threshold: u64,
         view: Arc<watch::Sender<LogView>>,
     ) -> io::Result<LogWriter> {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         f.write_all(&format::file_header())?;
         f.sync_all()?;
         Ok(LogWriter {
@@ -261,7 +285,10 @@ impl LogWriter {
         let chunks: Vec<Chunk> = scan
             .chunks
             .iter()
-            .map(|&(end, pos)| Chunk { end, end_pos: FILE_HEADER_LEN + pos })
+            .map(|&(end, pos)| Chunk {
+                end,
+                end_pos: FILE_HEADER_LEN + pos,
+            })
             .collect();
         let snapshot_chunks = chunks.iter().take_while(|c| c.end.tx == 0).count();
         let latest = match scan.last_entry {
@@ -382,7 +409,10 @@ impl LogWriter {
         if self.open_chunk_bytes >= self.threshold {
             format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, offset, b"");
             let end_pos = self.pos();
-            self.chunks.push(Chunk { end: offset, end_pos });
+            self.chunks.push(Chunk {
+                end: offset,
+                end_pos,
+            });
             self.chunks_dirty = true;
             self.points.clear();
             self.open_chunk_bytes = 0;
@@ -410,7 +440,10 @@ impl LogWriter {
         // Readers may only see whole transactions.
         let durable_len = self.committed_len.min(self.file_len);
         let latest = self.committed_latest;
-        if self.points.last().is_none_or(|&(_, p)| durable_len >= p + SEEK_POINT_SPACING)
+        if self
+            .points
+            .last()
+            .is_none_or(|&(_, p)| durable_len >= p + SEEK_POINT_SPACING)
             || self.points.len() < 2
         {
             self.points.push((latest, durable_len));
@@ -484,7 +517,12 @@ mod tests {
 
     fn body(view: &LogView, path: &Path, req: RequestOffset) -> (String, Option<LogOffset>) {
         match plan_read(view, req) {
-            ReadPlan::Range { start, end, after, response } => {
+            ReadPlan::Range {
+                start,
+                end,
+                after,
+                response,
+            } => {
                 let buf = read_range(path, start, end).unwrap();
                 let mut out = vec![b'['];
                 append_payloads(&buf, after, &mut out);
@@ -542,7 +580,10 @@ mod tests {
         let v = rx.borrow().clone();
         assert_eq!(
             body(&v, &p, RequestOffset::At(LogOffset::SNAPSHOT_END)),
-            ("[\"a\",\"b\",\"cccccccccc\"]".into(), Some(LogOffset::new(200, 0)))
+            (
+                "[\"a\",\"b\",\"cccccccccc\"]".into(),
+                Some(LogOffset::new(200, 0))
+            )
         );
         assert_eq!(
             body(&v, &p, RequestOffset::At(LogOffset::new(200, 0))),

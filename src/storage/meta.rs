@@ -37,7 +37,10 @@ pub enum MetaError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MetaError + '_ {
-    move |source| MetaError::Io { path: path.display().to_string(), source }
+    move |source| MetaError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Encodes a metadata file body.
@@ -45,7 +48,11 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 20);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
     out
@@ -71,8 +78,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Atomically and durably replaces `path` with `value` serialised as JSON.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), MetaError> {
-    let payload = serde_json::to_vec(value)
-        .map_err(|source| MetaError::Json { path: path.display().to_string(), source })?;
+    let payload = serde_json::to_vec(value).map_err(|source| MetaError::Json {
+        path: path.display().to_string(),
+        source,
+    })?;
     let tmp = path.with_extension("tmp");
     {
         let mut f = OpenOptions::new()
@@ -101,7 +110,10 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     let payload = decode(&bytes).ok_or_else(|| MetaError::Corrupt(path.display().to_string()))?;
     serde_json::from_slice(payload)
         .map(Some)
-        .map_err(|source| MetaError::Json { path: path.display().to_string(), source })
+        .map_err(|source| MetaError::Json {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -120,8 +132,15 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         fs::write(&p, &bytes).unwrap();
-        assert!(matches!(read_json::<serde_json::Value>(&p), Err(MetaError::Corrupt(_))));
-        assert!(read_json::<serde_json::Value>(&dir.path().join("none")).unwrap().is_none());
+        assert!(matches!(
+            read_json::<serde_json::Value>(&p),
+            Err(MetaError::Corrupt(_))
+        ));
+        assert!(
+            read_json::<serde_json::Value>(&dir.path().join("none"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     proptest! {

@@ -36,7 +36,10 @@ pub enum StorageError {
 }
 
 pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.display().to_string(), source }
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Global persisted state.
@@ -64,7 +67,9 @@ impl Storage {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        let s = Storage { root: root.to_path_buf() };
+        let s = Storage {
+            root: root.to_path_buf(),
+        };
         s.empty_trash();
         Ok(s)
     }

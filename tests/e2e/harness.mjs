@@ -326,15 +326,21 @@ export class AmpereServer {
         ELECTRIC_LONG_POLL_TIMEOUT: String(LONG_POLL_TIMEOUT_MS),
         ELECTRIC_ENABLE_INTEGRATION_TESTING: 'true',
         RUST_LOG: process.env.RUST_LOG || 'info',
+        NO_COLOR: '1',
         ...this.extraEnv,
       },
       stdio: ['ignore', out, out],
     });
     fs.closeSync(out);
     this.child = child;
-    const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // `error` fires instead of `exit` when the binary cannot be spawned at all (e.g. ETXTBSY
+    // while cargo is relinking it); treat it as an exit so startup fails with the reason.
+    const exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    });
     this.exited = exited;
-    child.once('exit', () => {
+    exited.then(() => {
       if (this.child === child) this.child = undefined;
     });
 
@@ -345,7 +351,9 @@ export class AmpereServer {
     await waitFor(
       async () => {
         if (exitInfo) {
-          throw new Error(`ampere exited during startup (code ${exitInfo.code}, signal ${exitInfo.signal})`);
+          throw new Fatal(
+            `ampere exited during startup (code ${exitInfo.code}, signal ${exitInfo.signal}${exitInfo.error ? `, ${exitInfo.error}` : ''})`,
+          );
         }
         const res = await fetch(`${this.base}/v1/health`, { signal: AbortSignal.timeout(2000) });
         const body = await res.text();

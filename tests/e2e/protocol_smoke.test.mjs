@@ -47,6 +47,13 @@ suite.test('snapshot, catch-up, live insert, idle long-poll and 409, byte by byt
     show(snap),
   );
   assert.equal(snap.headers.get('electric-up-to-date'), null, `offset=-1 is never up to date\n${show(snap)}`);
+  assert.equal(snap.headers.get('electric-has-data'), 'true', show(snap));
+  assert.equal(snap.headers.get('etag'), `"${handle}:-1:0_0"`, show(snap));
+  assert.equal(
+    snap.headers.get('cache-control'),
+    'public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746',
+    show(snap),
+  );
   assert.ok(Array.isArray(snap.body), show(snap));
   assert.deepEqual(
     snap.body[0],
@@ -76,7 +83,8 @@ suite.test('snapshot, catch-up, live insert, idle long-poll and 409, byte by byt
   assert.equal(catchUp.headers.get('electric-handle'), handle, show(catchUp));
   assert.ok(catchUp.headers.get('electric-schema'), `non-live responses carry the schema\n${show(catchUp)}`);
   const liveOffset = catchUp.headers.get('electric-offset');
-  assert.ok(liveOffset, show(catchUp));
+  assert.equal(liveOffset, '0_inf', `a quiet fresh shape is caught up at 0_inf\n${show(catchUp)}`);
+  assert.equal(catchUp.headers.get('cache-control'), 'public, max-age=60, stale-while-revalidate=300', show(catchUp));
 
   // 3. A live request returns promptly once an INSERT commits, with the change.
   const liveReq = getShape(server, { table, offset: liveOffset, handle, log: 'full', live: 'true', cursor: '' });
@@ -108,6 +116,7 @@ suite.test('snapshot, catch-up, live insert, idle long-poll and 409, byte by byt
   assert.equal(live.headers.get('electric-offset'), `${change.headers.lsn}_0`, show(live));
   assert.match(live.headers.get('electric-cursor') ?? '', /^\d+$/, `live responses carry electric-cursor\n${show(live)}`);
   assert.equal(live.headers.get('electric-schema'), null, `live responses carry no schema\n${show(live)}`);
+  assert.equal(live.headers.get('cache-control'), 'public, max-age=5, stale-while-revalidate=5', show(live));
   assert.ok(
     returnedAfterCommitMs < LONG_POLL_TIMEOUT_MS / 2,
     `the live request returned ${returnedAfterCommitMs} ms after the commit (long-poll timeout ${LONG_POLL_TIMEOUT_MS} ms)`,
@@ -126,12 +135,58 @@ suite.test('snapshot, catch-up, live insert, idle long-poll and 409, byte by byt
   assert.equal(idle.headers.get('electric-offset'), idleOffset, show(idle));
   assert.equal(idle.headers.get('electric-has-data'), 'false', show(idle));
   assert.ok(idle.ms >= LONG_POLL_TIMEOUT_MS - 500, `it waited for the long-poll timeout (${idle.ms} ms)`);
+  assert.match(idle.headers.get('electric-cursor') ?? '', /^\d+$/, show(idle));
+  assert.equal(
+    idle.headers.get('etag')?.split(':').length,
+    4,
+    `a no-change response has a 4-part etag so it is never revalidated into a 304 loop\n${show(idle)}`,
+  );
 
   // 5. A stale handle gets 409 must-refetch with the current handle.
   const stale = await getShape(server, { table, offset: '0_0', handle: '1-1', log: 'full' });
   assert.equal(stale.status, 409, show(stale));
   assert.deepEqual(stale.body, [{ headers: { control: 'must-refetch' } }], show(stale));
   assert.equal(stale.headers.get('electric-handle'), handle, show(stale));
+  assert.equal(stale.headers.get('cache-control'), 'public, max-age=60, must-revalidate', show(stale));
+});
+
+suite.test('changes of one transaction have sparse op positions and one `last`', async ({ db, server }) => {
+  const table = uniqueName('ops');
+  await db.sql(`create table ${table} (id int primary key, title text)`);
+  const where = 'id > 0';
+
+  const snap = await getShape(server, { table, where, offset: '-1', log: 'full' });
+  assert.equal(snap.status, 200, show(snap));
+  const handle = snap.headers.get('electric-handle');
+  const catchUp = await getShape(server, { table, where, offset: '0_0', handle, log: 'full' });
+  assert.equal(last(catchUp.body).headers.control, 'up-to-date', show(catchUp));
+  const offset = catchUp.headers.get('electric-offset');
+
+  // A replicated change outside the shape's where first, then three matching inserts: ops
+  // count every change of the transaction (spec §4.3, §19 #34).
+  await db.transaction(async (c) => {
+    await c.query(`insert into ${table} values (-1, 'not in the shape')`);
+    await c.query(`insert into ${table} values (1, 'a')`);
+    await c.query(`insert into ${table} values (2, 'b')`);
+    await c.query(`insert into ${table} values (3, 'c')`);
+  });
+  // A live request returns as soon as the transaction has reached the shape.
+  const res = await getShape(server, { table, where, offset, handle, log: 'full', live: 'true', cursor: '' });
+  assert.equal(res.status, 200, show(res));
+  const changes = res.body.filter((m) => m.key);
+  assert.deepEqual(
+    changes.map((m) => [m.value.id, m.headers.op_position, m.headers.last ?? null]),
+    [
+      ['1', 2, null],
+      ['2', 4, null],
+      ['3', 6, true],
+    ],
+    show(res),
+  );
+  assert.equal(new Set(changes.map((m) => m.headers.lsn)).size, 1, 'one transaction, one lsn');
+  assert.equal(res.headers.get('electric-offset'), `${changes[0].headers.lsn}_6`, show(res));
+  assert.equal(last(res.body).headers.control, 'up-to-date', show(res));
+  assert.equal(last(res.body).headers.global_last_seen_lsn, changes[0].headers.lsn, show(res));
 });
 
 suite.test('health and root answer without a secret', async ({ server }) => {

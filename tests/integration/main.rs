@@ -8,10 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-fn s(v: &str) -> Option<String> {
-    Some(v.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_syncs_the_initial_rows_then_sees_live_changes() {
     let pg = Pg::start().await;
@@ -23,12 +19,19 @@ async fn a_client_syncs_the_initial_rows_then_sees_live_changes() {
     let r = get(base, "table=items&offset=-1").await;
     assert_eq!(r.status, 200, "{}", r.text);
     let handle = r.h("electric-handle").unwrap().to_owned();
-    assert!(handle.split_once('-').is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok()));
+    assert!(
+        handle
+            .split_once('-')
+            .is_some_and(|(a, b)| a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok())
+    );
     assert_eq!(r.h("electric-offset"), Some("0_0"));
     assert_eq!(r.h("electric-has-data"), Some("true"));
     assert_eq!(r.h("electric-up-to-date"), None);
     assert_eq!(r.h("etag"), Some(format!("\"{handle}:-1:0_0\"").as_str()));
-    assert_eq!(r.h("cache-control"), Some("public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746"));
+    assert_eq!(
+        r.h("cache-control"),
+        Some("public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746")
+    );
     assert_eq!(
         r.h("electric-schema"),
         Some(r#"{"id":{"type":"int4","pk_index":0,"not_null":true},"title":{"type":"text"}}"#)
@@ -37,16 +40,26 @@ async fn a_client_syncs_the_initial_rows_then_sees_live_changes() {
     assert_eq!(msgs.len(), 4);
     assert_eq!(msgs[0]["key"], r#""public"."items"/"1""#);
     assert_eq!(msgs[1]["key"], r#""public"."items"/"2""#);
-    assert_eq!(msgs[1]["value"], serde_json::json!({"id": "2", "title": "b/c"}));
+    assert_eq!(
+        msgs[1]["value"],
+        serde_json::json!({"id": "2", "title": "b/c"})
+    );
     assert_eq!(msgs[2]["value"]["title"], Value::Null);
-    assert_eq!(msgs[0]["headers"], serde_json::json!({"operation": "insert", "relation": ["public", "items"]}));
+    assert_eq!(
+        msgs[0]["headers"],
+        serde_json::json!({"operation": "insert", "relation": ["public", "items"]})
+    );
     let end = &msgs[3]["headers"];
     assert_eq!(end["control"], "snapshot-end");
     assert!(end["xmin"].is_string() && end["xmax"].is_string() && end["xip_list"].is_array());
 
     // Same definition (columns in any order) → same handle.
     let again = get(base, "table=items&offset=-1&columns=title,id").await;
-    assert_ne!(again.h("electric-handle"), Some(handle.as_str()), "explicit columns are a different shape");
+    assert_ne!(
+        again.h("electric-handle"),
+        Some(handle.as_str()),
+        "explicit columns are a different shape"
+    );
     let same = get(base, "table=Items&offset=-1&cursor=5&foo=bar").await;
     assert_eq!(same.h("electric-handle"), Some(handle.as_str()));
 
@@ -54,9 +67,18 @@ async fn a_client_syncs_the_initial_rows_then_sees_live_changes() {
     assert_eq!(r.status, 200);
     assert_eq!(r.h("electric-offset"), Some("0_inf"));
     assert_eq!(r.h("electric-up-to-date"), Some(""));
-    assert_eq!(r.h("cache-control"), Some("public, max-age=60, stale-while-revalidate=300"));
+    assert_eq!(
+        r.h("cache-control"),
+        Some("public, max-age=60, stale-while-revalidate=300")
+    );
     assert_eq!(r.messages().len(), 1);
-    assert!(r.messages()[0]["headers"]["global_last_seen_lsn"].as_str().unwrap().parse::<u64>().is_ok());
+    assert!(
+        r.messages()[0]["headers"]["global_last_seen_lsn"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
 
     // A live request parks, then returns promptly after a commit.
     let live_url = format!("table=items&offset=0_inf&handle={handle}&live=true&cursor=");
@@ -69,34 +91,57 @@ async fn a_client_syncs_the_initial_rows_then_sees_live_changes() {
     let msgs = r.messages();
     assert_eq!(msgs.len(), 4, "{}", r.text);
     let lsn = msgs[0]["headers"]["lsn"].as_str().unwrap().to_owned();
-    let positions: Vec<u64> = msgs[..3].iter().map(|m| m["headers"]["op_position"].as_u64().unwrap()).collect();
+    let positions: Vec<u64> = msgs[..3]
+        .iter()
+        .map(|m| m["headers"]["op_position"].as_u64().unwrap())
+        .collect();
     assert_eq!(positions, vec![0, 2, 4]);
     assert!(msgs[0]["headers"]["txids"][0].is_u64());
     assert_eq!(msgs[0]["headers"].get("last"), None);
     assert_eq!(msgs[2]["headers"]["last"], true);
     assert_eq!(msgs[3]["headers"]["global_last_seen_lsn"], lsn.as_str());
-    assert!(lsn.parse::<u64>().unwrap() > u64::from(u32::MAX), "the test cluster has LSNs above 2^32");
+    assert!(
+        lsn.parse::<u64>().unwrap() > u64::from(u32::MAX),
+        "the test cluster has LSNs above 2^32"
+    );
     assert_eq!(r.h("electric-offset"), Some(format!("{lsn}_4").as_str()));
-    assert!(r.h("electric-cursor").is_some_and(|c| c.parse::<u64>().is_ok()));
+    assert!(
+        r.h("electric-cursor")
+            .is_some_and(|c| c.parse::<u64>().is_ok())
+    );
     assert_eq!(r.h("electric-schema"), None);
-    assert_eq!(r.h("cache-control"), Some("public, max-age=5, stale-while-revalidate=5"));
+    assert_eq!(
+        r.h("cache-control"),
+        Some("public, max-age=5, stale-while-revalidate=5")
+    );
 
     // An unrelated change first shifts op positions; updates carry only changed columns.
     pg.exec("CREATE TABLE other (id int PRIMARY KEY)").await;
     assert_eq!(get(base, "table=other&offset=-1").await.status, 200); // publishes `other`
     pg.exec("BEGIN; INSERT INTO other VALUES (1); UPDATE items SET title = 'A' WHERE id = 1; DELETE FROM items WHERE id = 2; COMMIT").await;
-    let r = get(base, &format!("table=items&offset={lsn}_4&handle={handle}&live=true")).await;
+    let r = get(
+        base,
+        &format!("table=items&offset={lsn}_4&handle={handle}&live=true"),
+    )
+    .await;
     let msgs = r.messages();
     assert_eq!(msgs[0]["headers"]["operation"], "update");
     assert_eq!(msgs[0]["headers"]["op_position"], 2);
-    assert_eq!(msgs[0]["value"], serde_json::json!({"id": "1", "title": "A"}));
+    assert_eq!(
+        msgs[0]["value"],
+        serde_json::json!({"id": "1", "title": "A"})
+    );
     assert_eq!(msgs[1]["headers"]["operation"], "delete");
     assert_eq!(msgs[1]["value"], serde_json::json!({"id": "2"}));
     assert_eq!(msgs[1]["headers"]["last"], true);
 
     // Live at the end with nothing happening: after the timeout, 200 [up-to-date], offset unchanged.
     let at = r.h("electric-offset").unwrap().to_owned();
-    let r = get(base, &format!("table=items&offset={at}&handle={handle}&live=true")).await;
+    let r = get(
+        base,
+        &format!("table=items&offset={at}&handle={handle}&live=true"),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.h("electric-offset"), Some(at.as_str()));
     assert_eq!(r.h("electric-has-data"), Some("false"));
@@ -129,20 +174,40 @@ async fn where_columns_and_replica_modes_follow_rows_in_and_out() {
     open.sync(base).await;
     prio.sync(base).await;
     assert_eq!(open.rows.len(), 10);
-    assert!(open.rows.values().all(|r| r.len() == 3 && r["status"] == "open"));
+    assert!(
+        open.rows
+            .values()
+            .all(|r| r.len() == 3 && r["status"] == "open")
+    );
     assert_eq!(prio.rows.len(), 8);
 
-    pg.exec("UPDATE tasks SET status = 'done' WHERE id = 2").await; // moves out of `open`
-    pg.exec("UPDATE tasks SET status = 'open' WHERE id = 1").await; // moves in
-    pg.exec("UPDATE tasks SET note = 'changed' WHERE id = 4").await; // unselected column only
+    pg.exec("UPDATE tasks SET status = 'done' WHERE id = 2")
+        .await; // moves out of `open`
+    pg.exec("UPDATE tasks SET status = 'open' WHERE id = 1")
+        .await; // moves in
+    pg.exec("UPDATE tasks SET note = 'changed' WHERE id = 4")
+        .await; // unselected column only
     pg.exec("UPDATE tasks SET id = 100 WHERE id = 6").await; // key change
-    pg.exec("UPDATE tasks SET priority = 4, title = 'T3' WHERE id = 3").await;
+    pg.exec("UPDATE tasks SET priority = 4, title = 'T3' WHERE id = 3")
+        .await;
     pg.exec("DELETE FROM tasks WHERE id = 8").await;
-    pg.exec("INSERT INTO tasks VALUES (200, 'new', 'open', 9, 'n')").await;
+    pg.exec("INSERT INTO tasks VALUES (200, 'new', 'open', 9, 'n')")
+        .await;
 
-    let want_open = sorted(pg.rows("SELECT id::text, title, status FROM tasks WHERE status = 'open'").await);
-    open.until(base, "open shape converges", |f| f.table(&["id", "title", "status"]) == want_open).await;
-    let want_prio = sorted(pg.rows("SELECT id::text, title, status, priority::text, note FROM tasks WHERE priority > 2").await);
+    let want_open = sorted(
+        pg.rows("SELECT id::text, title, status FROM tasks WHERE status = 'open'")
+            .await,
+    );
+    open.until(base, "open shape converges", |f| {
+        f.table(&["id", "title", "status"]) == want_open
+    })
+    .await;
+    let want_prio = sorted(
+        pg.rows(
+            "SELECT id::text, title, status, priority::text, note FROM tasks WHERE priority > 2",
+        )
+        .await,
+    );
     prio.until(base, "priority shape converges", |f| {
         f.table(&["id", "title", "status", "priority", "note"]) == want_prio
     })
@@ -152,11 +217,24 @@ async fn where_columns_and_replica_modes_follow_rows_in_and_out() {
     // delete + insert pair; replica=full updates carry the whole row and old values.
     let h = open.handle.clone().unwrap();
     let r = get(base, &format!("{q_open}&offset=0_inf&handle={h}")).await;
-    let msgs: Vec<&Value> = r.messages().iter().filter(|m| m.get("key").is_some()).collect();
-    assert!(msgs.iter().all(|m| m["key"] != r#""public"."tasks"/"4""#), "no message for an unselected change");
-    let kc: Vec<&&Value> = msgs.iter().filter(|m| m["headers"].get("key_change_to").is_some()).collect();
+    let msgs: Vec<&Value> = r
+        .messages()
+        .iter()
+        .filter(|m| m.get("key").is_some())
+        .collect();
+    assert!(
+        msgs.iter().all(|m| m["key"] != r#""public"."tasks"/"4""#),
+        "no message for an unselected change"
+    );
+    let kc: Vec<&&Value> = msgs
+        .iter()
+        .filter(|m| m["headers"].get("key_change_to").is_some())
+        .collect();
     assert_eq!(kc.len(), 1);
-    assert_eq!(kc[0]["headers"]["key_change_to"], r#""public"."tasks"/"100""#);
+    assert_eq!(
+        kc[0]["headers"]["key_change_to"],
+        r#""public"."tasks"/"100""#
+    );
     let ph = prio.handle.clone().unwrap();
     let r = get(base, &format!("{q_prio}&offset=0_inf&handle={ph}")).await;
     let upd = r
@@ -165,31 +243,55 @@ async fn where_columns_and_replica_modes_follow_rows_in_and_out() {
         .find(|m| m["headers"]["operation"] == "update" && m["key"] == r#""public"."tasks"/"3""#)
         .expect("the update of row 3");
     assert_eq!(upd["value"].as_object().unwrap().len(), 5);
-    assert_eq!(upd["old_value"], serde_json::json!({"priority": "3", "title": "t3"}));
+    assert_eq!(
+        upd["old_value"],
+        serde_json::json!({"priority": "3", "title": "t3"})
+    );
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_electrics_error_bodies() {
     let pg = Pg::start().await;
-    pg.exec("CREATE TABLE items (id int PRIMARY KEY, title text)").await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY, title text)")
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(&pg, dir.path())).await;
     let base = &server.base;
     let cases = [
         ("table=items", "offset", "can't be blank"),
         ("table=items&offset=abc", "offset", "has invalid format"),
-        ("table=items&offset=0_0", "handle", "can't be blank when offset != -1"),
-        ("table=items&offset=-1&live=true", "live", "can't be true when offset == -1"),
+        (
+            "table=items&offset=0_0",
+            "handle",
+            "can't be blank when offset != -1",
+        ),
+        (
+            "table=items&offset=-1&live=true",
+            "live",
+            "can't be true when offset == -1",
+        ),
         ("offset=-1", "table", "can't be blank"),
-        ("table=items&offset=-1&replica=bogus", "replica", "is invalid"),
+        (
+            "table=items&offset=-1&replica=bogus",
+            "replica",
+            "is invalid",
+        ),
         (
             "table=nonexistent&offset=-1",
             "table",
             "Table \"public\".\"nonexistent\" does not exist. If the table name contains capitals or special characters you must quote it.",
         ),
-        ("table=items&offset=-1&columns=title", "columns", "The list of columns must include all primary key columns, missing: id"),
-        ("table=items&offset=-1&columns=id,foo", "columns", "The following columns are not found on the table: foo"),
+        (
+            "table=items&offset=-1&columns=title",
+            "columns",
+            "The list of columns must include all primary key columns, missing: id",
+        ),
+        (
+            "table=items&offset=-1&columns=id,foo",
+            "columns",
+            "The following columns are not found on the table: foo",
+        ),
     ];
     for (q, key, msg) in cases {
         let r = get(base, q).await;
@@ -200,7 +302,10 @@ async fn bad_requests_get_electrics_error_bodies() {
         assert_eq!(r.h("surrogate-control"), Some("no-store"));
         assert_eq!(r.h("electric-handle"), None);
     }
-    for q in ["table=items&offset=-1&where=nope%20%3D%201", "table=items&offset=-1&where=id%20%3D%201%3B%20drop%20table%20items"] {
+    for q in [
+        "table=items&offset=-1&where=nope%20%3D%201",
+        "table=items&offset=-1&where=id%20%3D%201%3B%20drop%20table%20items",
+    ] {
         let r = get(base, q).await;
         assert_eq!(r.status, 400, "{q}: {}", r.text);
         assert!(r.body["errors"]["where"][0].is_string(), "{}", r.text);
@@ -209,11 +314,18 @@ async fn bad_requests_get_electrics_error_bodies() {
     let r = get(base, "table=items&offset=0_0&handle=123-456").await;
     assert_eq!(r.status, 409);
     assert_eq!(r.text, r#"[{"headers":{"control":"must-refetch"}}]"#);
-    assert_eq!(r.h("cache-control"), Some("public, max-age=60, must-revalidate"));
+    assert_eq!(
+        r.h("cache-control"),
+        Some("public, max-age=60, must-revalidate")
+    );
     let current = r.h("electric-handle").unwrap().to_owned();
     assert_ne!(current, "123-456");
     // A known handle with another where → 409 with that definition's handle.
-    let r = get(base, &format!("table=items&offset=0_0&handle={current}&where=id%20%3E%201")).await;
+    let r = get(
+        base,
+        &format!("table=items&offset=0_0&handle={current}&where=id%20%3E%201"),
+    )
+    .await;
     assert_eq!(r.status, 409);
     assert_ne!(r.h("electric-handle"), Some(current.as_str()));
     // Routing, CORS, health.
@@ -222,20 +334,39 @@ async fn bad_requests_get_electrics_error_bodies() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().await.unwrap(), "Not found");
     let r = http.get(format!("{base}/v1/health")).send().await.unwrap();
-    assert_eq!(r.headers()["cache-control"], "no-cache, no-store, must-revalidate");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-cache, no-store, must-revalidate"
+    );
     assert_eq!(r.text().await.unwrap(), r#"{"status":"active"}"#);
-    let r = http.request(reqwest::Method::OPTIONS, format!("{base}/v1/shape")).header("origin", "https://app.example").send().await.unwrap();
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("{base}/v1/shape"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(r.headers()["access-control-max-age"], "86400");
     assert!(r.headers().get("cache-control").is_none());
     let r = get(base, "table=items&offset=-1").await;
     assert_eq!(
         r.h("access-control-expose-headers"),
-        Some("electric-cursor,electric-handle,electric-has-data,electric-offset,electric-schema,electric-up-to-date,electric-internal-known-error,retry-after")
+        Some(
+            "electric-cursor,electric-handle,electric-has-data,electric-offset,electric-schema,electric-up-to-date,electric-internal-known-error,retry-after"
+        )
     );
-    assert_eq!(r.h("access-control-allow-methods"), Some("GET, POST, HEAD, DELETE, OPTIONS"));
-    assert!(r.h("electric-server").is_some_and(|v| v.starts_with("ElectricSQL/")));
+    assert_eq!(
+        r.h("access-control-allow-methods"),
+        Some("GET, POST, HEAD, DELETE, OPTIONS")
+    );
+    assert!(
+        r.h("electric-server")
+            .is_some_and(|v| v.starts_with("ElectricSQL/"))
+    );
     // If-None-Match → 304.
     let etag = r.h("etag").unwrap().to_owned();
     let r2 = get_with(base, "table=items&offset=-1", &[("if-none-match", &etag)]).await;
@@ -253,13 +384,34 @@ async fn the_secret_protects_every_path_variant() {
     let server = Server::start(config).await;
     let http = reqwest::Client::new();
     for path in ["/v1/shape", "/v1/shape/", "/v1//shape", "/v1/%73hape"] {
-        let r = http.get(format!("{}{path}?table=items&offset=-1", server.base)).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}?table=items&offset=-1", server.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{path}");
-        assert_eq!(r.text().await.unwrap(), r#"{"message":"Unauthorized - Invalid API secret"}"#);
-        let r = http.get(format!("{}{path}?table=items&offset=-1&secret=s3cret", server.base)).send().await.unwrap();
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"message":"Unauthorized - Invalid API secret"}"#
+        );
+        let r = http
+            .get(format!(
+                "{}{path}?table=items&offset=-1&secret=s3cret",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
-    let r = http.get(format!("{}/v1/shape?table=items&offset=-1&api_secret=s3cret", server.base)).send().await.unwrap();
+    let r = http
+        .get(format!(
+            "{}/v1/shape?table=items&offset=-1&api_secret=s3cret",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     server.stop().await;
 }
@@ -267,26 +419,39 @@ async fn the_secret_protects_every_path_variant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_and_delete_rotate_the_handle() {
     let pg = Pg::start().await;
-    pg.exec("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1), (2)").await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1), (2)")
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(&pg, dir.path())).await;
     let base = &server.base;
     let mut f = Follower::new("table=items");
     f.sync(base).await;
     let h1 = f.handle.clone().unwrap();
-    pg.exec("TRUNCATE items; INSERT INTO items VALUES (3)").await;
-    f.until(base, "refetch after truncate", |f| f.refetches > 0 && f.rows.len() == 1 && f.rows.contains_key(r#""public"."items"/"3""#)).await;
+    pg.exec("TRUNCATE items; INSERT INTO items VALUES (3)")
+        .await;
+    f.until(base, "refetch after truncate", |f| {
+        f.refetches > 0 && f.rows.len() == 1 && f.rows.contains_key(r#""public"."items"/"3""#)
+    })
+    .await;
     let h2 = f.handle.clone().unwrap();
     assert_ne!(h1, h2);
 
     let http = reqwest::Client::new();
-    let r = http.delete(format!("{base}/v1/shape?handle={h2}")).send().await.unwrap();
+    let r = http
+        .delete(format!("{base}/v1/shape?handle={h2}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let r = get(base, &format!("table=items&offset=0_inf&handle={h2}")).await;
     assert_eq!(r.status, 409);
     let h3 = r.h("electric-handle").unwrap().to_owned();
     assert!(h3 != h1 && h3 != h2);
-    let r = http.delete(format!("{base}/v1/shape?handle=nope")).send().await.unwrap();
+    let r = http
+        .delete(format!("{base}/v1/shape?handle=nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     server.stop().await;
 }
@@ -323,12 +488,30 @@ async fn shapes_created_under_concurrent_writes_converge() {
     all.sync(&base).await;
     writer.await.unwrap();
     for (g, f) in followers.iter_mut().enumerate() {
-        let want = sorted(pg.rows(&format!("SELECT id::text, grp::text, balance::text FROM acc WHERE grp = {g}")).await);
-        f.until(&base, "group shape converges", |f| f.table(&["id", "grp", "balance"]) == want).await;
+        let want = sorted(
+            pg.rows(&format!(
+                "SELECT id::text, grp::text, balance::text FROM acc WHERE grp = {g}"
+            ))
+            .await,
+        );
+        f.until(&base, "group shape converges", |f| {
+            f.table(&["id", "grp", "balance"]) == want
+        })
+        .await;
     }
-    let want = sorted(pg.rows("SELECT id::text, grp::text, balance::text FROM acc").await);
-    all.until(&base, "full shape converges", |f| f.table(&["id", "grp", "balance"]) == want).await;
-    let total: i64 = all.rows.values().map(|r| r["balance"].as_str().unwrap().parse::<i64>().unwrap()).sum();
+    let want = sorted(
+        pg.rows("SELECT id::text, grp::text, balance::text FROM acc")
+            .await,
+    );
+    all.until(&base, "full shape converges", |f| {
+        f.table(&["id", "grp", "balance"]) == want
+    })
+    .await;
+    let total: i64 = all
+        .rows
+        .values()
+        .map(|r| r["balance"].as_str().unwrap().parse::<i64>().unwrap())
+        .sum();
     assert_eq!(total, 200 * 100);
     server.stop().await;
 }
@@ -344,7 +527,11 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
     let port = free_port();
     let mut bin = Binary::start(&pg.url(), &storage, port).await;
     let base = bin.base.clone();
-    let queries = ["table=items", "table=items&where=v%20%3E%3D%202", "table=items&where=id%20%3C%3D%2010&columns=id"];
+    let queries = [
+        "table=items",
+        "table=items&where=v%20%3E%3D%202",
+        "table=items&where=id%20%3C%3D%2010&columns=id",
+    ];
     let mut followers: Vec<Follower> = queries.iter().map(|q| Follower::new(q)).collect();
     for f in &mut followers {
         f.sync(&base).await;
@@ -360,7 +547,12 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
             .await
             .unwrap();
             if i % 50 == 49 {
-                c.batch_execute(&format!("DELETE FROM items WHERE id = {}", 1 + (i / 50) % 60)).await.unwrap();
+                c.batch_execute(&format!(
+                    "DELETE FROM items WHERE id = {}",
+                    1 + (i / 50) % 60
+                ))
+                .await
+                .unwrap();
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -378,16 +570,25 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
     writer.await.unwrap();
     let wants = [
         sorted(pg.rows("SELECT id::text, v::text FROM items").await),
-        sorted(pg.rows("SELECT id::text, v::text FROM items WHERE v >= 2").await),
+        sorted(
+            pg.rows("SELECT id::text, v::text FROM items WHERE v >= 2")
+                .await,
+        ),
     ];
     for (i, f) in followers.iter_mut().enumerate() {
         let handle_before = f.handle.clone();
         if i < 2 {
             let want = wants[i].clone();
-            f.until(&base, "converges after restarts", |f| f.table(&["id", "v"]) == want).await;
+            f.until(&base, "converges after restarts", |f| {
+                f.table(&["id", "v"]) == want
+            })
+            .await;
         } else {
             let want = sorted(pg.rows("SELECT id::text FROM items WHERE id <= 10").await);
-            f.until(&base, "converges after restarts", |f| f.table(&["id"]) == want).await;
+            f.until(&base, "converges after restarts", |f| {
+                f.table(&["id"]) == want
+            })
+            .await;
         }
         assert_eq!(f.refetches, 0, "no 409 after a restart");
         assert_eq!(f.handle, handle_before);
@@ -395,7 +596,10 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
     let mut fresh = Follower::new("table=items");
     fresh.sync(&base).await;
     assert_eq!(fresh.table(&["id", "v"]), wants[0]);
-    assert_eq!(fresh.handle, followers[0].handle, "the shape survived the restarts");
+    assert_eq!(
+        fresh.handle, followers[0].handle,
+        "the shape survived the restarts"
+    );
     drop(bin);
 }
 
@@ -403,24 +607,39 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_shapes_and_never_reuses_handles() {
     let pg = Pg::start().await;
-    pg.exec("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1)").await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1)")
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(test_config(&pg, dir.path())).await;
     let mut f = Follower::new("table=items");
     f.sync(&server.base).await;
     let h = f.handle.clone().unwrap();
     let http = reqwest::Client::new();
-    assert_eq!(http.delete(format!("{}/v1/shape?handle={h}", server.base)).send().await.unwrap().status(), 202);
+    assert_eq!(
+        http.delete(format!("{}/v1/shape?handle={h}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let mut g = Follower::new("table=items");
     g.sync(&server.base).await;
     let h2 = g.handle.clone().unwrap();
     server.stop().await;
     pg.exec("INSERT INTO items VALUES (2)").await;
     let server = Server::start(test_config(&pg, dir.path())).await;
-    g.until(&server.base, "sees the write made while down", |g| g.rows.len() == 2).await;
+    g.until(&server.base, "sees the write made while down", |g| {
+        g.rows.len() == 2
+    })
+    .await;
     assert_eq!(g.handle.as_deref(), Some(h2.as_str()));
     assert_eq!(g.refetches, 0);
-    let r = get(&server.base, &format!("table=items&offset=0_inf&handle={h}")).await;
+    let r = get(
+        &server.base,
+        &format!("table=items&offset=0_inf&handle={h}"),
+    )
+    .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.h("electric-handle"), Some(h2.as_str()));
     server.stop().await;

@@ -34,12 +34,19 @@ impl Pg {
     }
 
     pub async fn exec(&self, sql: &str) {
-        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
     /// Rows of a query as text (`None` = NULL), rendered with the display settings.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        let msgs = self.client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let msgs = self
+            .client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         msgs.into_iter()
             .filter_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => {
@@ -52,7 +59,9 @@ impl Pg {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     client
         .batch_execute("SET DateStyle='ISO, DMY'; SET TimeZone='UTC'; SET extra_float_digits=1; SET IntervalStyle='iso_8601'; SET bytea_output='hex'")
@@ -83,9 +92,16 @@ impl Server {
         let storage = config.storage_dir.clone();
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(async move {
-            ampere::app::run(listener, config, rx).await.expect("ampere runs");
+            ampere::app::run(listener, config, rx)
+                .await
+                .expect("ampere runs");
         });
-        let s = Server { base, storage, shutdown: tx, task };
+        let s = Server {
+            base,
+            storage,
+            shutdown: tx,
+            task,
+        };
         s.wait_active().await;
         s
     }
@@ -96,17 +112,20 @@ impl Server {
 
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("graceful stop").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("graceful stop")
+            .unwrap();
     }
 }
 
 pub async fn wait_active(base: &str) {
     let http = reqwest::Client::new();
     for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{base}/v1/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = http.get(format!("{base}/v1/health")).send().await
+            && r.status() == 200
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -123,7 +142,11 @@ pub struct Binary {
 impl Binary {
     pub async fn start(pg_url: &str, storage: &Path, port: u16) -> Binary {
         let log = storage.with_extension("log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ampere"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -156,7 +179,11 @@ impl Drop for Binary {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One HTTP response of the shape API.
@@ -176,7 +203,9 @@ impl Resp {
         self.body.as_array().map(Vec::as_slice).unwrap_or(&[])
     }
     pub fn up_to_date(&self) -> bool {
-        self.messages().last().is_some_and(|m| m["headers"]["control"] == "up-to-date")
+        self.messages()
+            .last()
+            .is_some_and(|m| m["headers"]["control"] == "up-to-date")
     }
 }
 
@@ -195,7 +224,12 @@ pub async fn get_with(base: &str, query: &str, headers: &[(&str, &str)]) -> Resp
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, headers, body, text }
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 /// Follows a shape like the TS client: initial sync until up-to-date, applying messages to a
@@ -213,7 +247,11 @@ pub struct Follower {
 
 impl Follower {
     pub fn new(query: &str) -> Follower {
-        Follower { query: query.to_owned(), offset: "-1".into(), ..Default::default() }
+        Follower {
+            query: query.to_owned(),
+            offset: "-1".into(),
+            ..Default::default()
+        }
     }
 
     fn url(&self, live: bool) -> String {
@@ -249,21 +287,33 @@ impl Follower {
                 let value = m["value"].as_object().cloned().unwrap_or_default();
                 match op {
                     "insert" => {
-                        assert!(self.rows.insert(key.to_owned(), value).is_none(), "insert of a present key {key}");
+                        assert!(
+                            self.rows.insert(key.to_owned(), value).is_none(),
+                            "insert of a present key {key}"
+                        );
                     }
                     "update" => {
-                        let row = self.rows.get_mut(key).unwrap_or_else(|| panic!("update of an absent key {key}"));
+                        let row = self
+                            .rows
+                            .get_mut(key)
+                            .unwrap_or_else(|| panic!("update of an absent key {key}"));
                         for (k, v) in value {
                             row.insert(k, v);
                         }
                     }
                     "delete" => {
-                        assert!(self.rows.remove(key).is_some(), "delete of an absent key {key}");
+                        assert!(
+                            self.rows.remove(key).is_some(),
+                            "delete of an absent key {key}"
+                        );
                     }
                     other => panic!("unknown operation {other}"),
                 }
             } else if m["headers"]["control"] == "up-to-date" {
-                self.last_lsn = m["headers"]["global_last_seen_lsn"].as_str().unwrap().to_owned();
+                self.last_lsn = m["headers"]["global_last_seen_lsn"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
             }
         }
         r.up_to_date()
@@ -296,7 +346,11 @@ impl Follower {
         let mut v: Vec<Vec<Option<String>>> = self
             .rows
             .values()
-            .map(|r| cols.iter().map(|c| r.get(*c).and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|r| {
+                cols.iter()
+                    .map(|c| r.get(*c).and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
             .collect();
         v.sort();
         v

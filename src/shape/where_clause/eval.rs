@@ -137,7 +137,9 @@ impl Const {
         }
     }
     fn value(&self) -> Value<'_> {
-        self.value.as_ref().map_or(Value::Null, OwnedValue::as_value)
+        self.value
+            .as_ref()
+            .map_or(Value::Null, OwnedValue::as_value)
     }
 }
 
@@ -180,33 +182,33 @@ impl CmpOp {
 /// `IS [NOT] TRUE/FALSE/UNKNOWN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum BoolTest {
-    IsTrue,
-    IsNotTrue,
-    IsFalse,
-    IsNotFalse,
-    IsUnknown,
-    IsNotUnknown,
+    True,
+    NotTrue,
+    False,
+    NotFalse,
+    Unknown,
+    NotUnknown,
 }
 
 impl BoolTest {
     pub fn sql(self) -> &'static str {
         match self {
-            BoolTest::IsTrue => "IS TRUE",
-            BoolTest::IsNotTrue => "IS NOT TRUE",
-            BoolTest::IsFalse => "IS FALSE",
-            BoolTest::IsNotFalse => "IS NOT FALSE",
-            BoolTest::IsUnknown => "IS UNKNOWN",
-            BoolTest::IsNotUnknown => "IS NOT UNKNOWN",
+            BoolTest::True => "IS TRUE",
+            BoolTest::NotTrue => "IS NOT TRUE",
+            BoolTest::False => "IS FALSE",
+            BoolTest::NotFalse => "IS NOT FALSE",
+            BoolTest::Unknown => "IS UNKNOWN",
+            BoolTest::NotUnknown => "IS NOT UNKNOWN",
         }
     }
     fn test(self, v: Option<bool>) -> bool {
         match self {
-            BoolTest::IsTrue => v == Some(true),
-            BoolTest::IsNotTrue => v != Some(true),
-            BoolTest::IsFalse => v == Some(false),
-            BoolTest::IsNotFalse => v != Some(false),
-            BoolTest::IsUnknown => v.is_none(),
-            BoolTest::IsNotUnknown => v.is_some(),
+            BoolTest::True => v == Some(true),
+            BoolTest::NotTrue => v != Some(true),
+            BoolTest::False => v == Some(false),
+            BoolTest::NotFalse => v != Some(false),
+            BoolTest::Unknown => v.is_none(),
+            BoolTest::NotUnknown => v.is_some(),
         }
     }
 }
@@ -297,7 +299,12 @@ impl Node {
                 }
                 bool_value((!saw_null).then_some(false))
             }
-            Node::Cmp { op, cmp, left, right } => {
+            Node::Cmp {
+                op,
+                cmp,
+                left,
+                right,
+            } => {
                 let l = left.eval(row)?;
                 if matches!(l, Value::Null) {
                     return Ok(Value::Null);
@@ -309,13 +316,21 @@ impl Node {
                 let o = super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?;
                 Value::Bool(op.test(o))
             }
-            Node::Distinct { negated, cmp, left, right } => {
+            Node::Distinct {
+                negated,
+                cmp,
+                left,
+                right,
+            } => {
                 let l = left.eval(row)?;
                 let r = right.eval(row)?;
                 let distinct = match (&l, &r) {
                     (Value::Null, Value::Null) => false,
                     (Value::Null, _) | (_, Value::Null) => true,
-                    _ => super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)? != Ordering::Equal,
+                    _ => {
+                        super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?
+                            != Ordering::Equal
+                    }
                 };
                 Value::Bool(distinct != *negated)
             }
@@ -329,7 +344,9 @@ impl Node {
                     let r = item.eval(row)?;
                     if matches!(r, Value::Null) {
                         saw_null = true;
-                    } else if super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)? == Ordering::Equal {
+                    } else if super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?
+                        == Ordering::Equal
+                    {
                         return Ok(Value::Bool(true));
                     }
                 }
@@ -361,7 +378,8 @@ impl Node {
                 match (t, p) {
                     (_, Value::Null) => Value::Null,
                     (Value::Text(t), Value::Text(p)) => {
-                        let m = like::like(t, p, *case_insensitive).map_err(|_| EvalError::LikeEscape)?;
+                        let m = like::like(t, p, *case_insensitive)
+                            .map_err(|_| EvalError::LikeEscape)?;
                         Value::Bool(m != *negated)
                     }
                     _ => return Err(EvalError::TypeMismatch),
@@ -374,7 +392,9 @@ impl Node {
         match self {
             Node::Const(_) => {}
             Node::Column(read) => out.push(read.index),
-            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => arg.collect_columns(out),
+            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => {
+                arg.collect_columns(out)
+            }
             Node::And(args) | Node::Or(args) => args.iter().for_each(|a| a.collect_columns(out)),
             Node::Cmp { left, right, .. } | Node::Distinct { left, right, .. } => {
                 left.collect_columns(out);
@@ -394,14 +414,29 @@ impl Node {
     pub fn has_text_ordering(&self) -> bool {
         match self {
             Node::Const(_) | Node::Column(_) => false,
-            Node::Cmp { op, cmp, left, right } => {
-                (op.is_ordering() && cmp.is_textual()) || left.has_text_ordering() || right.has_text_ordering()
+            Node::Cmp {
+                op,
+                cmp,
+                left,
+                right,
+            } => {
+                (op.is_ordering() && cmp.is_textual())
+                    || left.has_text_ordering()
+                    || right.has_text_ordering()
             }
-            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => arg.has_text_ordering(),
+            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => {
+                arg.has_text_ordering()
+            }
             Node::And(args) | Node::Or(args) => args.iter().any(Node::has_text_ordering),
-            Node::Distinct { left, right, .. } => left.has_text_ordering() || right.has_text_ordering(),
-            Node::In { lhs, items, .. } => lhs.has_text_ordering() || items.iter().any(Node::has_text_ordering),
-            Node::Like { text, pattern, .. } => text.has_text_ordering() || pattern.has_text_ordering(),
+            Node::Distinct { left, right, .. } => {
+                left.has_text_ordering() || right.has_text_ordering()
+            }
+            Node::In { lhs, items, .. } => {
+                lhs.has_text_ordering() || items.iter().any(Node::has_text_ordering)
+            }
+            Node::Like { text, pattern, .. } => {
+                text.has_text_ordering() || pattern.has_text_ordering()
+            }
         }
     }
 

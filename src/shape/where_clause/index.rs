@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use super::eval::{ColumnRead, Const, Node, Post, TextPre};
 use super::types::{CmpType, SqlType};
 use super::values::{
-    OwnedValue, parse_bool, parse_date, parse_float4, parse_float8, parse_int, parse_numeric, parse_time,
-    parse_timestamp, parse_uuid, strip_bpchar,
+    OwnedValue, parse_bool, parse_date, parse_float4, parse_float8, parse_int, parse_numeric,
+    parse_time, parse_timestamp, parse_uuid, strip_bpchar,
 };
 
 /// How a row's text is decoded into a key: the comparison type chosen by overload
@@ -105,7 +105,9 @@ fn key_type(read: &ColumnRead, cmp: CmpType) -> Option<KeyType> {
         return None;
     }
     match (cmp, read.pre) {
-        (CmpType::Bpchar, TextPre::Identity | TextPre::StripBlanks) => return Some(KeyType::Bpchar),
+        (CmpType::Bpchar, TextPre::Identity | TextPre::StripBlanks) => {
+            return Some(KeyType::Bpchar);
+        }
         (CmpType::Text, TextPre::StripBlanks) => return Some(KeyType::Bpchar),
         (CmpType::Text, TextPre::Identity) => return Some(KeyType::Text),
         (_, TextPre::Identity) => {}

@@ -8,8 +8,10 @@
 //! Invariants: iterative (one backtrack point, the classic glob algorithm, which is exact for
 //! `%`/`_` patterns), so no recursion on attacker-controlled patterns; O(|text|·|pattern|)
 //! worst case; no allocation.
-//! ILIKE folds case per character: ASCII exactly, other characters by their simple Unicode
-//! lowercase mapping. PG folds with the database locale, so exotic characters may differ.
+//! ILIKE folds ASCII letters only. PG folds with the database locale, which for non-ASCII
+//! letters depends on the locale, so `parse.rs` only accepts ILIKE with a constant pattern
+//! whose letters are ASCII (a non-ASCII text character can then only match `_` or `%`, the
+//! same under every locale, barring exotic mappings such as KELVIN SIGN → `k`).
 
 /// The pattern ends with an escape character (PG: "LIKE pattern must not end with escape
 /// character").
@@ -49,20 +51,13 @@ fn token_at(pattern: &str, i: usize) -> Result<Option<(Token, usize)>, TrailingE
     }))
 }
 
-fn fold(c: char) -> char {
-    if c.is_ascii() {
-        return c.to_ascii_lowercase();
-    }
-    let mut lower = c.to_lowercase();
-    match (lower.next(), lower.next()) {
-        (Some(l), None) => l,
-        _ => c,
-    }
-}
-
-pub(super) fn like(text: &str, pattern: &str, case_insensitive: bool) -> Result<bool, TrailingEscape> {
+pub(super) fn like(
+    text: &str,
+    pattern: &str,
+    case_insensitive: bool,
+) -> Result<bool, TrailingEscape> {
     check_pattern(pattern)?;
-    let eq = |a: char, b: char| a == b || (case_insensitive && fold(a) == fold(b));
+    let eq = |a: char, b: char| a == b || (case_insensitive && a.eq_ignore_ascii_case(&b));
     let next_char = |i: usize| text.get(i..).and_then(|s| s.chars().next());
     let (mut ti, mut pi) = (0usize, 0usize);
     // After a `%`: where the pattern resumes and the text position it last tried.
@@ -75,7 +70,9 @@ pub(super) fn like(text: &str, pattern: &str, case_insensitive: bool) -> Result<
                 continue;
             }
             Some((Token::AnyOne, len)) => next_char(ti).map(|c| (c.len_utf8(), len)),
-            Some((Token::Lit(p), len)) => next_char(ti).filter(|&c| eq(c, p)).map(|c| (c.len_utf8(), len)),
+            Some((Token::Lit(p), len)) => next_char(ti)
+                .filter(|&c| eq(c, p))
+                .map(|c| (c.len_utf8(), len)),
             None if ti == text.len() => return Ok(true),
             None => None,
         };

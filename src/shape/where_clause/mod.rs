@@ -110,7 +110,11 @@ pub struct WhereClause {
 
 impl WhereClause {
     /// Compiles `text` against `schema`. `params[0]` is the value of `$1`.
-    pub fn compile(text: &str, params: &[String], schema: &Schema) -> Result<WhereClause, WhereError> {
+    pub fn compile(
+        text: &str,
+        params: &[String],
+        schema: &Schema,
+    ) -> Result<WhereClause, WhereError> {
         let root = parse::compile(text, params, schema)?;
         let mut referenced_columns = Vec::new();
         root.collect_columns(&mut referenced_columns);

@@ -14,8 +14,8 @@
 //! * Locations in errors are byte offsets into the user's where text.
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectNamePart,
-    UnaryOperator, Value as SqlValue,
+    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectNamePart, UnaryOperator, Value as SqlValue,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -38,7 +38,9 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 
 pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<Node, WhereError> {
     if text.len() > MAX_WHERE_BYTES {
-        return Err(WhereError::TooLong { max: MAX_WHERE_BYTES });
+        return Err(WhereError::TooLong {
+            max: MAX_WHERE_BYTES,
+        });
     }
     let positions = Positions::new(text);
     let dialect = PostgreSqlDialect {};
@@ -64,7 +66,10 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
         Err(e) => {
             return Err(WhereError::Syntax {
                 location: positions.offset(parser.peek_token().span.start),
-                message: e.to_string().trim_start_matches("sql parser error: ").to_owned(),
+                message: e
+                    .to_string()
+                    .trim_start_matches("sql parser error: ")
+                    .to_owned(),
                 source: Some(e),
             });
         }
@@ -116,7 +121,11 @@ impl<'a> Positions<'a> {
             return 0;
         };
         let rest = self.text.get(start..).unwrap_or("");
-        let within: usize = rest.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+        let within: usize = rest
+            .chars()
+            .take(column.saturating_sub(1))
+            .map(char::len_utf8)
+            .sum();
         start + within
     }
 }
@@ -237,7 +246,9 @@ fn dismantle(expr: Expr) {
                 stack.push(*expr);
                 stack.extend(list);
             }
-            Expr::Between { expr, low, high, .. } => {
+            Expr::Between {
+                expr, low, high, ..
+            } => {
                 stack.push(*expr);
                 stack.push(*low);
                 stack.push(*high);
@@ -248,7 +259,10 @@ fn dismantle(expr: Expr) {
                 stack.push(*expr);
                 stack.push(*pattern);
             }
-            Expr::AtTimeZone { timestamp, time_zone } => {
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
                 stack.push(*timestamp);
                 stack.push(*time_zone);
             }
@@ -314,8 +328,15 @@ fn leftmost(mut e: &Expr) -> Option<Location> {
 #[derive(Clone, Debug)]
 enum Typed {
     /// A string literal or parameter (`Some`) or NULL (`None`), typed by context.
-    Unknown { text: Option<String>, loc: usize },
-    Node { node: Node, ty: SqlType, loc: usize },
+    Unknown {
+        text: Option<String>,
+        loc: usize,
+    },
+    Node {
+        node: Node,
+        ty: SqlType,
+        loc: usize,
+    },
 }
 
 impl Typed {
@@ -364,7 +385,9 @@ fn cast_plan(from: &SqlType, to: &SqlType, explicit: bool) -> Option<Plan> {
     if let (Some(f), Some(t)) = (from.numeric_rank(), to.numeric_rank()) {
         return match (from, to) {
             _ if from.is_int() && to.is_int() && f < t => Some(Plan::Relabel),
-            _ if from.is_int() && to.is_int() => explicit.then_some(Plan::Reparse(TextPre::Identity)),
+            _ if from.is_int() && to.is_int() => {
+                explicit.then_some(Plan::Reparse(TextPre::Identity))
+            }
             (T::Float4, T::Float8) => Some(Plan::Relabel),
             _ if f < t => Some(Plan::Reparse(TextPre::Identity)),
             _ => None,
@@ -425,7 +448,9 @@ fn type_display(ty: &SqlType) -> String {
 /// Prints a name for "unknown reference": bare if it is a plain lower-case identifier.
 fn display_name(name: &str) -> String {
     let mut chars = name.chars();
-    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain {
         name.to_owned()
@@ -528,7 +553,10 @@ impl Converter<'_> {
                 let arg = self.convert(x, d)?;
                 Ok(match arg {
                     Typed::Unknown { text, .. } => const_bool(Some(text.is_none() != negated), loc),
-                    Typed::Node { node: Node::Const(c), .. } => const_bool(Some(c.value.is_none() != negated), loc),
+                    Typed::Node {
+                        node: Node::Const(c),
+                        ..
+                    } => const_bool(Some(c.value.is_none() != negated), loc),
                     Typed::Node { node, .. } => bool_node(
                         Node::IsNull {
                             negated,
@@ -545,12 +573,12 @@ impl Converter<'_> {
             | Expr::IsUnknown(x)
             | Expr::IsNotUnknown(x) => {
                 let test = match e {
-                    Expr::IsTrue(_) => BoolTest::IsTrue,
-                    Expr::IsNotTrue(_) => BoolTest::IsNotTrue,
-                    Expr::IsFalse(_) => BoolTest::IsFalse,
-                    Expr::IsNotFalse(_) => BoolTest::IsNotFalse,
-                    Expr::IsUnknown(_) => BoolTest::IsUnknown,
-                    _ => BoolTest::IsNotUnknown,
+                    Expr::IsTrue(_) => BoolTest::True,
+                    Expr::IsNotTrue(_) => BoolTest::NotTrue,
+                    Expr::IsFalse(_) => BoolTest::False,
+                    Expr::IsNotFalse(_) => BoolTest::NotFalse,
+                    Expr::IsUnknown(_) => BoolTest::Unknown,
+                    _ => BoolTest::NotUnknown,
                 };
                 let arg = self.convert(x, d)?;
                 let arg = self.coerce_bool(arg, test.sql())?;
@@ -588,7 +616,11 @@ impl Converter<'_> {
                 };
                 Ok(fold(node, loc))
             }
-            Expr::InList { expr, list, negated } => self.in_list(expr, list, *negated, d, loc),
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => self.in_list(expr, list, *negated, d, loc),
             Expr::Between {
                 expr,
                 negated,
@@ -613,7 +645,9 @@ impl Converter<'_> {
                     return Err(self.unsupported(e, "LIKE ANY is not supported"));
                 }
                 if escape_char.is_some() {
-                    return Err(self.unsupported(e, "unknown or unsupported function like_escape/2"));
+                    return Err(
+                        self.unsupported(e, "unknown or unsupported function like_escape/2")
+                    );
                 }
                 let case_insensitive = matches!(e, Expr::ILike { .. });
                 let text = self.convert(expr, d)?;
@@ -651,22 +685,34 @@ impl Converter<'_> {
             Expr::InSubquery { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
                 Err(self.unsupported(e, "subqueries are not supported yet"))
             }
-            Expr::AnyOp { .. } | Expr::AllOp { .. } => Err(self.unsupported(e, "ANY/ALL is not supported yet")),
+            Expr::AnyOp { .. } | Expr::AllOp { .. } => {
+                Err(self.unsupported(e, "ANY/ALL is not supported yet"))
+            }
             Expr::Collate { expr, collation } => {
                 // We compare text bytewise, which is exactly the "C" collation; any other
                 // collation would change the meaning.
                 let bytewise = matches!(collation.0.as_slice(), [ObjectNamePart::Identifier(Ident { value, quote_style: Some('"'), .. })] if value == "C" || value == "POSIX");
                 if !bytewise {
-                    return Err(self.unsupported(e, "COLLATE is not supported in this context (only COLLATE \"C\")"));
+                    return Err(self.unsupported(
+                        e,
+                        "COLLATE is not supported in this context (only COLLATE \"C\")",
+                    ));
                 }
                 let arg = self.convert(expr, d)?;
                 match arg.ty() {
                     SqlType::Unknown => {
                         let node = self.coerce(arg, &SqlType::Text, loc)?;
-                        Ok(Typed::Node { node, ty: SqlType::Text, loc })
+                        Ok(Typed::Node {
+                            node,
+                            ty: SqlType::Text,
+                            loc,
+                        })
                     }
                     t if t.is_string() => Ok(arg),
-                    t => Err(self.unsupported(e, format!("collations are not supported by type {}", t.pg_name()))),
+                    t => Err(self.unsupported(
+                        e,
+                        format!("collations are not supported by type {}", t.pg_name()),
+                    )),
                 }
             }
             Expr::Case { .. } => Err(self.unsupported(e, "CASE is not supported in this context")),
@@ -675,22 +721,35 @@ impl Converter<'_> {
             }
             Expr::Array(_) => Err(self.unsupported(e, "arrays are not supported yet")),
             Expr::Interval(_) => Err(self.unsupported(e, "intervals are not supported yet")),
-            Expr::AtTimeZone { .. } => Err(self.unsupported(e, "AT TIME ZONE is not supported yet")),
-            Expr::Tuple(_) => Err(self.unsupported(e, "row expressions are not supported in this context")),
+            Expr::AtTimeZone { .. } => {
+                Err(self.unsupported(e, "AT TIME ZONE is not supported yet"))
+            }
+            Expr::Tuple(_) => {
+                Err(self.unsupported(e, "row expressions are not supported in this context"))
+            }
             _ => Err(self.unsupported(e, "this expression is not supported in this context")),
         }
     }
 
     fn column(&self, ident: &Ident, loc: usize) -> Result<Typed, WhereError> {
         let name = fold_identifier(ident);
-        let found = self.schema.columns.iter().enumerate().find(|(_, c)| c.name == name);
+        let found = self
+            .schema
+            .columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name);
         let Some((index, column)) = found else {
             return Err(WhereError::UnknownReference {
                 location: loc,
                 name: display_name(&name),
             });
         };
-        let ty = SqlType::of_column(&column.type_name, column.array_dims, column.enum_labels.as_ref());
+        let ty = SqlType::of_column(
+            &column.type_name,
+            column.array_dims,
+            column.enum_labels.as_ref(),
+        );
         Ok(Typed::Node {
             node: Node::Column(ColumnRead::raw(index, ty.clone())),
             ty,
@@ -726,7 +785,9 @@ impl Converter<'_> {
             | SqlValue::EscapedStringLiteral(s)
             | SqlValue::UnicodeStringLiteral(s) => s.clone(),
             SqlValue::DollarQuotedString(s) => s.value.clone(),
-            SqlValue::HexStringLiteral(_) => return Err(self.unsupported(e, "BitString values are not supported")),
+            SqlValue::HexStringLiteral(_) => {
+                return Err(self.unsupported(e, "BitString values are not supported"));
+            }
             _ => return Err(self.unsupported(e, "this kind of literal is not supported")),
         };
         if text.contains('\0') {
@@ -736,10 +797,20 @@ impl Converter<'_> {
                 value: text.replace('\0', "\\0"),
             });
         }
-        Ok(Typed::Unknown { text: Some(text), loc })
+        Ok(Typed::Unknown {
+            text: Some(text),
+            loc,
+        })
     }
 
-    fn unary(&mut self, op: &UnaryOperator, x: &Expr, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+    fn unary(
+        &mut self,
+        op: &UnaryOperator,
+        x: &Expr,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         match op {
             UnaryOperator::Not => {
                 let arg = self.convert(x, d)?;
@@ -758,20 +829,34 @@ impl Converter<'_> {
                         let value = match (c.value, negate) {
                             (v, false) => v,
                             (None, true) => None,
-                            (Some(OwnedValue::Int(i)), true) => Some(OwnedValue::Int(i.checked_neg().ok_or_else(
-                                || self.unsupported(e, "integer out of range"),
-                            )?)),
+                            (Some(OwnedValue::Int(i)), true) => {
+                                Some(OwnedValue::Int(i.checked_neg().ok_or_else(|| {
+                                    self.unsupported(e, "integer out of range")
+                                })?))
+                            }
                             (Some(OwnedValue::Float(f)), true) => Some(OwnedValue::Float(-f)),
-                            (Some(OwnedValue::Numeric(n)), true) => Some(OwnedValue::Numeric(negate_num(n))),
-                            (Some(_), true) => return Err(self.unsupported(e, "unary minus is not supported here")),
+                            (Some(OwnedValue::Numeric(n)), true) => {
+                                Some(OwnedValue::Numeric(negate_num(n)))
+                            }
+                            (Some(_), true) => {
+                                return Err(
+                                    self.unsupported(e, "unary minus is not supported here")
+                                );
+                            }
                         };
                         Ok(Typed::Node {
-                            node: Node::Const(Const { ty: ty.clone(), value }),
+                            node: Node::Const(Const {
+                                ty: ty.clone(),
+                                value,
+                            }),
                             ty,
                             loc,
                         })
                     }
-                    _ => Err(self.unsupported(e, format!("unary operator {op} is only supported on numeric constants yet"))),
+                    _ => Err(self.unsupported(
+                        e,
+                        format!("unary operator {op} is only supported on numeric constants yet"),
+                    )),
                 }
             }
             other => Err(self.unsupported(e, format!("unknown unary operator {other}"))),
@@ -815,7 +900,13 @@ impl Converter<'_> {
     }
 
     /// AND/OR chains, flattened without recursion (sqlparser builds them left-deep).
-    fn junction(&mut self, op: &BinaryOperator, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+    fn junction(
+        &mut self,
+        op: &BinaryOperator,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         let is_and = matches!(op, BinaryOperator::And);
         let mut operands = Vec::new();
         let mut stack = vec![e];
@@ -837,7 +928,13 @@ impl Converter<'_> {
         Ok(junction_node(is_and, args, loc))
     }
 
-    fn comparison(&mut self, op: CmpOp, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+    fn comparison(
+        &mut self,
+        op: CmpOp,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         let (cmp, l, r) = self.resolve(l, r, op, loc)?;
         let node = Node::Cmp {
             op,
@@ -849,9 +946,18 @@ impl Converter<'_> {
     }
 
     /// Picks the comparison type and coerces both sides to it.
-    fn resolve(&mut self, l: Typed, r: Typed, op: CmpOp, loc: usize) -> Result<(CmpType, Node, Node), WhereError> {
-        let ty = resolve_cmp_type(&l.ty(), &r.ty()).ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        let cmp = ty.cmp_type().ok_or(WhereError::NoOperatorOverload { location: loc })?;
+    fn resolve(
+        &mut self,
+        l: Typed,
+        r: Typed,
+        op: CmpOp,
+        loc: usize,
+    ) -> Result<(CmpType, Node, Node), WhereError> {
+        let ty = resolve_cmp_type(&l.ty(), &r.ty())
+            .ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        let cmp = ty
+            .cmp_type()
+            .ok_or(WhereError::NoOperatorOverload { location: loc })?;
         // Electric's catalogue has no ordering operators on bool.
         if op.is_ordering() && cmp == CmpType::Bool {
             return Err(WhereError::NoOperatorOverload { location: loc });
@@ -861,7 +967,14 @@ impl Converter<'_> {
         Ok((cmp, l, r))
     }
 
-    fn in_list(&mut self, x: &Expr, list: &[Expr], negated: bool, d: usize, loc: usize) -> Result<Typed, WhereError> {
+    fn in_list(
+        &mut self,
+        x: &Expr,
+        list: &[Expr],
+        negated: bool,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         if list.is_empty() {
             return Err(WhereError::Syntax {
                 location: loc,
@@ -874,11 +987,16 @@ impl Converter<'_> {
         for item in list {
             items.push(self.convert(item, d)?);
         }
-        let types: Vec<Option<SqlType>> = items.iter().map(|i| resolve_cmp_type(&lhs.ty(), &i.ty())).collect();
+        let types: Vec<Option<SqlType>> = items
+            .iter()
+            .map(|i| resolve_cmp_type(&lhs.ty(), &i.ty()))
+            .collect();
         let common = types.first().cloned().flatten();
         let node = match common {
             Some(ty) if types.iter().all(|t| t.as_ref() == Some(&ty)) => {
-                let cmp = ty.cmp_type().ok_or(WhereError::NoOperatorOverload { location: loc })?;
+                let cmp = ty
+                    .cmp_type()
+                    .ok_or(WhereError::NoOperatorOverload { location: loc })?;
                 let lhs = self.coerce(lhs, &ty, loc)?;
                 let mut coerced = Vec::with_capacity(items.len());
                 for item in items {
@@ -899,7 +1017,9 @@ impl Converter<'_> {
                 for item in items {
                     match self.comparison(CmpOp::Eq, lhs.clone(), item, loc)? {
                         Typed::Node { node, .. } => ors.push(node),
-                        Typed::Unknown { .. } => return Err(WhereError::NoOperatorOverload { location: loc }),
+                        Typed::Unknown { .. } => {
+                            return Err(WhereError::NoOperatorOverload { location: loc });
+                        }
                     }
                 }
                 junction_node(false, ors, loc)
@@ -969,7 +1089,9 @@ impl Converter<'_> {
             SqlType::Unknown => self.coerce(text, &SqlType::Text, loc)?,
             t if t.is_string() => match text {
                 Typed::Node { node, .. } => node,
-                Typed::Unknown { .. } => return Err(WhereError::NoOperatorOverload { location: loc }),
+                Typed::Unknown { .. } => {
+                    return Err(WhereError::NoOperatorOverload { location: loc });
+                }
             },
             _ => return Err(WhereError::NoOperatorOverload { location: loc }),
         };
@@ -988,6 +1110,22 @@ impl Converter<'_> {
                 location: loc,
                 message: "LIKE pattern must not end with escape character".to_owned(),
             });
+        }
+        if case_insensitive {
+            let ascii_letters_only = matches!(
+                &pattern,
+                Node::Const(Const { value: Some(OwnedValue::Text(p)), .. })
+                    if p.chars().all(|c| c.is_ascii() || (c.to_lowercase().eq([c]) && c.to_uppercase().eq([c])))
+            );
+            if !ascii_letters_only && !is_null_const(&pattern) {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message:
+                        "ILIKE is only supported with a constant pattern whose letters are ASCII \
+                              (case folding of other letters depends on the database locale)"
+                            .to_owned(),
+                });
+            }
         }
         let node = Node::Like {
             negated,
@@ -1017,19 +1155,35 @@ impl Converter<'_> {
             other => Err(WhereError::Type {
                 location: loc,
                 message: if context.starts_with("IS ") {
-                    format!("argument of {context} must be bool, not {}", other.pg_name())
+                    format!(
+                        "argument of {context} must be bool, not {}",
+                        other.pg_name()
+                    )
                 } else {
-                    format!("argument of {context} must be type bool, not type {}", other.pg_name())
+                    format!(
+                        "argument of {context} must be type bool, not type {}",
+                        other.pg_name()
+                    )
                 },
             }),
         }
     }
 
     /// Applies a cast (explicit or implicit) to a converted expression.
-    fn cast(&mut self, typed: Typed, to: &SqlType, explicit: bool, loc: usize) -> Result<Typed, WhereError> {
+    fn cast(
+        &mut self,
+        typed: Typed,
+        to: &SqlType,
+        explicit: bool,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         let unknown_cast = |from: &SqlType| WhereError::Type {
             location: loc,
-            message: format!("unknown cast from type {} to type {}", from.pg_name(), to.pg_name()),
+            message: format!(
+                "unknown cast from type {} to type {}",
+                from.pg_name(),
+                to.pg_name()
+            ),
         };
         let (node, from) = match typed {
             Typed::Unknown { text: None, .. } => {
@@ -1069,28 +1223,31 @@ impl Converter<'_> {
                 WhereError::NoOperatorOverload { location: loc }
             }
         })?;
-        let node = match node {
-            Node::Const(c) => Node::Const(self.cast_const(c, &from, to, plan, loc)?),
-            Node::Column(read) => Node::Column(cast_read(read, to, plan).ok_or_else(|| WhereError::Unsupported {
-                location: loc,
-                message: format!(
-                    "casting this expression from {} to {} is not supported yet",
-                    from.pg_name(),
-                    to.pg_name()
-                ),
-            })?),
-            other if plan == Plan::Relabel => other,
-            _ => {
-                return Err(WhereError::Unsupported {
-                    location: loc,
-                    message: format!(
-                        "casting a computed expression from {} to {} is not supported yet",
-                        from.pg_name(),
-                        to.pg_name()
-                    ),
-                });
-            }
-        };
+        let node =
+            match node {
+                Node::Const(c) => Node::Const(self.cast_const(c, &from, to, plan, loc)?),
+                Node::Column(read) => Node::Column(cast_read(read, to, plan).ok_or_else(|| {
+                    WhereError::Unsupported {
+                        location: loc,
+                        message: format!(
+                            "casting this expression from {} to {} is not supported yet",
+                            from.pg_name(),
+                            to.pg_name()
+                        ),
+                    }
+                })?),
+                other if plan == Plan::Relabel => other,
+                _ => {
+                    return Err(WhereError::Unsupported {
+                        location: loc,
+                        message: format!(
+                            "casting a computed expression from {} to {} is not supported yet",
+                            from.pg_name(),
+                            to.pg_name()
+                        ),
+                    });
+                }
+            };
         Ok(Typed::Node {
             node,
             ty: to.clone(),
@@ -1098,13 +1255,24 @@ impl Converter<'_> {
         })
     }
 
-    fn cast_const(&self, c: Const, from: &SqlType, to: &SqlType, plan: Plan, loc: usize) -> Result<Const, WhereError> {
+    fn cast_const(
+        &self,
+        c: Const,
+        from: &SqlType,
+        to: &SqlType,
+        plan: Plan,
+        loc: usize,
+    ) -> Result<Const, WhereError> {
         let Some(value) = c.value else {
             return Ok(Const::null(to.clone()));
         };
         let failed = |v: &str| WhereError::Type {
             location: loc,
-            message: format!("could not cast value {v} from {} to {}", from.pg_name(), to.pg_name()),
+            message: format!(
+                "could not cast value {v} from {} to {}",
+                from.pg_name(),
+                to.pg_name()
+            ),
         };
         let value = match plan {
             // Same value (text → bpchar too: bpchar comparison strips the blanks).
@@ -1121,11 +1289,15 @@ impl Converter<'_> {
             Plan::Reparse(pre) => {
                 // Our canonical text of floats and numerics is not PG's output text
                 // (`1e0` vs `1`, `1.5` vs `1.50`), so it may only be re-read as a number.
-                let exact_text = !matches!(from, SqlType::Float4 | SqlType::Float8 | SqlType::Numeric);
+                let exact_text =
+                    !matches!(from, SqlType::Float4 | SqlType::Float8 | SqlType::Numeric);
                 if to.is_string() && !exact_text {
                     return Err(WhereError::Unsupported {
                         location: loc,
-                        message: format!("casting a {} constant to text is not supported yet", from.pg_name()),
+                        message: format!(
+                            "casting a {} constant to text is not supported yet",
+                            from.pg_name()
+                        ),
                     });
                 }
                 let text = value.canonical_text(from);
@@ -1164,7 +1336,8 @@ fn cast_read(mut read: ColumnRead, to: &SqlType, plan: Plan) -> Option<ColumnRea
             };
             // Text stays its own output; int digits are also the output of a wider int or
             // of a numeric; anything else is not.
-            read.text_is_output = to.is_string() || (read.ty.is_int() && (to.is_int() || *to == SqlType::Numeric));
+            read.text_is_output =
+                to.is_string() || (read.ty.is_int() && (to.is_int() || *to == SqlType::Numeric));
             read.parse = to.clone();
         }
         Plan::Convert(post) => {
@@ -1208,7 +1381,8 @@ fn number_literal(n: &str, loc: usize) -> Result<Typed, WhereError> {
             Ok(i) => (SqlType::Int8, OwnedValue::Int(i)),
             Err(_) => (
                 SqlType::Numeric,
-                OwnedValue::from_value(parse_as(&SqlType::Numeric, n).ok_or_else(invalid)?).ok_or_else(invalid)?,
+                OwnedValue::from_value(parse_as(&SqlType::Numeric, n).ok_or_else(invalid)?)
+                    .ok_or_else(invalid)?,
             ),
         }
     } else {
@@ -1250,7 +1424,14 @@ fn junction_node(is_and: bool, args: Vec<Node>, loc: usize) -> Typed {
         0 => const_bool(Some(is_and), loc),
         1 if !saw_null => bool_node(kept.pop().unwrap_or(Node::Const(Const::bool(None))), loc),
         _ if kept.iter().all(|n| matches!(n, Node::Const(_))) => const_bool(None, loc),
-        _ => bool_node(if is_and { Node::And(kept) } else { Node::Or(kept) }, loc),
+        _ => bool_node(
+            if is_and {
+                Node::And(kept)
+            } else {
+                Node::Or(kept)
+            },
+            loc,
+        ),
     }
 }
 
@@ -1258,9 +1439,12 @@ fn junction_node(is_and: bool, args: Vec<Node>, loc: usize) -> Typed {
 /// constant operand fold to NULL even when the other side is not constant).
 fn fold(node: Node, loc: usize) -> Typed {
     let strict_null = match &node {
-        Node::Cmp { left, right, .. } | Node::Like { text: left, pattern: right, .. } => {
-            is_null_const(left) || is_null_const(right)
-        }
+        Node::Cmp { left, right, .. }
+        | Node::Like {
+            text: left,
+            pattern: right,
+            ..
+        } => is_null_const(left) || is_null_const(right),
         Node::In { lhs, .. } => is_null_const(lhs),
         Node::Not(arg) => is_null_const(arg),
         _ => false,
@@ -1271,7 +1455,11 @@ fn fold(node: Node, loc: usize) -> Typed {
     let all_const = match &node {
         Node::Cmp { left, right, .. }
         | Node::Distinct { left, right, .. }
-        | Node::Like { text: left, pattern: right, .. } => is_const(left) && is_const(right),
+        | Node::Like {
+            text: left,
+            pattern: right,
+            ..
+        } => is_const(left) && is_const(right),
         Node::In { lhs, items, .. } => is_const(lhs) && items.iter().all(is_const),
         Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => is_const(arg),
         _ => false,

@@ -70,7 +70,10 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
     match node {
         Node::Const(c) => write_const(out, c),
         Node::Column(read) => {
-            let name = schema.columns.get(read.index).map_or("", |c| c.name.as_str());
+            let name = schema
+                .columns
+                .get(read.index)
+                .map_or("", |c| c.name.as_str());
             quote_ident(out, name);
             for ty in &read.casts {
                 let _ = write!(out, "::{}", ty.pg_name());
@@ -83,11 +86,20 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
         }
         Node::And(args) | Node::Or(args) => {
             out.push('(');
-            let sep = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
+            let sep = if matches!(node, Node::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
             write_list(out, args, sep, schema);
             out.push(')');
         }
-        Node::Cmp { op, cmp, left, right } => {
+        Node::Cmp {
+            op,
+            cmp,
+            left,
+            right,
+        } => {
             out.push('(');
             if op.is_ordering() && cmp.is_textual() {
                 out.push_str("((");
@@ -101,7 +113,10 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             out.push(')');
         }
         Node::Distinct {
-            negated, left, right, ..
+            negated,
+            left,
+            right,
+            ..
         } => {
             out.push('(');
             write_node(out, left, schema);
@@ -123,7 +138,11 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
         Node::IsNull { negated, arg } => {
             out.push('(');
             write_node(out, arg, schema);
-            out.push_str(if *negated { " IS NOT NULL)" } else { " IS NULL)" });
+            out.push_str(if *negated {
+                " IS NOT NULL)"
+            } else {
+                " IS NULL)"
+            });
         }
         Node::BoolTest { test, arg } => {
             out.push('(');

@@ -115,7 +115,11 @@ impl SqlType {
     }
 
     /// The evaluator type of a schema column.
-    pub fn of_column(type_name: &str, array_dims: u32, enum_labels: Option<&Vec<String>>) -> SqlType {
+    pub fn of_column(
+        type_name: &str,
+        array_dims: u32,
+        enum_labels: Option<&Vec<String>>,
+    ) -> SqlType {
         if array_dims > 0 {
             return SqlType::Other(format!("{type_name}[]"));
         }

@@ -66,7 +66,11 @@ pub(super) enum NumOwned {
     NaN,
     PosInf,
     NegInf,
-    Finite { neg: bool, digits: String, point: i64 },
+    Finite {
+        neg: bool,
+        digits: String,
+        point: i64,
+    },
 }
 
 /// An owned constant value.
@@ -216,7 +220,9 @@ fn trim_pg(s: &str) -> &str {
 pub(super) fn parse_bool(text: &str) -> Option<bool> {
     let t = trim_pg(text);
     let prefix_of = |word: &str, min: usize| {
-        t.len() >= min && t.len() <= word.len() && word.as_bytes()[..t.len()].eq_ignore_ascii_case(t.as_bytes())
+        t.len() >= min
+            && t.len() <= word.len()
+            && word.as_bytes()[..t.len()].eq_ignore_ascii_case(t.as_bytes())
     };
     if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || t == "1" {
         Some(true)
@@ -264,10 +270,14 @@ pub(super) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
         let c = *s.get(i)?;
         let v = hex_val(c)?;
         let byte = out.get_mut(n / 2)?;
-        *byte = if n % 2 == 0 { v << 4 } else { *byte | v };
+        *byte = if n.is_multiple_of(2) {
+            v << 4
+        } else {
+            *byte | v
+        };
         n += 1;
         i += 1;
-        if n % 4 == 0 && n < 32 && s.get(i) == Some(&b'-') {
+        if n.is_multiple_of(4) && n < 32 && s.get(i) == Some(&b'-') {
             i += 1;
         }
     }
@@ -348,7 +358,11 @@ fn special_float(t: &str) -> Option<f64> {
     if word.eq_ignore_ascii_case("nan") {
         Some(f64::NAN)
     } else if word.eq_ignore_ascii_case("infinity") || word.eq_ignore_ascii_case("inf") {
-        Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY })
+        Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        })
     } else {
         None
     }
@@ -509,8 +523,18 @@ impl Num<'_> {
     pub fn cmp_num(&self, other: &Num<'_>) -> Ordering {
         match (self, other) {
             (
-                Num::Finite { neg: an, hi: ah, lo: al, point: ap },
-                Num::Finite { neg: bn, hi: bh, lo: bl, point: bp },
+                Num::Finite {
+                    neg: an,
+                    hi: ah,
+                    lo: al,
+                    point: ap,
+                },
+                Num::Finite {
+                    neg: bn,
+                    hi: bh,
+                    lo: bl,
+                    point: bp,
+                },
             ) => {
                 let sign = |neg: bool, hi: &str, lo: &str| -> i8 {
                     if hi.is_empty() && lo.is_empty() {
@@ -525,24 +549,30 @@ impl Num<'_> {
                 if sa != sb || sa == 0 {
                     return sa.cmp(&sb);
                 }
-                let magnitude = ap
-                    .cmp(bp)
-                    .then_with(|| ah.bytes().chain(al.bytes()).cmp(bh.bytes().chain(bl.bytes())));
-                if sa < 0 { magnitude.reverse() } else { magnitude }
+                let magnitude = ap.cmp(bp).then_with(|| {
+                    ah.bytes()
+                        .chain(al.bytes())
+                        .cmp(bh.bytes().chain(bl.bytes()))
+                });
+                if sa < 0 {
+                    magnitude.reverse()
+                } else {
+                    magnitude
+                }
             }
             _ => self.rank().cmp(&other.rank()),
         }
     }
 
-    pub fn to_owned_num(&self) -> NumOwned {
+    pub fn to_owned_num(self) -> NumOwned {
         match self {
             Num::NaN => NumOwned::NaN,
             Num::PosInf => NumOwned::PosInf,
             Num::NegInf => NumOwned::NegInf,
             Num::Finite { neg, hi, lo, point } => NumOwned::Finite {
-                neg: *neg,
+                neg,
                 digits: format!("{hi}{lo}"),
-                point: *point,
+                point,
             },
         }
     }
@@ -656,7 +686,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(s: &'a str) -> Self {
-        Cursor { s: s.as_bytes(), i: 0 }
+        Cursor {
+            s: s.as_bytes(),
+            i: 0,
+        }
     }
     fn peek(&self) -> Option<u8> {
         self.s.get(self.i).copied()
@@ -890,7 +923,13 @@ fn write_ymd(s: &mut String, days: i64) -> bool {
 fn write_hms(s: &mut String, us: i64) {
     let secs = us / 1_000_000;
     let frac = us % 1_000_000;
-    let _ = write!(s, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        s,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let f = format!("{frac:06}");
         let _ = write!(s, ".{}", f.trim_end_matches('0'));
