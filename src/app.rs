@@ -42,6 +42,7 @@ pub async fn run(
 
     // Dev mode: no DATABASE_URL → a persistent local cluster inside the storage dir.
     let mut dev_cluster: Option<LocalCluster> = None;
+    // (held until shutdown; stopped below)
     let database_url = match &config.database_url {
         Some(u) => u.clone(),
         None => {
@@ -143,7 +144,10 @@ pub async fn run(
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
     let _ = server.await;
-    drop(dev_cluster);
+    if let Some(cluster) = dev_cluster {
+        // Stopping runs pg_ctl: keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+    }
     Ok(())
 }
 

@@ -257,14 +257,16 @@ impl Pipeline {
             LogicalMessage::Commit(c) => self.commit(c.commit_lsn, c.end_lsn),
             LogicalMessage::Relation(r) => self.on_relation(r),
             LogicalMessage::Insert(i) => self.on_change(i.relation_oid, None, Some(&i.new)),
-            LogicalMessage::Update(u) => {
-                let old = u.old.as_ref().or(u.key.as_ref());
-                self.on_change(u.relation_oid, old, Some(&u.new));
-            }
-            LogicalMessage::Delete(d) => {
-                let old = d.old.as_ref().or(d.key.as_ref());
-                self.on_change(d.relation_oid, old, None);
-            }
+            // Without the full old row (REPLICA IDENTITY not FULL) moves across the where
+            // boundary cannot be computed: the table's shapes are invalidated, never guessed.
+            LogicalMessage::Update(u) => match &u.old {
+                Some(old) => self.on_change(u.relation_oid, Some(old), Some(&u.new)),
+                None => self.invalidate_table(u.relation_oid, "an update without the old row"),
+            },
+            LogicalMessage::Delete(d) => match &d.old {
+                Some(old) => self.on_change(d.relation_oid, Some(old), None),
+                None => self.invalidate_table(d.relation_oid, "a delete without the old row"),
+            },
             LogicalMessage::Truncate(t) => {
                 for oid in t.relation_oids {
                     self.on_truncate(oid);
@@ -306,6 +308,19 @@ impl Pipeline {
                 tracing::info!(oid = r.oid, "table schema changed: shape invalidated");
                 self.remove_now(id);
             }
+        }
+    }
+
+    fn invalidate_table(&mut self, oid: u32, why: &str) {
+        if let Some(t) = self.txn.as_mut() {
+            t.n += 1;
+        }
+        let ids = self.router.shapes_of(oid);
+        if !ids.is_empty() {
+            tracing::error!(oid, why, "table is not REPLICA IDENTITY FULL: its shapes are invalidated");
+        }
+        for id in ids {
+            self.remove_now(id);
         }
     }
 

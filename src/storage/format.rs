@@ -287,7 +287,7 @@ mod tests {
         let b = sample();
         let first = decode_record(&b).unwrap().size;
         let mut bad = b.clone();
-        bad[first + 30] ^= 1; // inside the second record's payload
+        bad[first + 28] ^= 1; // the second record's first payload byte
         let r = scan(&bad);
         assert_eq!(r.committed_len, 0);
         assert_eq!(r.last_entry, None);

@@ -122,7 +122,7 @@ suite.test('a client resumes from its stored handle and offset after the server 
   assert.deepEqual(failedRequests(fetch2.log), [], 'no request failed after the restart');
 });
 
-suite.test('a client that was mid-long-poll when the server died catches up on its own', async ({ db, server }, t) => {
+suite.test('a live client catches up on its own when the server dies mid-burst', async ({ db, server }, t) => {
   const table = uniqueName('events');
   await db.sql(`create table ${table} (id int primary key, note text not null, n int not null default 0)`);
   await db.sql(`insert into ${table} (id, note) values (1, 'one'), (2, 'two')`);
@@ -137,10 +137,20 @@ suite.test('a client that was mid-long-poll when the server died catches up on i
   await converges(db, table, live, rows, 'the initial rows');
   const handle = live.stream.shapeHandle;
 
-  // The client is now long-polling; kill the server under it.
+  // A stream of small transactions; the server is SIGKILLed in the middle of it, once the
+  // client has applied some of them, while the client is long-polling.
+  const writes = (async () => {
+    for (let i = 3; i <= 60; i++) {
+      await db.transaction(async (c) => {
+        await c.query(`insert into ${table} (id, note) values ($1, 'burst')`, [i]);
+        await c.query(`update ${table} set n = n + 1 where id = 1`);
+      });
+    }
+  })();
+  await waitFor(() => rows.size >= 12, 'the client to apply part of the burst');
   await server.kill('SIGKILL');
-  await db.sql(`insert into ${table} (id, note) values (3, 'while down')`);
-  await db.sql(`update ${table} set n = 5 where id = 1`);
+  await writes;
+  await db.sql(`update ${table} set note = 'after the burst' where id = 2`);
   await server.start();
 
   // The client retries the failed long-poll with backoff; it must reconnect with the same

@@ -24,8 +24,6 @@ export const ampereBin = process.env.AMPERE_BIN || path.join(repoRoot, 'target',
 /** Long-poll timeout given to the server; short so idle live requests cycle quickly. */
 export const LONG_POLL_TIMEOUT_MS = 5000;
 
-// pg returns int8/numeric as strings already; keep the defaults.
-
 // ---------------------------------------------------------------------------
 // Cleanup registry (runs synchronously on process exit, as a last resort)
 

@@ -172,3 +172,83 @@ suite.test('pglite-sync with a shapeKey resumes a persisted subscription without
   assert.notEqual(firstUrl.searchParams.get('offset'), '-1', 'from the persisted offset');
   assert.deepEqual(fetch2.log.filter((e) => e.status >= 400).map((e) => `${e.status} ${e.url}`), [], 'no 409 or error');
 });
+
+suite.test('syncShapesToTables applies a transaction spanning two tables atomically', async ({ db, server }, t) => {
+  const projects = uniqueName('projects');
+  const tasks = uniqueName('tasks');
+  await db.sql(`create table ${projects} (id int primary key, name text not null)`);
+  await db.sql(`create table ${tasks} (id int primary key, project_id int not null, title text not null)`);
+  await db.sql(`insert into ${projects} values (1, 'alpha')`);
+  await db.sql(`insert into ${tasks} values (1, 1, 'kick-off')`);
+
+  const local = await localPglite(t);
+  await local.exec(`create table ${projects} (id int primary key, name text not null)`);
+  await local.exec(`create table ${tasks} (id int primary key, project_id int not null, title text not null)`);
+
+  const fetchClient = recordingFetch();
+  let syncError;
+  const sync = await local.electric.syncShapesToTables({
+    key: null,
+    shapes: {
+      projects: { shape: { url: server.shapeUrl, params: { table: projects }, fetchClient }, table: projects, primaryKey: ['id'] },
+      tasks: { shape: { url: server.shapeUrl, params: { table: tasks }, fetchClient }, table: tasks, primaryKey: ['id'] },
+    },
+    onError: (e) => {
+      syncError ??= e;
+    },
+  });
+  t.after(() => sync.unsubscribe());
+
+  const snapshot = async (pgLike) => ({
+    projects: canonRows((await pgLike.query(`select * from ${projects}`)).rows),
+    tasks: canonRows((await pgLike.query(`select * from ${tasks}`)).rows),
+  });
+  // Every local state must be referentially whole: a task never shows up before its project.
+  const whole = (state) => {
+    const ids = new Set(state.projects.map((p) => p.id));
+    const orphan = state.tasks.find((task) => !ids.has(task.project_id));
+    if (orphan) throw new Fatal(`saw a task before its project, a torn transaction: ${JSON.stringify(state)}`);
+  };
+  const converges = async (what) => {
+    const want = JSON.stringify(await snapshot(db.pool));
+    let last;
+    await waitFor(
+      async () => {
+        if (syncError) throw new Fatal(`pglite-sync failed while waiting for ${what}: ${describeClientError(syncError)}`);
+        last = await snapshot(local);
+        whole(last);
+        return JSON.stringify(last) === want;
+      },
+      what,
+      { describe: () => JSON.stringify({ local: last, want: JSON.parse(want) }) },
+    );
+  };
+
+  await converges('the initial rows of both tables');
+
+  await db.transaction(async (c) => {
+    await c.query(`insert into ${projects} values (2, 'beta')`);
+    await c.query(`insert into ${tasks} values (2, 2, 'beta plan'), (3, 2, 'beta build')`);
+  });
+  await converges('a transaction inserting into both tables');
+
+  // A change to one table only: the other shape must still let the commit through.
+  await db.sql(`update ${tasks} set title = 'kick-off (done)' where id = 1`);
+  await converges('a change to one table only');
+  await db.sql(`update ${projects} set name = 'alpha!' where id = 1`);
+  await converges('a change to the other table only');
+
+  await db.transaction(async (c) => {
+    await c.query(`delete from ${tasks} where project_id = 2`);
+    await c.query(`delete from ${projects} where id = 2`);
+    await c.query(`insert into ${projects} values (3, 'gamma')`);
+    await c.query(`insert into ${tasks} values (4, 3, 'gamma plan')`);
+  });
+  await converges('a transaction deleting and inserting across both tables');
+
+  assert.deepEqual(
+    fetchClient.log.filter((e) => e.status >= 400).map((e) => `${e.status} ${e.url}`),
+    [],
+    'no request failed',
+  );
+});

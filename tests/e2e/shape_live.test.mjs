@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { Shape, ShapeStream } from '@electric-sql/client';
-import { canonRows, e2eSuite, failedRequests, recordingFetch, shapeConverges, uniqueName } from './harness.mjs';
+import { canonRows, e2eSuite, failedRequests, recordingFetch, shapeConverges, uniqueName, waitFor } from './harness.mjs';
 
 const suite = e2eSuite('shape_live');
 
@@ -71,4 +71,43 @@ suite.test('a Shape notifies its subscriber for a multi-row transaction once up 
     assert.ok(allowed.includes(seen), `subscribers never see a half-applied transaction, but saw ${seen}`);
   }
   assert.equal(shape.currentRows.find((r) => r.id === 3).body, null, 'NULL arrives as null');
+});
+
+suite.test('after the shape is deleted or the table truncated, a Shape refetches under a new handle', async ({ db, server }, t) => {
+  const table = uniqueName('rotating');
+  await db.sql(`create table ${table} (id int primary key, title text)`);
+  await db.sql(`insert into ${table} values (1, 'one'), (2, 'two')`);
+  const tableRows = () => db.sql(`select id, title from ${table}`);
+
+  const aborter = new AbortController();
+  t.after(() => aborter.abort());
+  const fetchClient = recordingFetch();
+  const stream = new ShapeStream({ url: server.shapeUrl, params: { table }, signal: aborter.signal, fetchClient });
+  const controls = [];
+  stream.subscribe((messages) => {
+    for (const m of messages) if (m.headers?.control) controls.push(m.headers.control);
+  });
+  const shape = new Shape(stream);
+  await shapeConverges(shape, await tableRows(), 'the initial rows');
+  const first = shape.handle;
+
+  // An operator deletes the shape (DELETE is enabled by ELECTRIC_ENABLE_INTEGRATION_TESTING).
+  const del = await fetch(`${server.shapeUrl}?table=${table}&handle=${first}`, { method: 'DELETE' });
+  assert.equal(del.status, 202, `DELETE /v1/shape answered ${del.status}: ${await del.text()}`);
+  await db.sql(`insert into ${table} values (3, 'three')`);
+  await waitFor(() => shape.handle && shape.handle !== first, 'the client to move to a new handle after the DELETE');
+  await shapeConverges(shape, await tableRows(), 'the rows after refetching a deleted shape');
+  assert.ok(controls.includes('must-refetch'), 'the client saw must-refetch');
+
+  // TRUNCATE rotates the shape too.
+  const second = shape.handle;
+  await db.sql(`truncate ${table}`);
+  await db.sql(`insert into ${table} values (10, 'ten'), (11, 'eleven')`);
+  await waitFor(() => shape.handle && shape.handle !== second, 'the client to move to a new handle after TRUNCATE');
+  await shapeConverges(shape, await tableRows(), 'the rows written after the TRUNCATE');
+  assert.equal(new Set([first, second, shape.handle]).size, 3, 'handles are never reused');
+
+  const refetches = fetchClient.log.filter((e) => new URL(e.url).searchParams.get('offset') === '-1');
+  assert.ok(refetches.length <= 6, `the client did not loop (${refetches.length} offset=-1 requests)`);
+  assert.deepEqual(failedRequests(fetchClient.log, { allow: [409] }), [], 'no request failed other than the 409s');
 });

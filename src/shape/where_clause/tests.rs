@@ -1277,3 +1277,10 @@ fn differential_against_postgres() {
         assert_eq!(pg_errors, 0);
     });
 }
+
+#[test]
+fn compiled_clauses_are_shareable() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<WhereClause>();
+    assert_send_sync::<WhereError>();
+}
