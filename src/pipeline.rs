@@ -317,7 +317,11 @@ impl Pipeline {
         }
         let ids = self.router.shapes_of(oid);
         if !ids.is_empty() {
-            tracing::error!(oid, why, "table is not REPLICA IDENTITY FULL: its shapes are invalidated");
+            tracing::error!(
+                oid,
+                why,
+                "table is not REPLICA IDENTITY FULL: its shapes are invalidated"
+            );
         }
         for id in ids {
             self.remove_now(id);
@@ -651,6 +655,11 @@ impl Slot {
     /// Whether this (complete) shape skips the transaction: already stored, or visible in its
     /// snapshot. Decided once per transaction.
     fn decide(&mut self, lsn: u64, xid: u32) -> bool {
+        // Checked before the cached decision: a transaction replayed after a reconnect has the
+        // same LSN as its first delivery and must not be applied twice.
+        if lsn <= self.latest_tx {
+            return true;
+        }
         if self.txn_mark != lsn {
             self.txn_mark = lsn;
             self.skip =

@@ -242,7 +242,10 @@ async fn respond(
                 RequestOffset::At(o) => o,
                 _ => LogOffset::new(0, 0),
             };
-            let up_to_date = p.offset != RequestOffset::Initial && response >= latest.max(req_off);
+            // Mid-snapshot the log has no end yet: never up-to-date.
+            let up_to_date = view.snapshot_complete
+                && p.offset != RequestOffset::Initial
+                && response >= latest.max(req_off);
             let etag_value = etag(&shape.handle, p.offset, response);
             if p.if_none_match
                 .iter()

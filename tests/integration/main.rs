@@ -644,3 +644,145 @@ async fn restart_keeps_shapes_and_never_reuses_handles() {
     assert_eq!(r.h("electric-handle"), Some(h2.as_str()));
     server.stop().await;
 }
+
+#[test]
+fn the_binary_refuses_to_start_without_a_secret_or_insecure_mode() {
+    for (env, needle) in [
+        (vec![], "ELECTRIC_SECRET"),
+        (
+            vec![("ELECTRIC_SECRET", "x"), ("ELECTRIC_INSECURE", "true")],
+            "not both",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ampere"))
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+/// The walsender is killed mid-stream: Ampere reconnects, Postgres replays from the
+/// acknowledged position, and nothing is applied twice or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_replication_connection_replays_without_duplicates() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY, v int)")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = server.base.clone();
+    let mut f = Follower::new("table=items");
+    f.sync(&base).await;
+    let url = pg.url();
+    let writer = tokio::spawn(async move {
+        let c = connect(&url).await;
+        for i in 0..300u32 {
+            c.batch_execute(&format!(
+                "INSERT INTO items VALUES ({i}, {i}); UPDATE items SET v = v + 1 WHERE id = {}",
+                i / 2
+            ))
+            .await
+            .unwrap();
+        }
+    });
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        pg.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+            .await;
+    }
+    writer.await.unwrap();
+    let want = sorted(pg.rows("SELECT id::text, v::text FROM items").await);
+    f.until(&base, "converges across reconnects", |f| {
+        f.table(&["id", "v"]) == want
+    })
+    .await;
+    assert_eq!(f.refetches, 0);
+    server.stop().await;
+}
+
+/// Small chunks: the snapshot is served as 0_0, 0_1, …, the log in chunk-sized responses, and
+/// only the last response of the walk is up-to-date. Also `offset=now`, `log=changes_only`
+/// and out-of-bounds offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_now_changes_only_and_out_of_bounds() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY, title text); INSERT INTO items SELECT g, repeat('x', 50) FROM generate_series(1, 40) g").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&pg, dir.path());
+    config.chunk_bytes_threshold = 1000;
+    config.long_poll_timeout = Duration::from_secs(2);
+    let server = Server::start(config).await;
+    let base = &server.base;
+
+    let mut offsets = Vec::new();
+    let mut f = Follower::new("table=items");
+    loop {
+        let done = f.step(base, false).await;
+        offsets.push(f.offset.clone());
+        if done {
+            break;
+        }
+    }
+    assert!(offsets.len() > 4, "several snapshot chunks: {offsets:?}");
+    assert_eq!(offsets[0], "0_0");
+    assert_eq!(offsets[1], "0_1");
+    assert_eq!(f.rows.len(), 40);
+    for i in 0..40 {
+        pg.exec(&format!(
+            "UPDATE items SET title = 'y{i}' WHERE id = {}",
+            i + 1
+        ))
+        .await;
+    }
+    let handle = f.handle.clone().unwrap();
+    let mut responses = 0;
+    let want = sorted(pg.rows("SELECT id::text, title FROM items").await);
+    f.until(base, "log chunks converge", |f| {
+        f.table(&["id", "title"]) == want
+    })
+    .await;
+    let mut at = "0_inf".to_owned();
+    loop {
+        let r = get(base, &format!("table=items&offset={at}&handle={handle}")).await;
+        assert_eq!(r.status, 200);
+        responses += 1;
+        if r.up_to_date() {
+            break;
+        }
+        assert!(r.h("electric-up-to-date").is_none());
+        at = r.h("electric-offset").unwrap().to_owned();
+    }
+    assert!(responses >= 3, "the log walk takes several chunk responses");
+
+    // offset=now: immediate up-to-date at the latest offset, no data.
+    let r = get(base, "table=items&offset=now").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.h("electric-handle"), Some(handle.as_str()));
+    assert_eq!(r.h("electric-offset"), Some(f.offset.as_str()));
+    assert_eq!(r.h("electric-has-data"), Some("false"));
+    assert!(r.h("electric-schema").is_some() && r.h("electric-up-to-date").is_some());
+    assert_eq!(r.messages().len(), 1);
+
+    // log=changes_only: the snapshot is just snapshot-end.
+    let r = get(base, "table=items&offset=-1&log=changes_only").await;
+    assert_eq!(r.messages().len(), 1, "{}", r.text);
+    assert_eq!(r.messages()[0]["headers"]["control"], "snapshot-end");
+    assert_ne!(r.h("electric-handle"), Some(handle.as_str()));
+
+    // An offset beyond the end: 400 after half the long-poll timeout.
+    let r = get(
+        base,
+        &format!("table=items&offset=99999999999999_0&handle={handle}"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["errors"]["offset"],
+        serde_json::json!(["out of bounds for this shape"])
+    );
+    server.stop().await;
+}
