@@ -440,20 +440,20 @@ impl LogWriter {
         // Readers may only see whole transactions.
         let durable_len = self.committed_len.min(self.file_len);
         let latest = self.committed_latest;
-        if self
-            .points
-            .last()
-            .is_none_or(|&(_, p)| durable_len >= p + SEEK_POINT_SPACING)
-            || self.points.len() < 2
-        {
+        // Retained seek points are at least SEEK_POINT_SPACING apart; the current tail is added
+        // to the published list so a live reader at the tail starts right there.
+        let last_retained = self.points.last().map_or(0, |&(_, p)| p);
+        if durable_len >= last_retained + SEEK_POINT_SPACING {
             self.points.push((latest, durable_len));
-        } else if let Some(last) = self.points.last_mut() {
-            // Keep the tail point current so live readers at the tail start right there.
-            *last = (latest, durable_len);
         }
-        let chunks_dirty = std::mem::take(&mut self.chunks_dirty);
-        let chunks = self.chunks.clone();
-        let points = Arc::new(self.points.clone());
+        // The chunk list only changes when a chunk closes: copy it only then.
+        let chunks = std::mem::take(&mut self.chunks_dirty).then(|| Arc::new(self.chunks.clone()));
+        let mut points = Vec::with_capacity(self.points.len() + 1);
+        points.extend_from_slice(&self.points);
+        if points.last().is_none_or(|&(_, p)| p != durable_len) {
+            points.push((latest, durable_len));
+        }
+        let points = Arc::new(points);
         let snapshot_chunks = self.snapshot_chunks;
         let snapshot_complete = self.snapshot_complete;
         self.view.send_modify(|v| {
@@ -461,8 +461,8 @@ impl LogWriter {
             v.latest = latest;
             v.snapshot_chunks = snapshot_chunks;
             v.snapshot_complete = snapshot_complete;
-            if chunks_dirty {
-                v.chunks = Arc::new(chunks);
+            if let Some(chunks) = chunks {
+                v.chunks = chunks;
             }
             v.points = points;
         });
@@ -605,6 +605,64 @@ mod tests {
         assert_eq!(*v2.chunks, *v.chunks);
         assert_eq!(v2.durable_len, v.durable_len);
         assert_eq!(w2.latest(), LogOffset::new(300, 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Walking the log from `0_inf` with responses chained by their offsets, and reading from
+        /// any entry's offset, both return exactly the entries after it, in order, never crossing
+        /// a chunk boundary, whatever the transaction sizes, flush points and chunk threshold.
+        #[test]
+        fn reads_return_exactly_the_entries_after_the_offset(
+            txns in proptest::collection::vec((1usize..5, 1usize..120, proptest::bool::ANY), 1..40),
+            threshold in 50u64..2000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut w, rx) = writer(dir.path(), threshold);
+            w.finish_snapshot(b"\"end\"");
+            flush(&mut w);
+            let mut all: Vec<(LogOffset, String)> = Vec::new();
+            for (t, &(n, size, do_flush)) in txns.iter().enumerate() {
+                let lsn = 1000 + t as u64 * 10;
+                for i in 0..n {
+                    let off = LogOffset::new(lsn, 2 * i as u64);
+                    let json = format!("\"{}-{}\"", off, "x".repeat(size));
+                    w.append_entry(off, json.as_bytes(), i + 1 == n);
+                    all.push((off, json));
+                }
+                if do_flush {
+                    flush(&mut w);
+                }
+            }
+            flush(&mut w);
+            let v = rx.borrow().clone();
+            let p = w.path().to_path_buf();
+            let expect_after = |o: LogOffset, upto: LogOffset| -> String {
+                let items: Vec<&str> = all.iter().filter(|(off, _)| *off > o && *off <= upto).map(|(_, j)| j.as_str()).collect();
+                format!("[{}]", items.join(","))
+            };
+            // Chained walk.
+            let mut at = LogOffset::SNAPSHOT_END;
+            let mut seen = 0;
+            while at < v.latest {
+                let (body_text, resp) = body(&v, &p, RequestOffset::At(at));
+                let resp = resp.unwrap();
+                proptest::prop_assert!(resp > at);
+                proptest::prop_assert_eq!(body_text, expect_after(at, resp));
+                seen += all.iter().filter(|(o, _)| *o > at && *o <= resp).count();
+                at = resp;
+            }
+            proptest::prop_assert_eq!(seen, all.len());
+            // Arbitrary starting points.
+            for (o, _) in all.iter().step_by(3) {
+                let (body_text, resp) = body(&v, &p, RequestOffset::At(*o));
+                let resp = resp.unwrap();
+                proptest::prop_assert_eq!(body_text, expect_after(*o, resp));
+                if *o < v.latest {
+                    proptest::prop_assert!(resp > *o);
+                }
+            }
+        }
     }
 
     #[test]
