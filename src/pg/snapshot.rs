@@ -209,3 +209,32 @@ mod tests {
         assert!(!s.visible(4));
     }
 }
+
+#[cfg(test)]
+mod conformance_d {
+    //! Conformance cases D (shape-semantics.md): snapshot/stream consistency.
+    use super::PgSnapshot;
+
+    #[test]
+    fn v01_to_v05() {
+        let s = PgSnapshot {
+            xmin: 100,
+            xmax: 105,
+            xip: vec![100, 103],
+        };
+        assert!(s.visible(99) && s.visible(101), "V01 skip");
+        assert!(!s.visible(100), "V02 apply");
+        assert!(!s.visible(103), "V03 apply");
+        assert!(!s.visible(105) && s.after(105), "V04 apply, filtering off");
+        let e = PgSnapshot {
+            xmin: 4294967396,
+            xmax: 4294967401,
+            xip: vec![4294967396, 4294967399],
+        };
+        assert!(
+            !e.visible(103),
+            "V05: 103 ≡ 4294967399 is in progress: apply"
+        );
+        assert!(e.visible(101));
+    }
+}

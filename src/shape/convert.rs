@@ -281,3 +281,236 @@ fn update(
         json: out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Conformance cases C (shape-semantics.md): update conversion.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::shape::definition::ShapeRequest;
+    use crate::shape::table::{ColumnInfo, TableInfo};
+
+    fn table() -> Arc<TableInfo> {
+        let col = |name: &str, ty: &str, oid: u32| ColumnInfo {
+            name: name.into(),
+            type_name: ty.into(),
+            type_oid: oid,
+            type_mod: -1,
+            dims: 0,
+            not_null: name == "id",
+            type_kind: "b".into(),
+            enum_labels: None,
+        };
+        Arc::new(TableInfo {
+            oid: 1,
+            schema: "public".into(),
+            name: "items".into(),
+            columns: vec![
+                col("id", "int4", 23),
+                col("title", "text", 25),
+                col("status", "text", 25),
+                col("priority", "int4", 23),
+            ],
+            pk: vec![0],
+            has_pk: true,
+            generated: vec![],
+        })
+    }
+
+    fn shape(where_text: Option<&str>, columns: Option<&[&str]>, full: bool) -> ShapeDef {
+        let req = ShapeRequest {
+            schema: "public".into(),
+            table: "items".into(),
+            where_text: where_text.map(str::to_owned),
+            params: vec![],
+            columns: columns.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            replica_full: full,
+            changes_only: false,
+        };
+        ShapeDef::compile(req, table()).unwrap()
+    }
+
+    const TXN: TxnInfo = TxnInfo { lsn: 5000, xid: 7 };
+
+    fn run(
+        def: &ShapeDef,
+        old: [Option<&str>; 4],
+        new: [Option<&str>; 4],
+    ) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        convert(
+            def,
+            RowChange::Update {
+                old: &old,
+                new: &new,
+            },
+            TXN,
+            3,
+            &mut out,
+        );
+        out.into_iter()
+            .map(|e| serde_json::from_slice(&e.finish(false).1).unwrap())
+            .collect()
+    }
+
+    fn s1() -> ShapeDef {
+        shape(Some("status = 'todo'"), None, false)
+    }
+
+    #[test]
+    fn u01_to_u03_moves_and_plain_updates() {
+        let e = run(
+            &s1(),
+            [Some("1"), None, Some("todo"), None],
+            [Some("1"), None, Some("done"), None],
+        );
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0]["headers"]["operation"], "delete");
+        assert_eq!(e[0]["value"], serde_json::json!({"id": "1"}));
+        assert_eq!(e[0]["headers"]["op_position"], 6);
+        let e = run(
+            &s1(),
+            [Some("1"), None, Some("done"), None],
+            [Some("1"), Some("x"), Some("todo"), None],
+        );
+        assert_eq!(e[0]["headers"]["operation"], "insert");
+        assert_eq!(
+            e[0]["value"],
+            serde_json::json!({"id": "1", "title": "x", "status": "todo", "priority": null})
+        );
+        let e = run(
+            &s1(),
+            [Some("1"), Some("a"), Some("todo"), None],
+            [Some("1"), Some("b"), Some("todo"), None],
+        );
+        assert_eq!(e[0]["headers"]["operation"], "update");
+        assert_eq!(e[0]["value"], serde_json::json!({"id": "1", "title": "b"}));
+        assert_eq!(e[0]["headers"]["lsn"], "5000");
+        assert_eq!(e[0]["headers"]["txids"], serde_json::json!([7]));
+    }
+
+    #[test]
+    fn u04_u05_null_is_not_a_match() {
+        let p = shape(Some("priority > 5"), None, false);
+        let e = run(
+            &p,
+            [Some("1"), None, None, None],
+            [Some("1"), None, None, Some("10")],
+        );
+        assert_eq!(e[0]["headers"]["operation"], "insert");
+        let e = run(
+            &p,
+            [Some("1"), None, None, Some("10")],
+            [Some("1"), None, None, None],
+        );
+        assert_eq!(e[0]["headers"]["operation"], "delete");
+    }
+
+    #[test]
+    fn u06_to_u08_key_changes() {
+        let e = run(
+            &s1(),
+            [Some("1"), None, Some("todo"), None],
+            [Some("2"), None, Some("todo"), None],
+        );
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0]["headers"]["operation"], "delete");
+        assert_eq!(e[0]["key"], r#""public"."items"/"1""#);
+        assert_eq!(e[0]["headers"]["key_change_to"], r#""public"."items"/"2""#);
+        assert_eq!(e[0]["headers"]["op_position"], 6);
+        assert_eq!(e[1]["headers"]["operation"], "insert");
+        assert_eq!(
+            e[1]["headers"]["key_change_from"],
+            r#""public"."items"/"1""#
+        );
+        assert_eq!(e[1]["headers"]["op_position"], 7);
+        let e = run(
+            &s1(),
+            [Some("1"), None, Some("todo"), None],
+            [Some("2"), None, Some("done"), None],
+        );
+        assert_eq!(
+            (e.len(), e[0]["headers"]["operation"].as_str()),
+            (1, Some("delete"))
+        );
+        assert_eq!(e[0]["key"], r#""public"."items"/"1""#);
+        let e = run(
+            &s1(),
+            [Some("1"), None, Some("done"), None],
+            [Some("2"), None, Some("todo"), None],
+        );
+        assert_eq!(
+            (e.len(), e[0]["headers"]["operation"].as_str()),
+            (1, Some("insert"))
+        );
+        assert_eq!(e[0]["key"], r#""public"."items"/"2""#);
+    }
+
+    #[test]
+    fn u09_u10_no_visible_change_no_message() {
+        let p = shape(Some("status = 'todo'"), Some(&["id", "title"]), false);
+        assert!(
+            run(
+                &p,
+                [Some("1"), Some("a"), Some("todo"), Some("1")],
+                [Some("1"), Some("a"), Some("todo"), Some("2")]
+            )
+            .is_empty()
+        );
+        let all = shape(None, None, false);
+        assert!(
+            run(
+                &all,
+                [Some("1"), Some("a"), None, None],
+                [Some("1"), Some("a"), None, None]
+            )
+            .is_empty()
+        );
+        assert!(
+            run(
+                &s1(),
+                [Some("1"), None, Some("done"), None],
+                [Some("1"), None, Some("archived"), None]
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn u11_replica_full_carries_the_row_and_old_values() {
+        let p = shape(Some("status = 'todo'"), None, true);
+        let e = run(
+            &p,
+            [Some("1"), Some("a"), Some("todo"), None],
+            [Some("1"), Some("b"), Some("todo"), None],
+        );
+        assert_eq!(
+            e[0]["value"],
+            serde_json::json!({"id": "1", "title": "b", "status": "todo", "priority": null})
+        );
+        assert_eq!(e[0]["old_value"], serde_json::json!({"title": "a"}));
+        let mut out = Vec::new();
+        let old = [Some("1"), Some("a"), Some("todo"), Some("3")];
+        convert(&p, RowChange::Delete { old: &old }, TXN, 0, &mut out);
+        let d: serde_json::Value = serde_json::from_slice(&out.remove(0).finish(true).1).unwrap();
+        assert_eq!(
+            d["value"],
+            serde_json::json!({"id": "1", "title": "a", "status": "todo", "priority": "3"})
+        );
+        assert_eq!(d["headers"]["last"], true);
+    }
+
+    #[test]
+    fn snapshot_rows_carry_only_operation_and_relation() {
+        let p = shape(None, Some(&["id", "title"]), false);
+        let mut out = Vec::new();
+        snapshot_row(&p, &[Some("1"), Some("a\"b"), Some("x"), None], &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["headers"],
+            serde_json::json!({"operation": "insert", "relation": ["public", "items"]})
+        );
+        assert_eq!(v["value"], serde_json::json!({"id": "1", "title": "a\"b"}));
+    }
+}

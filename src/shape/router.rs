@@ -138,3 +138,98 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::shape::where_clause::{Column, Schema, WhereClause};
+
+    fn schema() -> Schema {
+        let col = |name: &str, ty: &str| Column {
+            name: name.into(),
+            type_name: ty.into(),
+            array_dims: 0,
+            enum_labels: None,
+            not_null: false,
+        };
+        Schema {
+            columns: vec![
+                col("id", "int4"),
+                col("tenant", "int4"),
+                col("score", "float8"),
+                col("title", "text"),
+            ],
+        }
+    }
+
+    fn clause() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0i32..6).prop_map(|k| format!("tenant = {k}")),
+            (0i32..6, 0i32..6).prop_map(|(a, b)| format!("tenant IN ({a}, {b})")),
+            (0i32..6).prop_map(|k| format!("score = {k}")),
+            (0i32..6, 0i32..6).prop_map(|(a, b)| format!("tenant = {a} OR score = {b}")),
+            (0i32..6).prop_map(|k| format!("tenant = {k} AND title LIKE 'a%'")),
+            (0i32..6).prop_map(|k| format!("tenant > {k}")),
+            Just("title IS NULL".to_owned()),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            (0i32..6).prop_map(|k| Some(k.to_string())),
+            (0i32..6).prop_map(|k| Some(format!("{k}.0"))),
+        ]
+    }
+
+    proptest! {
+        /// The router may return extra shapes, never miss one; removal really removes.
+        #[test]
+        fn never_misses_a_matching_shape(
+            clauses in proptest::collection::vec(clause(), 1..30),
+            rows in proptest::collection::vec((value(), value(), proptest::option::of("[ab]{0,2}")), 1..20),
+        ) {
+            let schema = schema();
+            let mut router = Router::new();
+            let compiled: Vec<WhereClause> =
+                clauses.iter().map(|c| WhereClause::compile(c, &[], &schema).unwrap()).collect();
+            for (id, w) in compiled.iter().enumerate() {
+                router.add(7, u32::try_from(id).unwrap(), w.index_entries());
+            }
+            let mut out = Vec::new();
+            for (tenant, score, title) in &rows {
+                let tenant = tenant.as_ref().map(|t| t.split('.').next().unwrap_or("0").to_owned());
+                let row: Vec<Option<&str>> = vec![Some("1"), tenant.as_deref(), score.as_deref(), title.as_deref()];
+                router.candidates(7, &[&row], &mut out);
+                for (id, w) in compiled.iter().enumerate() {
+                    if w.matches(&row) {
+                        prop_assert!(out.contains(&u32::try_from(id).unwrap()), "missed {} for {:?}", clauses[id], row);
+                    }
+                }
+            }
+            for id in 0..compiled.len() {
+                router.remove(7, u32::try_from(id).unwrap());
+            }
+            prop_assert!(!router.has_table(7));
+        }
+    }
+
+    #[test]
+    fn equality_shapes_are_found_by_lookup_not_scan() {
+        let schema = schema();
+        let mut router = Router::new();
+        for k in 0..10_000u32 {
+            let w = WhereClause::compile(&format!("tenant = {k}"), &[], &schema).unwrap();
+            router.add(1, k, w.index_entries());
+        }
+        let mut out = Vec::new();
+        router.candidates(1, &[&[Some("1"), Some("4242"), None, None]], &mut out);
+        assert_eq!(out, vec![4242]);
+        router.candidates(1, &[&[Some("1"), Some("99999"), None, None]], &mut out);
+        assert!(out.is_empty());
+        router.candidates(1, &[&[Some("1"), None, None, None]], &mut out);
+        assert!(out.is_empty(), "NULL equals nothing");
+    }
+}
