@@ -79,6 +79,14 @@ pub async fn run(
     let mut pipeline = Pipeline::new(engine.clone());
     restore_shapes(&engine, &mut pipeline);
 
+    {
+        let engine = engine.clone();
+        let mut s = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = s.wait_for(|v| *v).await;
+            engine.stopping.send_replace(true);
+        });
+    }
     let http_shutdown = shutdown.clone();
     let app = crate::http::router(engine.clone());
     let server = tokio::spawn(async move {

@@ -36,6 +36,11 @@ pub enum Health {
     Active,
 }
 
+/// Resolves once the service is stopping (a `Send` wrapper around `wait_for`).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
 /// What a shape's `meta.bin` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShapeMeta {
@@ -70,6 +75,8 @@ pub struct Engine {
     /// The last commit LSN the pipeline made durable (`G` of http-protocol.md §8.3).
     pub global_lsn: AtomicU64,
     pub health: watch::Sender<Health>,
+    /// Turns true when the service shuts down: parked requests answer at once.
+    pub stopping: watch::Sender<bool>,
     pipeline: mpsc::Sender<Command>,
     /// Serialises catalog/publication work (one admin connection).
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
@@ -99,6 +106,7 @@ impl Engine {
             registry,
             global_lsn: AtomicU64::new(0),
             health: watch::channel(Health::Starting).0,
+            stopping: watch::channel(false).0,
             pipeline,
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
@@ -280,6 +288,7 @@ impl Engine {
                 },
                 Err(e) => {
                     tracing::error!(handle = %task_shape.handle, error = %e, "snapshot failed");
+                    task_shape.view.send_modify(|v| v.failed = true);
                     Command::Remove {
                         handle: task_shape.handle.clone(),
                         reply: None,

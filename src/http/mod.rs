@@ -7,6 +7,7 @@
 pub mod params;
 pub mod response;
 mod shape;
+mod sse;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

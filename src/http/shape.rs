@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::params::{self, RawQuery, ShapeParams};
 use super::response::{self, JSON, set, with_body};
+use super::sse;
 use crate::engine::{Engine, EngineError};
 use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::definition::DefinitionError;
@@ -99,16 +100,27 @@ async fn serve_shape(
     shape: std::sync::Arc<Shape>,
 ) -> Response<Body> {
     let mut rx = shape.subscribe();
+    let mut stopping = engine.stopping.subscribe();
     let start = Instant::now();
     let long_poll = engine.config.long_poll_timeout;
     let mut live_wait_started: Option<Instant> = None;
     let mut oob_wait_started: Option<Instant> = None;
     loop {
         let view: LogView = rx.borrow_and_update().clone();
+        if view.failed {
+            let mut r = response::unavailable("Unexpected error while creating snapshot", 10);
+            set(r.headers_mut(), "electric-internal-known-error", "true");
+            return r;
+        }
         if view.gone {
             return rotated(engine, p).await;
         }
         let plan = log::plan_read(&view, p.offset);
+        if p.live_sse
+            && let (ReadPlan::AtEnd { response }, RequestOffset::At(_)) = (&plan, p.offset)
+        {
+            return sse::stream(engine, p, shape.clone(), *response);
+        }
         let deadline = match &plan {
             ReadPlan::NotReady => Some(start + SNAPSHOT_WAIT),
             ReadPlan::OutOfBounds => {
@@ -130,6 +142,12 @@ async fn serve_shape(
                     return rotated(engine, p).await;
                 }
             }
+            () = crate::engine::stopped(&mut stopping) => {
+                return match plan {
+                    ReadPlan::AtEnd { .. } => no_change(engine, p, &shape, &view),
+                    _ => response::unavailable("The service is shutting down", 5),
+                };
+            }
             () = tokio::time::sleep_until(deadline) => {
                 return match plan {
                     ReadPlan::NotReady => response::unavailable("Timeout waiting for shape data to be loaded", 5),
@@ -149,12 +167,12 @@ async fn rotated(engine: &Engine, p: &ShapeParams) -> Response<Body> {
     }
 }
 
-fn etag(handle: &str, req: RequestOffset, resp: LogOffset) -> String {
+pub(super) fn etag(handle: &str, req: RequestOffset, resp: LogOffset) -> String {
     format!("\"{handle}:{req}:{resp}\"")
 }
 
 /// Adds the headers of a successful log response.
-fn log_headers(
+pub(super) fn log_headers(
     engine: &Engine,
     p: &ShapeParams,
     shape: &Shape,
@@ -275,6 +293,24 @@ async fn respond(
                     );
                 }
             };
+            let lsn = if p.live {
+                response.tx
+            } else {
+                g.max(response.tx)
+            };
+            if p.live_sse {
+                // Pending data on an SSE request: the events, then the response ends.
+                let mut out = Vec::with_capacity(buf.len() + 128);
+                sse::encode_batch(&buf, after, up_to_date.then_some(lsn), &mut out);
+                let mut r = sse::response(Body::from(out));
+                log_headers(engine, p, shape, &mut r, response, up_to_date, true);
+                set(
+                    r.headers_mut(),
+                    "etag",
+                    &etag(&shape.handle, p.offset, response),
+                );
+                return r;
+            }
             let mut out = Vec::with_capacity(buf.len() + 128);
             out.push(b'[');
             log::append_payloads(&buf, after, &mut out);
@@ -282,11 +318,6 @@ async fn respond(
                 if out.len() > 1 {
                     out.push(b',');
                 }
-                let lsn = if p.live {
-                    response.tx
-                } else {
-                    g.max(response.tx)
-                };
                 json::up_to_date(&mut out, lsn);
             }
             out.push(b']');

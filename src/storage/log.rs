@@ -47,6 +47,8 @@ pub struct LogView {
     pub points: Arc<Vec<(LogOffset, u64)>>,
     /// The shape was removed; readers answer 409.
     pub gone: bool,
+    /// The shape's snapshot failed; readers answer 503 rather than send clients into a 409 loop.
+    pub failed: bool,
 }
 
 impl LogView {
@@ -59,6 +61,7 @@ impl LogView {
             chunks: Arc::new(Vec::new()),
             points: Arc::new(Vec::new()),
             gone: false,
+            failed: false,
         }
     }
 }
@@ -184,6 +187,13 @@ pub fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     File::open(path)?.read_exact_at(&mut buf, start)?;
     Ok(buf)
+}
+
+/// The JSON payloads of the entries in a buffer read by [`read_range`] after `after`.
+pub fn payloads(buf: &[u8], after: Option<LogOffset>) -> impl Iterator<Item = &[u8]> {
+    format::records(buf)
+        .filter(move |rec| rec.kind == KIND_ENTRY && after.is_none_or(|a| rec.offset > a))
+        .map(|rec| rec.payload)
 }
 
 /// Joins the entries of a buffer read by [`read_range`] into `out` as comma-separated JSON.

@@ -786,3 +786,86 @@ async fn chunks_now_changes_only_and_out_of_bounds() {
     );
     server.stop().await;
 }
+
+/// SSE live mode: a stream at the tail delivers new commits as `data:` events followed by an
+/// up-to-date event; a request with pending data gets those events and the response ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_delivers_commits_as_events() {
+    let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, title text); INSERT INTO items VALUES (1, 'a')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&pg, dir.path());
+    config.sse_keepalive = Duration::from_millis(300);
+    config.sse_timeout = Duration::from_secs(3);
+    let server = Server::start(config).await;
+    let base = &server.base;
+    let mut f = Follower::new("table=items");
+    f.sync(base).await;
+    let h = f.handle.clone().unwrap();
+    let http = reqwest::Client::new();
+    let mut resp = http
+        .get(format!(
+            "{base}/v1/shape?table=items&handle={h}&offset={}&live=true&live_sse=true&cursor=",
+            f.offset
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=59");
+    assert!(resp.headers().get("electric-cursor").is_some());
+    assert!(resp.headers().get("electric-schema").is_none());
+    pg.exec("INSERT INTO items VALUES (2, 'b')").await;
+    let mut text = String::new();
+    while !text.contains("up-to-date") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("more events");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| e.starts_with("data: "))
+        .collect();
+    let first: Value = serde_json::from_str(&events[0]["data: ".len()..]).unwrap();
+    assert_eq!(first["key"], r#""public"."items"/"2""#);
+    let utd: Value = serde_json::from_str(&events[1]["data: ".len()..]).unwrap();
+    assert_eq!(
+        utd["headers"]["global_last_seen_lsn"],
+        first["headers"]["lsn"]
+    );
+    // Idle: keep-alive comments, then the stream ends at the SSE timeout.
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(rest.contains(": keep-alive\n\n"), "{rest}");
+
+    // Pending data: the events and an immediate end.
+    let r = http
+        .get(format!(
+            "{base}/v1/shape?table=items&handle={h}&offset={}&live=true&experimental_live_sse=true",
+            f.offset
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let body = tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with("data: {\"key\""), "{body}");
+    assert!(body.ends_with("\n\n") && body.contains("up-to-date"));
+    server.stop().await;
+}
