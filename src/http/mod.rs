@@ -8,6 +8,7 @@ pub mod params;
 pub mod response;
 mod shape;
 mod sse;
+mod subset;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

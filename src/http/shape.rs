@@ -15,12 +15,16 @@ use tokio::time::Instant;
 use super::params::{self, RawQuery, ShapeParams};
 use super::response::{self, JSON, set, with_body};
 use super::sse;
+use super::subset;
 use crate::engine::{Engine, EngineError};
 use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::definition::DefinitionError;
 use crate::shape::json;
 use crate::shape::registry::Shape;
 use crate::storage::log::{self, LogView, ReadPlan};
+
+/// Largest accepted POST body (Electric's framework default).
+const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// How long a request waits for a snapshot to produce the chunk it asks for.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(60);
@@ -60,12 +64,9 @@ fn table_missing(p: &ShapeParams) -> Response<Body> {
 }
 
 /// Serves a shape log request.
-pub async fn serve(engine: &Engine, raw: RawQuery, req: Request) -> Response<Body> {
-    let mut p = match params::validate(&raw) {
-        Ok(p) => p,
-        Err(errors) => return response::invalid(&errors),
-    };
-    p.if_none_match = req
+pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response<Body> {
+    let mut sub = subset::from_query(&raw);
+    let if_none_match: Vec<String> = req
         .headers()
         .get_all("if-none-match")
         .iter()
@@ -73,17 +74,38 @@ pub async fn serve(engine: &Engine, raw: RawQuery, req: Request) -> Response<Bod
         .flat_map(|v| v.split(','))
         .map(|v| v.trim().trim_matches('"').to_owned())
         .collect();
+    if req.method() == axum::http::Method::POST {
+        let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return with_body(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some(JSON),
+                    r#"{"error":"Request body too large"}"#,
+                );
+            }
+        };
+        if let Err(r) = subset::apply_body(&body, &mut raw, &mut sub) {
+            return r;
+        }
+    }
+    let mut p = match params::validate(&raw) {
+        Ok(p) => p,
+        Err(errors) => return response::invalid(&errors),
+    };
+    p.if_none_match = if_none_match;
     let map_err = |e: EngineError| engine_error(e, &p);
     let shape = match (&p.handle, p.offset) {
         (Some(handle), RequestOffset::At(_)) => match engine.shape_for_handle(handle, &p.request) {
             Some(s) => s,
             None => {
                 // Unknown, rotated, or a different definition: 409 with the current handle.
-                return match engine.get_or_create(&p.request).await {
-                    Ok(s) if &s.handle != handle => response::must_refetch(Some(&s.handle)),
-                    Ok(s) => serve_shape(engine, &p, s).await,
-                    Err(e) => map_err(e),
+                let s = match engine.get_or_create(&p.request).await {
+                    Ok(s) if &s.handle != handle => return response::must_refetch(Some(&s.handle)),
+                    Ok(s) => s,
+                    Err(e) => return map_err(e),
                 };
+                s
             }
         },
         _ => match engine.get_or_create(&p.request).await {
@@ -91,6 +113,9 @@ pub async fn serve(engine: &Engine, raw: RawQuery, req: Request) -> Response<Bod
             Err(e) => return map_err(e),
         },
     };
+    if let Some(sub) = sub {
+        return serve_subset(engine, &p, &shape, sub).await;
+    }
     serve_shape(engine, &p, shape).await
 }
 
@@ -157,6 +182,22 @@ async fn serve_shape(
             }
         }
     }
+}
+
+/// Waits for the shape's snapshot, then answers the subset query.
+async fn serve_subset(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    sub: subset::Subset,
+) -> Response<Body> {
+    let mut rx = shape.subscribe();
+    let wait = rx.wait_for(|v| v.snapshot_complete || v.gone || v.failed);
+    let ready = matches!(tokio::time::timeout(SNAPSHOT_WAIT, wait).await, Ok(Ok(ref v)) if v.snapshot_complete && !v.gone);
+    if !ready {
+        return response::unavailable("Timeout waiting for shape data to be loaded", 5);
+    }
+    subset::serve(engine, p, shape, sub).await
 }
 
 /// The shape disappeared (deleted, truncated, schema change): 409 with the current handle.

@@ -869,3 +869,91 @@ async fn sse_delivers_commits_as_events() {
     assert!(body.ends_with("\n\n") && body.contains("up-to-date"));
     server.stop().await;
 }
+
+/// Subset snapshots on GET (`subset__*`) and POST (JSON body), as `requestSnapshot` and
+/// TanStack DB's on-demand mode use them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subset_snapshots_on_get_and_post() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY, title text, status text); INSERT INTO items SELECT g, 't' || g, CASE WHEN g % 2 = 0 THEN 'open' ELSE 'done' END FROM generate_series(1, 10) g").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = &server.base;
+    let r = get(
+        base,
+        "table=items&offset=now&log=changes_only&subset__where=id%20%3E%208",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.h("cache-control"), Some("no-cache"));
+    assert_eq!(r.h("electric-snapshot"), Some("true"));
+    assert!(
+        r.h("electric-handle").is_some()
+            && r.h("electric-offset").is_some()
+            && r.h("electric-schema").is_some()
+    );
+    let meta = &r.body["metadata"];
+    for k in ["xmin", "xmax", "database_lsn"] {
+        assert!(meta[k].as_str().unwrap().parse::<u64>().is_ok(), "{k}");
+    }
+    assert!(meta["xip_list"].is_array() && meta["snapshot_mark"].is_u64());
+    let data = r.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["headers"]["snapshot_mark"], meta["snapshot_mark"]);
+
+    let http = reqwest::Client::new();
+    let post = |body: &'static str| {
+        http.post(format!(
+            "{base}/v1/shape?table=items&offset=now&log=changes_only&where=status%3D%27open%27"
+        ))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+    };
+    let r = post(r#"{"where":"id > $1","params":{"1":"3"},"order_by":"id DESC","limit":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let v: Value = r.json().await.unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["10", "8"]);
+    let r = post("[1]").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"error":"Request body must be a JSON object"}"#
+    );
+    let r = post("{nope").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Invalid JSON in request body")
+    );
+    let r = get(
+        base,
+        "table=items&offset=now&log=changes_only&subset__limit=10",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["errors"]["subset"]["order_by"],
+        serde_json::json!(["order_by is required when limit or offset is present"])
+    );
+    // An empty POST body is a plain log read.
+    let r = http
+        .post(format!("{base}/v1/shape?table=items&offset=-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    server.stop().await;
+}
