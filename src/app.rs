@@ -87,6 +87,21 @@ pub async fn run(
             engine.stopping.send_replace(true);
         });
     }
+    if config.max_shapes.is_some() {
+        let engine = engine.clone();
+        let mut s = shutdown.clone();
+        let every = config.eviction_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => engine.enforce_max_shapes().await,
+                    () = crate::engine::stopped(&mut s) => return,
+                }
+            }
+        });
+    }
     let http_shutdown = shutdown.clone();
     let app = crate::http::router(engine.clone());
     let server = tokio::spawn(async move {
@@ -218,12 +233,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline) {
                     return None;
                 }
             };
-            let shape = Arc::new(Shape {
-                handle: handle.clone(),
-                def: Arc::new(def),
-                log_path,
-                view,
-            });
+            let shape = Arc::new(Shape::new(handle.clone(), Arc::new(def), log_path, view));
             Some((shape, writer, m))
         })();
         match restored {

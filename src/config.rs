@@ -83,6 +83,22 @@ pub struct Cli {
     )]
     pub enable_integration_testing: String,
 
+    /// Admission control: `{"initial": N, "existing": M}` concurrent requests.
+    #[arg(
+        long,
+        env = "ELECTRIC_MAX_CONCURRENT_REQUESTS",
+        default_value = r#"{"initial":300,"existing":10000}"#
+    )]
+    pub max_concurrent_requests: String,
+
+    /// Cap on the number of shapes; the least recently read beyond it are evicted.
+    #[arg(long, env = "ELECTRIC_MAX_SHAPES")]
+    pub max_shapes: Option<String>,
+
+    /// Deprecated alias of ELECTRIC_MAX_SHAPES.
+    #[arg(long, env = "ELECTRIC_EXPERIMENTAL_MAX_SHAPES", hide = true)]
+    pub experimental_max_shapes: Option<String>,
+
     /// Log level (error, warning, info, debug). RUST_LOG wins when set.
     #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -106,6 +122,12 @@ pub struct Config {
     pub cache_stale_age: u64,
     pub chunk_bytes_threshold: u64,
     pub enable_integration_testing: bool,
+    /// Concurrent request caps (initial = no or unknown handle; existing = a known handle).
+    pub max_initial_requests: usize,
+    pub max_existing_requests: usize,
+    /// Shape cap (None = unlimited) and how often it is enforced.
+    pub max_shapes: Option<usize>,
+    pub eviction_interval: Duration,
     pub log_level: String,
     pub log_json: bool,
     /// SSE response lifetime (not configurable in Electric).
@@ -143,6 +165,31 @@ pub enum ConfigError {
     StreamId(String),
     #[error("DATABASE_URL: {0}")]
     DatabaseUrl(String),
+    #[error(
+        "ELECTRIC_MAX_CONCURRENT_REQUESTS: {0:?} must be JSON like {{\"initial\":300,\"existing\":10000}} with positive integers"
+    )]
+    RequestLimits(String),
+    #[error("ELECTRIC_MAX_SHAPES: {0:?} must be a positive integer")]
+    MaxShapes(String),
+}
+
+fn parse_request_limits(value: &str) -> Result<(usize, usize), ConfigError> {
+    let err = || ConfigError::RequestLimits(value.to_owned());
+    let v: serde_json::Value = serde_json::from_str(value).map_err(|_| err())?;
+    let get = |k: &str, default: usize| -> Result<usize, ConfigError> {
+        match v.get(k) {
+            None => Ok(default),
+            Some(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(err),
+        }
+    };
+    if !v.is_object() {
+        return Err(err());
+    }
+    Ok((get("initial", 300)?, get("existing", 10_000)?))
 }
 
 impl Cli {
@@ -162,6 +209,22 @@ impl Cli {
             "ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD",
             &self.chunk_bytes_threshold,
         )?;
+        let (max_initial_requests, max_existing_requests) =
+            parse_request_limits(&self.max_concurrent_requests)?;
+        let max_shapes = match self
+            .max_shapes
+            .or(self.experimental_max_shapes)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::MaxShapes(v))?,
+            ),
+        };
         let database_url = self.database_url.filter(|s| !s.is_empty());
         if let Some(url) = &database_url {
             validate_database_url(url)?;
@@ -188,6 +251,10 @@ impl Cli {
                 "ELECTRIC_ENABLE_INTEGRATION_TESTING",
                 &self.enable_integration_testing,
             )?,
+            max_initial_requests,
+            max_existing_requests,
+            max_shapes,
+            eviction_interval: Duration::from_secs(60),
             log_level: self.log_level,
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
             sse_timeout: Duration::from_secs(60),
@@ -211,6 +278,10 @@ impl Config {
             cache_stale_age: 300,
             chunk_bytes_threshold: 10 * 1024 * 1024,
             enable_integration_testing: true,
+            max_initial_requests: 300,
+            max_existing_requests: 10_000,
+            max_shapes: None,
+            eviction_interval: Duration::from_secs(60),
             log_level: "info".into(),
             log_json: false,
             sse_timeout: Duration::from_secs(60),
@@ -407,6 +478,26 @@ mod tests {
         assert_eq!(parse_size("x", "1KB").unwrap(), 1000);
         assert!(parse_size("x", "0").is_err());
         assert!(parse_size("x", "99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn request_limits_and_max_shapes() {
+        assert_eq!(
+            parse_request_limits(r#"{"initial":3,"existing":7}"#),
+            Ok((3, 7))
+        );
+        assert_eq!(parse_request_limits(r#"{"initial":3}"#), Ok((3, 10_000)));
+        assert!(parse_request_limits("[1]").is_err());
+        assert!(parse_request_limits(r#"{"initial":0}"#).is_err());
+        let c = cli(&["--insecure", "true", "--max-shapes", "5"])
+            .into_config()
+            .unwrap();
+        assert_eq!(c.max_shapes, Some(5));
+        assert!(
+            cli(&["--insecure", "true", "--max-shapes", "x"])
+                .into_config()
+                .is_err()
+        );
     }
 
     #[test]

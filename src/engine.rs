@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -34,6 +34,34 @@ pub enum Health {
     /// Another instance holds the replication lock.
     Waiting,
     Active,
+}
+
+/// Which admission pool a request draws from (http-protocol.md §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// No handle, or one this node does not know.
+    Initial,
+    Existing,
+}
+
+impl Admission {
+    pub fn name(self) -> &'static str {
+        match self {
+            Admission::Initial => "initial",
+            Admission::Existing => "existing",
+        }
+    }
+}
+
+/// A held admission permit; released on drop.
+pub struct Permit<'a> {
+    counter: &'a AtomicUsize,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Resolves once the service is stopping (a `Send` wrapper around `wait_for`).
@@ -84,6 +112,8 @@ pub struct Engine {
     tables: Mutex<HashMap<(String, String), CachedTable>>,
     /// Serialises creation so one definition never gets two handles.
     create_lock: tokio::sync::Mutex<()>,
+    in_flight_initial: AtomicUsize,
+    in_flight_existing: AtomicUsize,
 }
 
 /// Table info and when it was loaded.
@@ -111,6 +141,36 @@ impl Engine {
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            in_flight_initial: AtomicUsize::new(0),
+            in_flight_existing: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes an admission permit, or `None` when that pool is at its limit.
+    pub fn admit(&self, kind: Admission) -> Option<Permit<'_>> {
+        let (counter, limit) = match kind {
+            Admission::Initial => (&self.in_flight_initial, self.config.max_initial_requests),
+            Admission::Existing => (&self.in_flight_existing, self.config.max_existing_requests),
+        };
+        let prev = counter.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit { counter };
+        (prev < limit).then_some(permit)
+    }
+
+    /// Evicts the least recently read shapes beyond `ELECTRIC_MAX_SHAPES`.
+    pub async fn enforce_max_shapes(&self) {
+        let Some(max) = self.config.max_shapes else {
+            return;
+        };
+        let mut shapes = self.registry.all();
+        if shapes.len() <= max {
+            return;
+        }
+        shapes.sort_by_key(|s| s.last_read.load(Ordering::Relaxed));
+        let excess = shapes.len() - max;
+        for s in shapes.into_iter().take(excess) {
+            tracing::info!(handle = %s.handle, "shape evicted (ELECTRIC_MAX_SHAPES)");
+            self.delete(&s.handle).await;
         }
     }
 
@@ -252,12 +312,7 @@ impl Engine {
             self.storage.remove_shape(&handle);
             create_err(Box::new(e))
         })?;
-        let shape = Arc::new(Shape {
-            handle: handle.clone(),
-            def: Arc::new(def),
-            log_path,
-            view,
-        });
+        let shape = Arc::new(Shape::new(handle.clone(), Arc::new(def), log_path, view));
         let (tx, rx) = oneshot::channel();
         if self
             .pipeline

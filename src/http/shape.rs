@@ -16,7 +16,7 @@ use super::params::{self, RawQuery, ShapeParams};
 use super::response::{self, JSON, set, with_body};
 use super::sse;
 use super::subset;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Admission, Engine, EngineError};
 use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::definition::DefinitionError;
 use crate::shape::json;
@@ -94,6 +94,13 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
         Err(errors) => return response::invalid(&errors),
     };
     p.if_none_match = if_none_match;
+    let kind = match &p.handle {
+        Some(h) if engine.registry.get(h).is_some() => Admission::Existing,
+        _ => Admission::Initial,
+    };
+    let Some(_permit) = engine.admit(kind) else {
+        return over_limit(engine, kind);
+    };
     let map_err = |e: EngineError| engine_error(e, &p);
     let shape = match (&p.handle, p.offset) {
         (Some(handle), RequestOffset::At(_)) => match engine.shape_for_handle(handle, &p.request) {
@@ -113,6 +120,7 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
             Err(e) => return map_err(e),
         },
     };
+    shape.touch();
     if let Some(sub) = sub {
         return serve_subset(engine, &p, &shape, sub).await;
     }
@@ -182,6 +190,28 @@ async fn serve_shape(
             }
         }
     }
+}
+
+/// 503 when a request pool is full (admission control).
+fn over_limit(engine: &Engine, kind: Admission) -> Response<Body> {
+    let limit = match kind {
+        Admission::Initial => engine.config.max_initial_requests,
+        Admission::Existing => engine.config.max_existing_requests,
+    };
+    let body = serde_json::json!({
+        "code": "concurrent_request_limit_exceeded",
+        "message": format!("Concurrent {} request limit exceeded (limit: {limit}), please retry", kind.name()),
+    });
+    let mut r = with_body(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(JSON),
+        body.to_string(),
+    );
+    let h = r.headers_mut();
+    response::no_store(h);
+    set(h, "retry-after", &rand::random_range(5..=10u32).to_string());
+    set(h, "electric-internal-known-error", "true");
+    r
 }
 
 /// Waits for the shape's snapshot, then answers the subset query.

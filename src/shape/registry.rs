@@ -21,9 +21,36 @@ pub struct Shape {
     pub def: Arc<ShapeDef>,
     pub log_path: PathBuf,
     pub view: Arc<watch::Sender<LogView>>,
+    /// When a request last read this shape (Unix seconds), for `ELECTRIC_MAX_SHAPES` eviction.
+    pub last_read: AtomicU64,
 }
 
 impl Shape {
+    pub fn new(
+        handle: String,
+        def: Arc<ShapeDef>,
+        log_path: PathBuf,
+        view: Arc<watch::Sender<LogView>>,
+    ) -> Shape {
+        let s = Shape {
+            handle,
+            def,
+            log_path,
+            view,
+            last_read: AtomicU64::new(0),
+        };
+        s.touch();
+        s
+    }
+
+    /// Records a read now.
+    pub fn touch(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_read.store(now, Ordering::Relaxed);
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<LogView> {
         self.view.subscribe()
     }

@@ -957,3 +957,73 @@ async fn subset_snapshots_on_get_and_post() {
     assert_eq!(r.headers()["cache-control"], "no-cache");
     server.stop().await;
 }
+
+/// Admission control answers 503 with Electric's body past the limit; `ELECTRIC_MAX_SHAPES`
+/// evicts the least recently read shapes (their clients get 409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_control_and_shape_eviction() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY, g int); INSERT INTO items VALUES (1, 1), (2, 2), (3, 3)").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&pg, dir.path());
+    config.max_existing_requests = 1;
+    config.max_shapes = Some(2);
+    config.eviction_interval = Duration::from_millis(500);
+    let server = Server::start(config).await;
+    let base = server.base.clone();
+    let mut shapes = Vec::new();
+    for g in 1..=3 {
+        let mut f = Follower::new(&format!("table=items&where=g%20%3D%20{g}"));
+        f.sync(&base).await;
+        shapes.push(f);
+        tokio::time::sleep(Duration::from_millis(1100)).await; // distinct last-read seconds
+    }
+    // One live request holds the only "existing" permit.
+    let held = shapes[2].clone();
+    let b = base.clone();
+    let parked = tokio::spawn(async move {
+        get(
+            &b,
+            &format!(
+                "{}&offset={}&handle={}&live=true",
+                held.query,
+                held.offset,
+                held.handle.unwrap()
+            ),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let f = &shapes[1];
+    let r = get(
+        &base,
+        &format!(
+            "{}&offset={}&handle={}",
+            f.query,
+            f.offset,
+            f.handle.clone().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["code"], "concurrent_request_limit_exceeded");
+    assert_eq!(r.h("electric-internal-known-error"), Some("true"));
+    assert_eq!(r.h("cache-control"), Some("no-store"));
+    let retry: u32 = r.h("retry-after").unwrap().parse().unwrap();
+    assert!((5..=10).contains(&retry));
+    assert_eq!(parked.await.unwrap().status, 200);
+    // The least recently read shape (the first) was evicted.
+    let f = &shapes[0];
+    let r = get(
+        &base,
+        &format!(
+            "{}&offset={}&handle={}",
+            f.query,
+            f.offset,
+            f.handle.clone().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    server.stop().await;
+}
