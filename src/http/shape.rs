@@ -86,7 +86,7 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
             }
         };
         if let Err(r) = subset::apply_body(&body, &mut raw, &mut sub) {
-            return r;
+            return *r;
         }
     }
     let mut p = match params::validate(&raw) {
@@ -105,15 +105,12 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
     let shape = match (&p.handle, p.offset) {
         (Some(handle), RequestOffset::At(_)) => match engine.shape_for_handle(handle, &p.request) {
             Some(s) => s,
-            None => {
-                // Unknown, rotated, or a different definition: 409 with the current handle.
-                let s = match engine.get_or_create(&p.request).await {
-                    Ok(s) if &s.handle != handle => return response::must_refetch(Some(&s.handle)),
-                    Ok(s) => s,
-                    Err(e) => return map_err(e),
-                };
-                s
-            }
+            // Unknown, rotated, or a different definition: 409 with the current handle.
+            None => match engine.get_or_create(&p.request).await {
+                Ok(s) if &s.handle != handle => return response::must_refetch(Some(&s.handle)),
+                Ok(s) => s,
+                Err(e) => return map_err(e),
+            },
         },
         _ => match engine.get_or_create(&p.request).await {
             Ok(s) => s,

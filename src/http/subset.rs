@@ -91,7 +91,7 @@ pub fn apply_body(
     body: &[u8],
     raw: &mut RawQuery,
     sub: &mut Option<Subset>,
-) -> Result<(), Response<Body>> {
+) -> Result<(), Box<Response<Body>>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -101,11 +101,11 @@ pub fn apply_body(
         with_body(StatusCode::BAD_REQUEST, Some(JSON), body.to_string())
     })?;
     let Value::Object(obj) = v else {
-        return Err(with_body(
+        return Err(Box::new(with_body(
             StatusCode::BAD_REQUEST,
             Some(JSON),
             r#"{"error":"Request body must be a JSON object"}"#,
-        ));
+        )));
     };
     let (subset_obj, rest): (
         serde_json::Map<String, Value>,
