@@ -95,6 +95,10 @@ struct Txn {
     removals: Vec<ShapeId>,
 }
 
+/// Pending log bytes above which the pipeline writes them out (flushing between transactions,
+/// spilling inside one).
+const SPILL_BYTES: usize = 8 << 20;
+
 pub struct Pipeline {
     engine: Arc<Engine>,
     router: Router,
@@ -108,6 +112,8 @@ pub struct Pipeline {
     unflushed: Option<(u64, u64)>,
     candidates: Vec<ShapeId>,
     entries: Vec<OpenEntry>,
+    /// Approximate log bytes produced since the last write-out (keeps this O(1) per change).
+    unwritten: usize,
 }
 
 impl Pipeline {
@@ -124,6 +130,7 @@ impl Pipeline {
             unflushed: None,
             candidates: Vec::new(),
             entries: Vec::new(),
+            unwritten: 0,
         }
     }
 
@@ -190,28 +197,51 @@ impl Pipeline {
                 },
                 () = std::future::ready(()), if needs_flush => self.flush(Some(client)),
             }
-            if self.txn.is_none() && self.pending_bytes() > 8 << 20 {
-                self.flush(Some(client));
+            if self.unwritten > SPILL_BYTES {
+                if self.txn.is_none() {
+                    self.flush(Some(client));
+                } else {
+                    self.spill();
+                }
             }
+        }
+    }
+
+    /// Writes the pending bytes of a large transaction to the files without publishing or
+    /// acknowledging anything, so a transaction of any size streams in bounded memory.
+    fn spill(&mut self) {
+        self.unwritten = 0;
+        let dirty = self.dirty.clone();
+        let touched = self
+            .txn
+            .as_ref()
+            .map(|t| t.touched.clone())
+            .unwrap_or_default();
+        let mut failed = Vec::new();
+        tokio::task::block_in_place(|| {
+            for id in dirty.iter().chain(touched.iter()) {
+                let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else {
+                    continue;
+                };
+                if let Err(e) = w.write_pending() {
+                    tracing::error!(error = %e, "spilling a large transaction failed");
+                    failed.push(*id);
+                }
+            }
+        });
+        for id in touched {
+            if !self.dirty.contains(&id) {
+                self.dirty.push(id);
+            }
+        }
+        for id in failed {
+            self.remove_now(id);
         }
     }
 
     /// Handles commands while no stream is connected (e.g. waiting for the lock).
     pub fn on_idle_command(&mut self, cmd: Command) {
         self.on_command(cmd, None);
-    }
-
-    fn pending_bytes(&self) -> usize {
-        self.dirty
-            .iter()
-            .filter_map(|id| {
-                self.slots
-                    .get(id)?
-                    .writer
-                    .as_ref()
-                    .map(LogWriter::pending_bytes)
-            })
-            .sum()
     }
 
     fn on_event(&mut self, client: &ReplicationClient, ev: ReplicationEvent) {
@@ -402,6 +432,7 @@ impl Pipeline {
                     t.touched.push(id);
                 }
                 for e in entries.drain(..) {
+                    self.unwritten += e.len();
                     slot.push(e);
                 }
             }
@@ -563,6 +594,7 @@ impl Pipeline {
         if self.txn.is_some() {
             return;
         }
+        self.unwritten = 0;
         let dirty = std::mem::take(&mut self.dirty);
         let completing = std::mem::take(&mut self.completing);
         let mut failed: Vec<ShapeId> = Vec::new();

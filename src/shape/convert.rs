@@ -32,6 +32,15 @@ pub struct OpenEntry {
 }
 
 impl OpenEntry {
+    /// Size of the JSON so far.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
     /// Closes the JSON object.
     pub fn finish(mut self, last: bool) -> (LogOffset, Vec<u8>) {
         if last {

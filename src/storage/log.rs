@@ -398,6 +398,20 @@ impl LogWriter {
     /// Drops everything appended since the last transaction end (a stream that broke
     /// mid-transaction will replay it).
     pub fn discard_uncommitted(&mut self) {
+        if self.committed_len < self.file_len {
+            // Part of the transaction was spilled to the file: cut it off again. Readers never
+            // saw it (views stop at the committed length).
+            match OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(self.committed_len))
+            {
+                Ok(()) => self.file_len = self.committed_len,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot truncate a partial transaction; recovery will")
+                }
+            }
+        }
         let keep = usize::try_from(self.committed_len.saturating_sub(self.file_len)).unwrap_or(0);
         self.pending.truncate(keep);
         if self.chunks.len() != self.committed_chunks {

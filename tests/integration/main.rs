@@ -1027,3 +1027,39 @@ async fn admission_control_and_shape_eviction() {
     assert_eq!(r.status, 409);
     server.stop().await;
 }
+
+/// A transaction bigger than the in-memory budget is spilled to the log while it streams and
+/// becomes visible only at its commit; tables without a primary key key rows by every column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_and_tables_without_a_primary_key() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE big (id int PRIMARY KEY, title text); CREATE TABLE nopk (a int, b text)")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = &server.base;
+    let mut big = Follower::new("table=big");
+    big.sync(base).await;
+    let mut nopk = Follower::new("table=nopk");
+    nopk.sync(base).await;
+    pg.exec("INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 40000) g")
+        .await;
+    big.until(base, "the large transaction arrives whole", |f| {
+        f.rows.len() == 40_000
+    })
+    .await;
+
+    pg.exec("INSERT INTO nopk VALUES (1, 'x'), (2, NULL); UPDATE nopk SET b = 'y' WHERE a = 1; DELETE FROM nopk WHERE a = 2").await;
+    nopk.until(base, "pk-less table converges", |f| {
+        f.table(&["a", "b"]) == vec![vec![Some("1".into()), Some("y".into())]]
+    })
+    .await;
+    assert!(
+        nopk.rows.contains_key(r#""public"."nopk"/"1"/"y""#),
+        "{:?}",
+        nopk.rows.keys()
+    );
+    let r = get(base, "table=nopk&offset=-1").await;
+    assert!(!r.h("electric-schema").unwrap().contains("pk_index"));
+    server.stop().await;
+}
