@@ -12,16 +12,18 @@
 //!   matches one shape and a row that matches none. The cost must be flat in N: the equality
 //!   index is one hash lookup per indexed `(column, type)` pair, whatever the number of shapes.
 //!   `routing_register` measures adding then removing one shape in a router that already holds
-//!   N shapes (the shape-lifecycle cost, which habit 7 wants O(1) too).
+//!   N shapes (the shape-lifecycle cost, which `style.md` habit 7 wants O(1) too).
 //! - `where_eval`: `WhereClause::matches` on one row for typical clauses (equality, prefix
 //!   `LIKE`, a conjunction with `IN`, a substring `ILIKE`). Every candidate the router returns
-//!   is re-checked with this, so it is paid once per (change, candidate shape).
+//!   is re-checked with this, so it is paid once per (change, candidate shape). `compile_eq_int`
+//!   is the per-shape cost of compiling `tenant = 2` (paid once, when the shape is created).
 //! - `convert`: one row change → one shape's JSON log entry (insert, update with the default
 //!   replica mode, update with `replica=full`). Paid once per (change, matching shape).
 //! - `log_append`: 1,000 entries of ~200 bytes appended to a `LogWriter`, then one flush
-//!   (`write_pending` + `sync_files` + `publish`), in entries/s; and the same without the fsync
-//!   to separate the CPU cost from the device's flush latency. The pipeline batches exactly
-//!   like this: one flush per batch of changes, never one per entry.
+//!   (`write_pending` + `sync_files` + `publish`), in entries/s; plus the same without the fsync
+//!   and the appends alone (encoding + CRC), to separate CPU, `write` and the device's flush
+//!   latency. The pipeline batches exactly like this: one flush per batch, never one per entry.
+//!   The file is replaced every 256 batches, untimed, so long runs stay small on disk.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -45,11 +47,11 @@ const OID: u32 = 16_384;
 // ---------------------------------------------------------------------------------------------
 // pgoutput
 
-fn text_tuple(values: &[&str]) -> Tuple {
+fn text_tuple<S: AsRef<str>>(values: &[S]) -> Tuple {
     Tuple(
         values
             .iter()
-            .map(|v| TupleValue::Text(Bytes::copy_from_slice(v.as_bytes())))
+            .map(|v| TupleValue::Text(Bytes::copy_from_slice(v.as_ref().as_bytes())))
             .collect(),
     )
 }
@@ -78,12 +80,11 @@ fn bench_pgoutput(c: &mut Criterion) {
         .collect();
     let mut new = old.clone();
     new[3] = "a changed value".into();
-    let as_str = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>();
     let update = encoded(&LogicalMessage::Update(Update {
         relation_oid: OID,
         key: None,
-        old: Some(text_tuple(&as_str(&old))),
-        new: text_tuple(&as_str(&new)),
+        old: Some(text_tuple(&old)),
+        new: text_tuple(&new),
     }));
 
     let mut g = c.benchmark_group("pgoutput");
@@ -133,17 +134,23 @@ fn tenant_router(n: u32) -> (Router, Duration) {
     (router, started.elapsed())
 }
 
-/// Shape counts for the routing groups. 1,000,000 is left out: registration is O(N) per shape
-/// (see `routing_register`), so building that router is quadratic and takes far more than a few
-/// seconds.
-const ROUTER_SIZES: [u32; 3] = [10, 1_000, 100_000];
+/// Shape counts for the routing groups. 1,000,000 is opt-in (`AMPERE_BENCH_1M=1`): registration
+/// is O(N) per shape (see `routing_register`), so building that router is quadratic and takes
+/// far more than a few seconds.
+fn router_sizes() -> Vec<u32> {
+    let mut sizes = vec![10, 1_000, 100_000];
+    if std::env::var_os("AMPERE_BENCH_1M").is_some() {
+        sizes.push(1_000_000);
+    }
+    sizes
+}
 
 fn bench_routing(c: &mut Criterion) {
     let hit: [Option<&str>; 4] = [Some("1"), Some("7"), Some("a title"), Some("2.5")];
     let miss: [Option<&str>; 4] = [Some("1"), Some("-7"), Some("a title"), Some("2.5")];
 
     let mut g = c.benchmark_group("routing");
-    for n in ROUTER_SIZES {
+    for n in router_sizes() {
         // Built lazily, once per size, so a filtered run (`-- pgoutput`) does not pay for it.
         let mut router: Option<Router> = None;
         for (name, row) in [("one_match", &hit), ("no_match", &miss)] {
@@ -172,7 +179,7 @@ fn bench_routing_register(c: &mut Criterion) {
     let w = WhereClause::compile("tenant = -1", &[], &schema).expect("compiles");
     let entries = w.index_entries();
     let mut g = c.benchmark_group("routing_register");
-    for n in ROUTER_SIZES {
+    for n in router_sizes() {
         let mut router: Option<Router> = None;
         g.bench_function(BenchmarkId::new("add_remove", n), |b| {
             let router = router.get_or_insert_with(|| tenant_router(n).0);
@@ -209,6 +216,10 @@ fn bench_where(c: &mut Criterion) {
         assert!(w.matches(&row), "{text} should match the benchmark row");
         g.bench_function(name, |b| b.iter(|| black_box(&w).matches(black_box(&row))));
     }
+    // Not per change but per shape: what registering a shape costs before the router sees it.
+    g.bench_function("compile_eq_int", |b| {
+        b.iter(|| WhereClause::compile(black_box("tenant = 2"), &[], &schema));
+    });
     g.finish();
 }
 
@@ -318,6 +329,17 @@ const BATCH: u64 = 1_000;
 /// `ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD`'s default.
 const CHUNK_BYTES: u64 = 10 * 1024 * 1024;
 
+/// Batches written to one file before the benchmark starts a new one (~60 MB).
+const ROTATE_EVERY: u64 = 256;
+
+/// A new, empty log at `path` (replacing any previous one).
+fn fresh_log(path: &std::path::Path) -> LogWriter {
+    // Ignoring the error is right: the first call finds no file to remove.
+    let _ = std::fs::remove_file(path);
+    let (tx, _rx) = watch::channel(LogView::empty());
+    LogWriter::create(path.to_path_buf(), CHUNK_BYTES, Arc::new(tx)).expect("create log")
+}
+
 fn bench_log_append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     // A realistic ~200-byte entry (what `convert` produces for a small row).
@@ -326,31 +348,56 @@ fn bench_log_append(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("log_append");
     g.throughput(Throughput::Elements(BATCH));
-    for (name, fsync) in [
-        ("1000_entries_flush", true),
-        ("1000_entries_no_fsync", false),
-    ] {
+    // Pure CPU: encode 1,000 records into the pending buffer, then drop them again (the batch
+    // is never committed, so `discard_uncommitted` rolls the buffer back to empty).
+    {
         let (tx, _rx) = watch::channel(LogView::empty());
-        let mut w = LogWriter::create(dir.path().join(name), CHUNK_BYTES, Arc::new(tx))
+        let mut w = LogWriter::create(dir.path().join("append_only"), CHUNK_BYTES, Arc::new(tx))
             .expect("create log");
+        let mut lsn = 1u64;
+        g.bench_function("1000_entries_append_only", |b| {
+            b.iter(|| {
+                lsn += 1;
+                for op in 0..BATCH {
+                    w.append_entry(LogOffset::new(lsn, op * 2), black_box(entry), false);
+                }
+                black_box(w.pending_bytes());
+                w.discard_uncommitted();
+            });
+        });
+    }
+    for (name, fsync) in [
+        ("1000_entries_write_publish", false),
+        ("1000_entries_write_fsync_publish", true),
+    ] {
+        let path = dir.path().join(name);
+        let mut w = fresh_log(&path);
         // Each batch is one transaction at a fresh LSN, so offsets keep increasing across
         // iterations exactly as in the pipeline.
         let mut lsn = 1u64;
         g.bench_function(name, |b| {
-            b.iter(|| {
-                lsn += 1;
-                for op in 0..BATCH {
-                    w.append_entry(
-                        LogOffset::new(lsn, op * 2),
-                        black_box(entry),
-                        op + 1 == BATCH,
-                    );
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    if lsn.is_multiple_of(ROTATE_EVERY) {
+                        // Untimed: start a new file so the run neither fills the disk nor
+                        // measures the kernel throttling gigabytes of dirty pages.
+                        w = fresh_log(&path);
+                    }
+                    lsn += 1;
+                    let started = Instant::now();
+                    for op in 0..BATCH {
+                        let last = op + 1 == BATCH;
+                        w.append_entry(LogOffset::new(lsn, op * 2), black_box(entry), last);
+                    }
+                    let file = w.write_pending().expect("write").expect("pending bytes");
+                    if fsync {
+                        sync_files(std::slice::from_ref(&file)).expect("sync");
+                    }
+                    w.publish();
+                    timed += started.elapsed();
                 }
-                let file = w.write_pending().expect("write").expect("pending bytes");
-                if fsync {
-                    sync_files(std::slice::from_ref(&file)).expect("sync");
-                }
-                w.publish();
+                timed
             });
         });
     }

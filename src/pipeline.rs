@@ -62,6 +62,8 @@ pub enum PipelineError {
     Stream(#[from] pgwire_replication::PgWireError),
     #[error("replication stream ended")]
     Ended,
+    #[error("undecodable replication message")]
+    Decode(#[source] pgoutput::DecodeError),
 }
 
 struct BufferedTxn {
@@ -114,6 +116,7 @@ pub struct Pipeline {
     entries: Vec<OpenEntry>,
     /// Approximate log bytes produced since the last write-out (keeps this O(1) per change).
     unwritten: usize,
+    decode_error: Option<pgoutput::DecodeError>,
 }
 
 impl Pipeline {
@@ -131,6 +134,7 @@ impl Pipeline {
             candidates: Vec::new(),
             entries: Vec::new(),
             unwritten: 0,
+            decode_error: None,
         }
     }
 
@@ -188,7 +192,12 @@ impl Pipeline {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
                 ev = client.recv() => match ev? {
-                    Some(ev) => self.on_event(client, ev),
+                    Some(ev) => {
+                        self.on_event(client, ev);
+                        if let Some(e) = self.decode_error.take() {
+                            return Err(PipelineError::Decode(e));
+                        }
+                    }
                     None => return Err(PipelineError::Ended),
                 },
                 cmd = commands.recv(), if !in_txn => match cmd {
@@ -278,7 +287,10 @@ impl Pipeline {
         let msg = match pgoutput::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(error = %e, "undecodable pgoutput message skipped");
+                // Skipping it could lose a change: stop here, acknowledge nothing past it, and
+                // let the supervisor reconnect (Postgres resends from the acknowledged point).
+                tracing::error!(error = %e, "undecodable pgoutput message: restarting the stream");
+                self.decode_error = Some(e);
                 return;
             }
         };
@@ -291,21 +303,32 @@ impl Pipeline {
             // boundary cannot be computed: the table's shapes are invalidated, never guessed.
             LogicalMessage::Update(u) => match &u.old {
                 Some(old) => self.on_change(u.relation_oid, Some(old), Some(&u.new)),
-                None => self.invalidate_table(u.relation_oid, "an update without the old row"),
+                None => {
+                    self.count_change();
+                    self.invalidate_table(u.relation_oid, "an update without the old row");
+                }
             },
             LogicalMessage::Delete(d) => match &d.old {
                 Some(old) => self.on_change(d.relation_oid, Some(old), None),
-                None => self.invalidate_table(d.relation_oid, "a delete without the old row"),
+                None => {
+                    self.count_change();
+                    self.invalidate_table(d.relation_oid, "a delete without the old row");
+                }
             },
             LogicalMessage::Truncate(t) => {
                 for oid in t.relation_oids {
                     self.on_truncate(oid);
                 }
-                if let Some(txn) = &mut self.txn {
-                    txn.n += 1;
-                }
+                self.count_change();
             }
             LogicalMessage::Origin(_) | LogicalMessage::Type(_) | LogicalMessage::Message(_) => {}
+        }
+    }
+
+    /// Every change message takes an op position, whether or not a shape uses it.
+    fn count_change(&mut self) {
+        if let Some(txn) = &mut self.txn {
+            txn.n += 1;
         }
     }
 
@@ -342,9 +365,6 @@ impl Pipeline {
     }
 
     fn invalidate_table(&mut self, oid: u32, why: &str) {
-        if let Some(t) = self.txn.as_mut() {
-            t.n += 1;
-        }
         let ids = self.router.shapes_of(oid);
         if !ids.is_empty() {
             tracing::error!(
@@ -391,13 +411,14 @@ impl Pipeline {
             lsn: txn.lsn,
             xid: txn.xid,
         };
-        let bad_row = || tracing::error!(oid, "row with invalid UTF-8 or binary values skipped");
+        // A value that is not UTF-8 text cannot be served; rather than drop the change, the
+        // table's shapes are invalidated (clients resync from a fresh snapshot).
         let old_row = match old.map(|t| row_of(t, None)) {
-            Some(None) => return bad_row(),
+            Some(None) => return self.invalidate_table(oid, "a value that is not UTF-8 text"),
             o => o.flatten(),
         };
         let new_row = match new.map(|t| row_of(t, old_row.as_deref())) {
-            Some(None) => return bad_row(),
+            Some(None) => return self.invalidate_table(oid, "a value that is not UTF-8 text"),
             n => n.flatten(),
         };
         let change = match (&old_row, &new_row) {
