@@ -31,11 +31,24 @@ pub async fn ensure_publication(
     publication: &str,
 ) -> Result<bool, PublicationError> {
     match client
-        .batch_execute(&format!("CREATE PUBLICATION {}", quote_ident(publication)))
+        .batch_execute(&format!(
+            "CREATE PUBLICATION {} WITH (publish_via_partition_root = true)",
+            quote_ident(publication)
+        ))
         .await
     {
         Ok(()) => Ok(true),
-        Err(e) if sqlstate(&e) == Some("42710") => Ok(false),
+        Err(e) if sqlstate(&e) == Some("42710") => {
+            // Changes to partitions are published as their partitioned root, where shapes live.
+            let sql = format!(
+                "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+                quote_ident(publication)
+            );
+            if let Err(e) = client.batch_execute(&sql).await {
+                tracing::warn!(error = %e, "cannot set publish_via_partition_root on the publication");
+            }
+            Ok(false)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -61,15 +74,21 @@ pub async fn add_table(
         .await
         .map_err(wrap)?
         .is_some();
-    let full = client
-        .query_one(
-            "SELECT relreplident = 'f' FROM pg_class WHERE oid = $1",
+    // Old rows come from the published relation and its leaves: for a partitioned table the
+    // root and every partition need FULL.
+    let not_full: Vec<String> = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::oid) t \
+             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'f'",
             &[&table.oid],
         )
         .await
         .map_err(wrap)?
-        .get::<_, bool>(0);
-    if in_pub && full {
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if in_pub && not_full.is_empty() {
         return Ok(());
     }
     let mut sql = String::from("BEGIN; SET LOCAL lock_timeout = '5s'; ");
@@ -80,8 +99,8 @@ pub async fn add_table(
             quote_ident(publication)
         ));
     }
-    if !full {
-        sql.push_str(&format!("ALTER TABLE {name} REPLICA IDENTITY FULL; "));
+    for leaf in &not_full {
+        sql.push_str(&format!("ALTER TABLE {leaf} REPLICA IDENTITY FULL; "));
     }
     sql.push_str("COMMIT;");
     if let Err(e) = client.batch_execute(&sql).await {

@@ -1063,3 +1063,34 @@ async fn large_transactions_and_tables_without_a_primary_key() {
     assert!(!r.h("electric-schema").unwrap().contains("pk_index"));
     server.stop().await;
 }
+
+/// A shape on a partitioned table sees changes to every partition, keyed by the root table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_tables_route_partition_changes_to_the_root() {
+    let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE m (id int, region text, v int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE m_eu PARTITION OF m FOR VALUES IN ('eu');
+         CREATE TABLE m_us PARTITION OF m FOR VALUES IN ('us');
+         INSERT INTO m VALUES (1, 'eu', 1), (2, 'us', 2)",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = &server.base;
+    let mut f = Follower::new("table=m");
+    f.sync(base).await;
+    assert_eq!(f.rows.len(), 2);
+    pg.exec("INSERT INTO m VALUES (3, 'us', 3); UPDATE m SET v = 10 WHERE id = 1; DELETE FROM m WHERE id = 2").await;
+    let want = sorted(pg.rows("SELECT id::text, region, v::text FROM m").await);
+    f.until(base, "partitioned shape converges", |f| {
+        f.table(&["id", "region", "v"]) == want
+    })
+    .await;
+    assert!(
+        f.rows.contains_key(r#""public"."m"/"3"/"us""#),
+        "{:?}",
+        f.rows.keys()
+    );
+    server.stop().await;
+}
