@@ -65,6 +65,10 @@ pub async fn run(
         }
     };
     let url = PgUrl::parse(&database_url)?;
+    let query_url = match &config.pooled_database_url {
+        Some(u) => Some(PgUrl::parse(u)?),
+        None => None,
+    };
 
     let global = storage.read_global()?;
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
@@ -72,6 +76,7 @@ pub async fn run(
     let engine = Arc::new(Engine::new(
         config.clone(),
         url.clone(),
+        query_url,
         storage.clone(),
         registry,
         cmd_tx,

@@ -98,6 +98,8 @@ pub enum EngineError {
 pub struct Engine {
     pub config: Config,
     pub url: PgUrl,
+    /// Connection for snapshot and subset queries (`ELECTRIC_POOLED_DATABASE_URL`, else `url`).
+    pub query_url: PgUrl,
     pub storage: Storage,
     pub registry: Registry,
     /// The last commit LSN the pipeline made durable (`G` of http-protocol.md §8.3).
@@ -125,12 +127,14 @@ impl Engine {
     pub fn new(
         config: Config,
         url: PgUrl,
+        query_url: Option<PgUrl>,
         storage: Storage,
         registry: Registry,
         pipeline: mpsc::Sender<Command>,
     ) -> Engine {
         Engine {
             config,
+            query_url: query_url.unwrap_or_else(|| url.clone()),
             url,
             storage,
             registry,
@@ -330,7 +334,7 @@ impl Engine {
         self.registry.insert(shape.clone());
         tracing::info!(handle = %shape.handle, table = %shape.def.table.sql_name(), "shape created");
 
-        let url = self.url.clone();
+        let url = self.query_url.clone();
         let pipeline = self.pipeline.clone();
         let task_shape = shape.clone();
         tokio::spawn(async move {

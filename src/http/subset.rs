@@ -262,7 +262,7 @@ pub async fn serve(engine: &Engine, p: &ShapeParams, shape: &Shape, sub: Subset)
     };
     let mark: u32 = rand::random_range(0..(1u32 << 31));
     let result = snapshot::run_subset(
-        &engine.url,
+        &engine.query_url,
         def,
         extra.as_ref().map(WhereClause::sql),
         order_by.as_deref(),
