@@ -83,6 +83,10 @@ pub struct Cli {
     )]
     pub enable_integration_testing: String,
 
+    /// Total Postgres connections for queries (admin + snapshots).
+    #[arg(long, env = "ELECTRIC_DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: usize,
+
     /// Admission control: `{"initial": N, "existing": M}` concurrent requests.
     #[arg(
         long,
@@ -122,6 +126,8 @@ pub struct Config {
     pub cache_stale_age: u64,
     pub chunk_bytes_threshold: u64,
     pub enable_integration_testing: bool,
+    /// Concurrent snapshot/subset queries (the pool minus the admin share, as Electric splits it).
+    pub snapshot_connections: usize,
     /// Concurrent request caps (initial = no or unknown handle; existing = a known handle).
     pub max_initial_requests: usize,
     pub max_existing_requests: usize,
@@ -251,6 +257,10 @@ impl Cli {
                 "ELECTRIC_ENABLE_INTEGRATION_TESTING",
                 &self.enable_integration_testing,
             )?,
+            snapshot_connections: {
+                let admin = (self.db_pool_size / 4).clamp(1, 4);
+                self.db_pool_size.saturating_sub(admin).max(1)
+            },
             max_initial_requests,
             max_existing_requests,
             max_shapes,
@@ -278,6 +288,7 @@ impl Config {
             cache_stale_age: 300,
             chunk_bytes_threshold: 10 * 1024 * 1024,
             enable_integration_testing: true,
+            snapshot_connections: 16,
             max_initial_requests: 300,
             max_existing_requests: 10_000,
             max_shapes: None,

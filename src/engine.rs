@@ -114,6 +114,8 @@ pub struct Engine {
     tables: Mutex<HashMap<(String, String), CachedTable>>,
     /// Serialises creation so one definition never gets two handles.
     create_lock: tokio::sync::Mutex<()>,
+    /// Bounds concurrent snapshot and subset queries (the snapshot pool).
+    pub snapshot_slots: Arc<tokio::sync::Semaphore>,
     in_flight_initial: AtomicUsize,
     in_flight_existing: AtomicUsize,
 }
@@ -132,6 +134,7 @@ impl Engine {
         registry: Registry,
         pipeline: mpsc::Sender<Command>,
     ) -> Engine {
+        let snapshot_connections = config.snapshot_connections;
         Engine {
             config,
             query_url: query_url.unwrap_or_else(|| url.clone()),
@@ -145,6 +148,7 @@ impl Engine {
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
             in_flight_initial: AtomicUsize::new(0),
             in_flight_existing: AtomicUsize::new(0),
         }
@@ -337,7 +341,9 @@ impl Engine {
         let url = self.query_url.clone();
         let pipeline = self.pipeline.clone();
         let task_shape = shape.clone();
+        let slots = self.snapshot_slots.clone();
         tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let mut writer = writer;
             let cmd = match snapshot::run(&url, &task_shape.def, &mut writer).await {
                 Ok(snapshot) => Command::SnapshotDone {

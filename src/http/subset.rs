@@ -261,6 +261,7 @@ pub async fn serve(engine: &Engine, p: &ShapeParams, shape: &Shape, sub: Subset)
         },
     };
     let mark: u32 = rand::random_range(0..(1u32 << 31));
+    let _slot = engine.snapshot_slots.acquire().await;
     let result = snapshot::run_subset(
         &engine.query_url,
         def,
