@@ -78,7 +78,7 @@ pub async fn add_table(
     // root and every partition need FULL.
     let not_full: Vec<String> = client
         .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::oid) t \
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM (SELECT $1::oid AS relid UNION SELECT relid FROM pg_partition_tree($1::oid)) t \
              JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'f'",
             &[&table.oid],

@@ -1,35 +1,60 @@
 //! The routing index: which shapes may a row change affect?
 //!
-//! Per table, shapes whose where clause implies `col = const` (or an IN list, or an OR of such)
-//! are indexed by `(column, comparison type) → key → shapes`; a change costs one hash lookup
-//! per indexed `(column, type)` pair of its table, whatever the number of shapes. Shapes that
-//! cannot be indexed (or have no where clause) are kept in a residual list that every change of
-//! the table visits.
+//! Per table, each shape is registered under the index conditions its where clause implies
+//! (see `where_clause::index`), one structure per condition kind, so a change's cost does not
+//! grow with the number of shapes:
+//! * equality (`col = c`, `IN`, ORs): `(column, key type) → key → shapes`, one hash lookup
+//!   per indexed `(column, type)` of the table;
+//! * ranges (`< <= > >=`, `BETWEEN`): per `(column, key type)` a stabbing index of intervals
+//!   ([`stabbing::Intervals`]), O(log² n + matches) per lookup;
+//! * `LIKE 'prefix%'`: per column, prefix → shapes, one hash lookup per distinct prefix
+//!   length;
+//! * `IS NULL`: per column, the shapes to visit when the value is NULL.
+//!
+//! Shapes that cannot be indexed (or have no where clause) are kept in a residual list that
+//! every change of the table visits; their clauses are compiled once and only evaluated by
+//! the consumer.
 //!
 //! Invariant: the router may return extra shapes (each is re-checked by the full evaluator), it
 //! never misses one. A row value whose key cannot be computed routes to every shape indexed on
-//! that column.
+//! that `(column, key type)`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::where_clause::{IndexEntry, IndexKey, KeyType, index_key};
+use super::where_clause::{Condition, IndexEntry, IndexKey, KeyType, index_key, range_key};
 
 /// A shape's slot number in the pipeline.
 pub type ShapeId = u32;
 
 #[derive(Debug, Default)]
-struct KeyGroup {
+struct EqGroup {
     by_key: HashMap<IndexKey, Vec<ShapeId>>,
     /// Every shape in the group, for rows whose value does not parse to a key.
-    all: Vec<ShapeId>,
+    all: HashSet<ShapeId>,
+}
+
+#[derive(Debug, Default)]
+struct RangeGroup {
+    intervals: stabbing::Intervals,
+    all: HashSet<ShapeId>,
+}
+
+#[derive(Debug, Default)]
+struct PrefixGroup {
+    by_prefix: HashMap<String, Vec<ShapeId>>,
+    /// Distinct prefix byte lengths → number of prefixes of that length.
+    lengths: BTreeMap<usize, usize>,
 }
 
 #[derive(Debug, Default)]
 struct TableRoutes {
-    groups: HashMap<(usize, KeyType), KeyGroup>,
-    residual: Vec<ShapeId>,
-    /// Index entries each shape was registered with (to remove it again).
-    registered: HashMap<ShapeId, Option<Vec<IndexEntry>>>,
+    eq: HashMap<(usize, KeyType), EqGroup>,
+    ranges: HashMap<(usize, KeyType), RangeGroup>,
+    prefixes: HashMap<usize, PrefixGroup>,
+    nulls: HashMap<usize, HashSet<ShapeId>>,
+    residual: HashSet<ShapeId>,
+    /// Index entries each shape was registered with, and the serials of its intervals.
+    registered: HashMap<ShapeId, (Option<Vec<IndexEntry>>, Vec<u64>)>,
 }
 
 /// Routing index over all tables, keyed by relation oid.
@@ -44,25 +69,50 @@ impl Router {
     }
 
     /// Adds a shape on table `oid`. `entries` is the where clause's index condition
-    /// (`None` = not indexable, evaluate for every change).
+    /// (`None` = not indexable, evaluate for every change). Adding an id twice replaces it.
     pub fn add(&mut self, oid: u32, id: ShapeId, entries: Option<Vec<IndexEntry>>) {
+        self.remove(oid, id);
         let t = self.tables.entry(oid).or_default();
+        let mut serials = Vec::new();
         match &entries {
-            Some(es) if !es.is_empty() => {
+            // An empty list means "never matches": nothing to register but the shape itself.
+            Some(es) => {
                 for e in es {
-                    let g = t.groups.entry((e.column, e.key_type)).or_default();
-                    let v = g.by_key.entry(e.key.clone()).or_default();
-                    if !v.contains(&id) {
-                        v.push(id);
-                    }
-                    if !g.all.contains(&id) {
-                        g.all.push(id);
+                    match &e.cond {
+                        Condition::Eq(key) => {
+                            let g = t.eq.entry((e.column, e.key_type)).or_default();
+                            let v = g.by_key.entry(key.clone()).or_default();
+                            if !v.contains(&id) {
+                                v.push(id);
+                            }
+                            g.all.insert(id);
+                        }
+                        Condition::Range { lo, hi } => {
+                            let g = t.ranges.entry((e.column, e.key_type)).or_default();
+                            serials.push(g.intervals.insert(lo.clone(), hi.clone(), id));
+                            g.all.insert(id);
+                        }
+                        Condition::Prefix(p) => {
+                            let g = t.prefixes.entry(e.column).or_default();
+                            let v = g.by_prefix.entry(p.clone()).or_default();
+                            if v.is_empty() {
+                                *g.lengths.entry(p.len()).or_default() += 1;
+                            }
+                            if !v.contains(&id) {
+                                v.push(id);
+                            }
+                        }
+                        Condition::IsNull => {
+                            t.nulls.entry(e.column).or_default().insert(id);
+                        }
                     }
                 }
             }
-            _ => t.residual.push(id),
+            None => {
+                t.residual.insert(id);
+            }
         }
-        t.registered.insert(id, entries);
+        t.registered.insert(id, (entries, serials));
     }
 
     /// Removes a shape.
@@ -70,25 +120,66 @@ impl Router {
         let Some(t) = self.tables.get_mut(&oid) else {
             return;
         };
-        match t.registered.remove(&id) {
-            Some(Some(es)) if !es.is_empty() => {
-                for e in es {
-                    if let Some(g) = t.groups.get_mut(&(e.column, e.key_type)) {
-                        if let Some(v) = g.by_key.get_mut(&e.key) {
+        let Some((entries, serials)) = t.registered.remove(&id) else {
+            return;
+        };
+        t.residual.remove(&id);
+        let mut serials = serials.into_iter();
+        for e in entries.into_iter().flatten() {
+            match e.cond {
+                Condition::Eq(key) => {
+                    if let Some(g) = t.eq.get_mut(&(e.column, e.key_type)) {
+                        if let Some(v) = g.by_key.get_mut(&key) {
                             v.retain(|&s| s != id);
                             if v.is_empty() {
-                                g.by_key.remove(&e.key);
+                                g.by_key.remove(&key);
                             }
                         }
-                        g.all.retain(|&s| s != id);
+                        g.all.remove(&id);
                         if g.all.is_empty() {
-                            t.groups.remove(&(e.column, e.key_type));
+                            t.eq.remove(&(e.column, e.key_type));
+                        }
+                    }
+                }
+                Condition::Range { .. } => {
+                    if let Some(g) = t.ranges.get_mut(&(e.column, e.key_type)) {
+                        if let Some(serial) = serials.next() {
+                            g.intervals.remove(serial);
+                        }
+                        g.all.remove(&id);
+                        if g.all.is_empty() {
+                            t.ranges.remove(&(e.column, e.key_type));
+                        }
+                    }
+                }
+                Condition::Prefix(p) => {
+                    if let Some(g) = t.prefixes.get_mut(&e.column) {
+                        if let Some(v) = g.by_prefix.get_mut(&p) {
+                            v.retain(|&s| s != id);
+                            if v.is_empty() {
+                                g.by_prefix.remove(&p);
+                                if let Some(n) = g.lengths.get_mut(&p.len()) {
+                                    *n -= 1;
+                                    if *n == 0 {
+                                        g.lengths.remove(&p.len());
+                                    }
+                                }
+                            }
+                        }
+                        if g.by_prefix.is_empty() {
+                            t.prefixes.remove(&e.column);
+                        }
+                    }
+                }
+                Condition::IsNull => {
+                    if let Some(set) = t.nulls.get_mut(&e.column) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            t.nulls.remove(&e.column);
                         }
                     }
                 }
             }
-            Some(_) => t.residual.retain(|&s| s != id),
-            None => {}
         }
         if t.registered.is_empty() {
             self.tables.remove(&oid);
@@ -115,26 +206,274 @@ impl Router {
         let Some(t) = self.tables.get(&oid) else {
             return;
         };
-        out.extend_from_slice(&t.residual);
-        for (&(col, kt), g) in &t.groups {
-            for row in rows {
+        out.extend(&t.residual);
+        for row in rows {
+            let cell = |col: usize| row.get(col).copied().flatten();
+            for (&(col, kt), g) in &t.eq {
                 // NULL never equals a constant: no shape of this group can match on it.
-                let Some(Some(text)) = row.get(col) else {
-                    continue;
-                };
+                let Some(text) = cell(col) else { continue };
                 match index_key(kt, text) {
                     Some(k) => {
                         if let Some(v) = g.by_key.get(&k) {
                             out.extend_from_slice(v);
                         }
                     }
-                    None => out.extend_from_slice(&g.all),
+                    None => out.extend(&g.all),
+                }
+            }
+            for (&(col, kt), g) in &t.ranges {
+                let Some(text) = cell(col) else { continue };
+                match range_key(kt, text) {
+                    Some(k) => g.intervals.stab(&k, out),
+                    None => out.extend(&g.all),
+                }
+            }
+            for (&col, g) in &t.prefixes {
+                let Some(text) = cell(col) else { continue };
+                for &len in g.lengths.keys() {
+                    let Some(prefix) = text.get(..len) else {
+                        // Longer than the text (or not on a char boundary): no such prefix.
+                        continue;
+                    };
+                    if let Some(v) = g.by_prefix.get(prefix) {
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+            for (&col, set) in &t.nulls {
+                if row.get(col).is_some_and(Option::is_none) {
+                    out.extend(set);
                 }
             }
         }
         if out.len() > 1 {
             out.sort_unstable();
             out.dedup();
+        }
+    }
+}
+
+/// A dynamic stabbing index: which intervals `[lo, hi]` contain a point?
+///
+/// Static centered interval trees (O(log n + matches) per query) combined by the
+/// logarithmic method: an insert adds a one-interval tree and merges trees of similar size,
+/// so there are O(log n) trees and each interval is rebuilt O(log n) times. Removal marks the
+/// interval's serial dead; when the dead outnumber the live, everything is rebuilt.
+mod stabbing {
+    use std::collections::HashSet;
+
+    use super::ShapeId;
+    use crate::shape::where_clause::RangeKey;
+
+    #[derive(Debug, Clone)]
+    struct Interval {
+        lo: RangeKey,
+        hi: RangeKey,
+        id: ShapeId,
+        serial: u64,
+    }
+
+    #[derive(Debug)]
+    struct Node {
+        center: RangeKey,
+        /// Intervals containing `center`, by ascending `lo`.
+        by_lo: Vec<usize>,
+        /// The same, by descending `hi`.
+        by_hi: Vec<usize>,
+        left: Option<usize>,
+        right: Option<usize>,
+    }
+
+    #[derive(Debug)]
+    struct Tree {
+        items: Vec<Interval>,
+        nodes: Vec<Node>,
+        root: Option<usize>,
+    }
+
+    impl Tree {
+        fn build(items: Vec<Interval>) -> Tree {
+            let mut tree = Tree {
+                items,
+                nodes: Vec::new(),
+                root: None,
+            };
+            let all: Vec<usize> = (0..tree.items.len()).collect();
+            tree.root = tree.build_node(all);
+            tree
+        }
+
+        fn build_node(&mut self, idx: Vec<usize>) -> Option<usize> {
+            if idx.is_empty() {
+                return None;
+            }
+            let mut endpoints: Vec<&RangeKey> = idx
+                .iter()
+                .flat_map(|&i| [&self.items[i].lo, &self.items[i].hi])
+                .collect();
+            let mid = endpoints.len() / 2;
+            let center = endpoints.select_nth_unstable(mid).1.clone();
+            let (mut here, mut left, mut right) = (Vec::new(), Vec::new(), Vec::new());
+            for i in idx {
+                let it = &self.items[i];
+                if it.hi < center {
+                    left.push(i);
+                } else if it.lo > center {
+                    right.push(i);
+                } else {
+                    here.push(i);
+                }
+            }
+            let mut by_lo = here.clone();
+            by_lo.sort_by(|&a, &b| self.items[a].lo.cmp(&self.items[b].lo));
+            let mut by_hi = here;
+            by_hi.sort_by(|&a, &b| self.items[b].hi.cmp(&self.items[a].hi));
+            let left = self.build_node(left);
+            let right = self.build_node(right);
+            self.nodes.push(Node {
+                center,
+                by_lo,
+                by_hi,
+                left,
+                right,
+            });
+            Some(self.nodes.len() - 1)
+        }
+
+        fn stab(&self, x: &RangeKey, dead: &HashSet<u64>, out: &mut Vec<ShapeId>) {
+            let mut cursor = self.root;
+            while let Some(n) = cursor {
+                let node = &self.nodes[n];
+                let mut emit = |i: usize| {
+                    let it = &self.items[i];
+                    if dead.is_empty() || !dead.contains(&it.serial) {
+                        out.push(it.id);
+                    }
+                };
+                match x.cmp(&node.center) {
+                    std::cmp::Ordering::Less => {
+                        for &i in &node.by_lo {
+                            if self.items[i].lo > *x {
+                                break;
+                            }
+                            emit(i);
+                        }
+                        cursor = node.left;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        for &i in &node.by_hi {
+                            if self.items[i].hi < *x {
+                                break;
+                            }
+                            emit(i);
+                        }
+                        cursor = node.right;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        node.by_lo.iter().for_each(|&i| emit(i));
+                        cursor = None;
+                    }
+                }
+            }
+        }
+    }
+
+    #[derive(Debug, Default)]
+    pub(super) struct Intervals {
+        /// Sizes decrease along the vector (by at least half each step).
+        trees: Vec<Tree>,
+        dead: HashSet<u64>,
+        live: usize,
+        next_serial: u64,
+    }
+
+    impl Intervals {
+        /// Adds `[lo, hi]` for `id`; returns the serial to remove it with.
+        pub fn insert(&mut self, lo: RangeKey, hi: RangeKey, id: ShapeId) -> u64 {
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            self.live += 1;
+            let mut carry = vec![Interval { lo, hi, id, serial }];
+            while let Some(last) = self.trees.last() {
+                if last.items.len() > carry.len() * 2 {
+                    break;
+                }
+                if let Some(t) = self.trees.pop() {
+                    carry.extend(t.items);
+                }
+            }
+            carry.retain(|it| !self.dead.contains(&it.serial));
+            self.trees.push(Tree::build(carry));
+            serial
+        }
+
+        pub fn remove(&mut self, serial: u64) {
+            if serial >= self.next_serial || !self.dead.insert(serial) {
+                return;
+            }
+            self.live = self.live.saturating_sub(1);
+            if self.dead.len() > self.live.max(32) {
+                let items: Vec<Interval> = self
+                    .trees
+                    .drain(..)
+                    .flat_map(|t| t.items)
+                    .filter(|it| !self.dead.contains(&it.serial))
+                    .collect();
+                self.dead.clear();
+                if !items.is_empty() {
+                    self.trees.push(Tree::build(items));
+                }
+            }
+        }
+
+        /// Appends the ids of the live intervals containing `x`.
+        pub fn stab(&self, x: &RangeKey, out: &mut Vec<ShapeId>) {
+            for t in &self.trees {
+                t.stab(x, &self.dead, out);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn stabbing_equals_brute_force(
+                intervals in prop::collection::vec((0i64..50, 0i64..50), 0..200),
+                removals in prop::collection::vec(any::<prop::sample::Index>(), 0..100),
+                points in prop::collection::vec(-1i64..52, 1..20),
+            ) {
+                let mut index = Intervals::default();
+                let mut live = Vec::new();
+                for (i, (a, b)) in intervals.iter().enumerate() {
+                    let (lo, hi) = (RangeKey::Num(*a.min(b)), RangeKey::Num(*a.max(b)));
+                    let id = u32::try_from(i).unwrap();
+                    let serial = index.insert(lo.clone(), hi.clone(), id);
+                    live.push(Some((lo, hi, id, serial)));
+                }
+                for r in removals {
+                    if live.is_empty() { break; }
+                    let k = r.index(live.len());
+                    if let Some((_, _, _, serial)) = live[k].take() {
+                        index.remove(serial);
+                    }
+                }
+                for p in points {
+                    let x = RangeKey::Num(p);
+                    let mut got = Vec::new();
+                    index.stab(&x, &mut got);
+                    got.sort_unstable();
+                    let mut want: Vec<u32> = live.iter().flatten()
+                        .filter(|(lo, hi, _, _)| *lo <= x && x <= *hi)
+                        .map(|(_, _, id, _)| *id).collect();
+                    want.sort_unstable();
+                    prop_assert_eq!(got, want);
+                }
+            }
         }
     }
 }
@@ -172,6 +511,13 @@ mod tests {
             (0i32..6, 0i32..6).prop_map(|(a, b)| format!("tenant = {a} OR score = {b}")),
             (0i32..6).prop_map(|k| format!("tenant = {k} AND title LIKE 'a%'")),
             (0i32..6).prop_map(|k| format!("tenant > {k}")),
+            (0i32..6).prop_map(|k| format!("{k} >= tenant")),
+            (0i32..6, 0i32..6).prop_map(|(a, b)| format!("tenant BETWEEN {a} AND {b}")),
+            (0i32..6, 0i32..6).prop_map(|(a, b)| format!("score > {a} AND score < {b}")),
+            (0i32..6).prop_map(|k| format!("score <= {k}.5 OR tenant IS NULL")),
+            prop::sample::select(vec!["a%", "ab%", "b_", "%a", "a"])
+                .prop_map(|p| format!("title LIKE '{p}'")),
+            (0i32..6).prop_map(|k| format!("title >= 'a' AND tenant < {k}")),
             Just("title IS NULL".to_owned()),
         ]
     }

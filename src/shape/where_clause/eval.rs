@@ -6,11 +6,16 @@
 //!   (casts applied to a column are fused into its read, see [`ColumnRead`]).
 //! * Evaluation follows PG's three-valued logic: strict operators give NULL on a NULL input;
 //!   AND/OR short-circuit left to right like PG's executor; `IN` is an OR of `=`.
-//! * Evaluation does not allocate on success paths: row text is borrowed.
+//! * Comparisons and column reads do not allocate: row text is borrowed. Only computed
+//!   values (numeric arithmetic, `lower`/`upper`, `||`, `concat`) allocate.
+//! * Evaluation errors are PG's runtime errors (overflow, division by zero, bad input): the
+//!   row is then not included.
 //! * Tree depth is bounded by the parser, so the recursion here is bounded too.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use super::arith::{self, ArithOp, NumKind};
 use super::like;
 use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, Value, parse_as, parse_bool};
@@ -27,6 +32,16 @@ pub enum EvalError {
     LikeEscape,
     #[error("internal error: operands of different types")]
     TypeMismatch,
+    #[error("{type_name} out of range")]
+    OutOfRange { type_name: &'static str },
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("value out of range: overflow")]
+    FloatOverflow,
+    #[error("value out of range: underflow")]
+    FloatUnderflow,
+    #[error("value overflows numeric format")]
+    NumericOverflow,
 }
 
 /// A text transformation applied to the raw column text before its input function.
@@ -253,6 +268,51 @@ pub(super) enum Node {
         text: Box<Node>,
         pattern: Box<Node>,
     },
+    /// Binary arithmetic; both operands have type `kind`, and so has the result.
+    Arith {
+        op: ArithOp,
+        kind: NumKind,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// Unary minus.
+    Neg {
+        kind: NumKind,
+        arg: Box<Node>,
+    },
+    /// Bitwise NOT (`~`).
+    BitNot {
+        kind: NumKind,
+        arg: Box<Node>,
+    },
+    /// A numeric-ladder cast of a computed value (column casts are fused into the read).
+    Convert {
+        from: NumKind,
+        to: NumKind,
+        arg: Box<Node>,
+    },
+    /// date → timestamp (midnight) of a computed value.
+    DateToTimestamp(Box<Node>),
+    /// `text || text` (strict).
+    TextCat {
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `coalesce(...)`: first non-NULL argument, later ones not evaluated.
+    Coalesce(Vec<Node>),
+    /// `greatest(...)` / `least(...)`: NULLs ignored.
+    Extreme {
+        greatest: bool,
+        cmp: CmpType,
+        args: Vec<Node>,
+    },
+    /// `concat(...)`: NULLs skipped.
+    Concat(Vec<Node>),
+    /// `lower`/`upper` under the "C" collation (ASCII letters only; the SQL pins it).
+    CaseMap {
+        upper: bool,
+        arg: Box<Node>,
+    },
 }
 
 fn as_bool(v: Value<'_>) -> Result<Option<bool>, EvalError> {
@@ -378,66 +438,161 @@ impl Node {
                 match (t, p) {
                     (_, Value::Null) => Value::Null,
                     (Value::Text(t), Value::Text(p)) => {
-                        let m = like::like(t, p, *case_insensitive)
+                        let m = like::like(&t, &p, *case_insensitive)
                             .map_err(|_| EvalError::LikeEscape)?;
                         Value::Bool(m != *negated)
                     }
                     _ => return Err(EvalError::TypeMismatch),
                 }
             }
-        })
-    }
-
-    pub fn collect_columns(&self, out: &mut Vec<usize>) {
-        match self {
-            Node::Const(_) => {}
-            Node::Column(read) => out.push(read.index),
-            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => {
-                arg.collect_columns(out)
-            }
-            Node::And(args) | Node::Or(args) => args.iter().for_each(|a| a.collect_columns(out)),
-            Node::Cmp { left, right, .. } | Node::Distinct { left, right, .. } => {
-                left.collect_columns(out);
-                right.collect_columns(out);
-            }
-            Node::In { lhs, items, .. } => {
-                lhs.collect_columns(out);
-                items.iter().for_each(|a| a.collect_columns(out));
-            }
-            Node::Like { text, pattern, .. } => {
-                text.collect_columns(out);
-                pattern.collect_columns(out);
-            }
-        }
-    }
-
-    pub fn has_text_ordering(&self) -> bool {
-        match self {
-            Node::Const(_) | Node::Column(_) => false,
-            Node::Cmp {
+            Node::Arith {
                 op,
-                cmp,
+                kind,
                 left,
                 right,
             } => {
-                (op.is_ordering() && cmp.is_textual())
-                    || left.has_text_ordering()
-                    || right.has_text_ordering()
+                let l = left.eval(row)?;
+                if matches!(l, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let r = right.eval(row)?;
+                if matches!(r, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                arith::apply(*op, *kind, &l, &r)?
             }
-            Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => {
-                arg.has_text_ordering()
+            Node::Neg { kind, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::negate(*kind, &v)?,
+            },
+            Node::BitNot { kind, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::bit_not(*kind, &v)?,
+            },
+            Node::Convert { from, to, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::convert(*from, *to, &v)?,
+            },
+            Node::DateToTimestamp(arg) => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Date(d) => Value::Timestamp(super::values::date_to_timestamp(d)?),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+            Node::TextCat { left, right } => {
+                let l = left.eval(row)?;
+                let r = right.eval(row)?;
+                match (l, r) {
+                    (Value::Null, _) | (_, Value::Null) => Value::Null,
+                    (Value::Text(a), Value::Text(b)) => Value::Text(Cow::Owned(format!("{a}{b}"))),
+                    _ => return Err(EvalError::TypeMismatch),
+                }
             }
-            Node::And(args) | Node::Or(args) => args.iter().any(Node::has_text_ordering),
-            Node::Distinct { left, right, .. } => {
-                left.has_text_ordering() || right.has_text_ordering()
+            Node::Coalesce(args) => {
+                for arg in args {
+                    let v = arg.eval(row)?;
+                    if !matches!(v, Value::Null) {
+                        return Ok(v);
+                    }
+                }
+                Value::Null
             }
-            Node::In { lhs, items, .. } => {
-                lhs.has_text_ordering() || items.iter().any(Node::has_text_ordering)
+            Node::Extreme {
+                greatest,
+                cmp,
+                args,
+            } => {
+                let mut best = Value::Null;
+                for arg in args {
+                    let v = arg.eval(row)?;
+                    if matches!(v, Value::Null) {
+                        continue;
+                    }
+                    let better = match &best {
+                        Value::Null => true,
+                        b => {
+                            let o = super::values::compare(&v, b, *cmp)
+                                .ok_or(EvalError::TypeMismatch)?;
+                            if *greatest {
+                                o == Ordering::Greater
+                            } else {
+                                o == Ordering::Less
+                            }
+                        }
+                    };
+                    if better {
+                        best = v;
+                    }
+                }
+                best
             }
-            Node::Like { text, pattern, .. } => {
-                text.has_text_ordering() || pattern.has_text_ordering()
+            Node::Concat(args) => {
+                let mut out = String::new();
+                for arg in args {
+                    match arg.eval(row)? {
+                        Value::Null => {}
+                        Value::Text(t) => out.push_str(&t),
+                        _ => return Err(EvalError::TypeMismatch),
+                    }
+                }
+                Value::Text(Cow::Owned(out))
             }
+            Node::CaseMap { upper, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Text(t) => Value::Text(Cow::Owned(if *upper {
+                    t.to_ascii_uppercase()
+                } else {
+                    t.to_ascii_lowercase()
+                })),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+        })
+    }
+
+    /// The direct operands of this node.
+    pub fn children(&self) -> Vec<&Node> {
+        match self {
+            Node::Const(_) | Node::Column(_) => Vec::new(),
+            Node::Not(arg)
+            | Node::IsNull { arg, .. }
+            | Node::BoolTest { arg, .. }
+            | Node::Neg { arg, .. }
+            | Node::BitNot { arg, .. }
+            | Node::Convert { arg, .. }
+            | Node::DateToTimestamp(arg)
+            | Node::CaseMap { arg, .. } => vec![arg],
+            Node::And(args)
+            | Node::Or(args)
+            | Node::Coalesce(args)
+            | Node::Extreme { args, .. }
+            | Node::Concat(args) => args.iter().collect(),
+            Node::Cmp { left, right, .. }
+            | Node::Distinct { left, right, .. }
+            | Node::Arith { left, right, .. }
+            | Node::TextCat { left, right } => vec![left, right],
+            Node::Like { text, pattern, .. } => vec![text, pattern],
+            Node::In { lhs, items, .. } => std::iter::once(lhs.as_ref()).chain(items).collect(),
         }
+    }
+
+    pub fn collect_columns(&self, out: &mut Vec<usize>) {
+        if let Node::Column(read) = self {
+            out.push(read.index);
+        }
+        for child in self.children() {
+            child.collect_columns(out);
+        }
+    }
+
+    /// Whether evaluating the node depends on the text collation (text ordering or case
+    /// mapping), which the SQL pins to "C".
+    pub fn has_text_ordering(&self) -> bool {
+        let own = match self {
+            Node::Cmp { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
+            Node::Extreme { cmp, .. } => cmp.is_textual(),
+            Node::CaseMap { .. } => true,
+            _ => false,
+        };
+        own || self.children().into_iter().any(Node::has_text_ordering)
     }
 
     pub fn as_const(&self) -> Option<&Const> {

@@ -1,10 +1,16 @@
-//! Routing keys: the equality conditions a router can index a shape under.
+//! Routing keys: the conditions a router can index a shape under.
 //!
 //! Invariant (the router's safety): [`entries`] returns a *necessary* condition. If the
-//! clause is TRUE for a row, then for at least one entry `e`,
-//! `index_key(e.key_type, row[e.column]) == Some(e.key)`. It may over-approximate, never miss.
+//! clause is TRUE for a row, then at least one entry `e` has
+//! `e.may_match(row[e.column])`. It may over-approximate, never miss.
 //!
-//! This holds because an entry is only produced for `column = constant` (or `IN`) where the
+//! Conditions: equality (`col = c`, `IN`, OR of those), ranges (`< <= > >=`, `BETWEEN`,
+//! intersected within an AND) on numbers, dates, times and text, `LIKE 'prefix…'`, and
+//! `IS NULL`. Range keys ([`RangeKey`]) are order-preserving images of the values: exact for
+//! integers, floats, dates, times and text; numeric goes through `f64`, whose rounding is
+//! monotone, so numeric bounds are always made inclusive (an over-approximation).
+//!
+//! Equality entries are only produced for `column = constant` (or `IN`) where the
 //! column read is a plain parse of the row text (`KeyType` says which parse), and keys are
 //! canonical in the comparison type: two values compare equal under PG's `=` iff their keys
 //! are equal (float -0 = 0 and one NaN, numeric without trailing zeros, timestamptz as UTC
@@ -13,7 +19,7 @@
 
 use std::collections::HashSet;
 
-use super::eval::{ColumnRead, Const, Node, Post, TextPre};
+use super::eval::{CmpOp, ColumnRead, Const, Node, Post, TextPre};
 use super::types::{CmpType, SqlType};
 use super::values::{
     OwnedValue, parse_bool, parse_date, parse_float4, parse_float8, parse_int, parse_numeric,
@@ -62,11 +68,114 @@ pub enum IndexKey {
     Timestamp(i64),
 }
 
+/// An order-preserving key for range conditions. `Min`/`Max` are the open ends.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum RangeKey {
+    Min,
+    Num(i64),
+    Text(String),
+    Max,
+}
+
+/// What a shape requires of one column.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Condition {
+    /// `index_key(key_type, value) == key`.
+    Eq(IndexKey),
+    /// `lo <= range_key(key_type, value) <= hi` (bounds inclusive: strict bounds are widened).
+    Range { lo: RangeKey, hi: RangeKey },
+    /// The raw value text starts with this (bytewise).
+    Prefix(String),
+    /// The value is NULL (`key_type` is then irrelevant).
+    IsNull,
+}
+
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct IndexEntry {
     pub column: usize,
     pub key_type: KeyType,
-    pub key: IndexKey,
+    pub cond: Condition,
+}
+
+impl IndexEntry {
+    /// The equality key, for equality entries.
+    pub fn eq_key(&self) -> Option<&IndexKey> {
+        match &self.cond {
+            Condition::Eq(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether a row whose column holds `value` may satisfy this entry (a value that does
+    /// not decode may).
+    pub fn may_match(&self, value: Option<&str>) -> bool {
+        let Some(text) = value else {
+            return self.cond == Condition::IsNull;
+        };
+        match &self.cond {
+            Condition::IsNull => false,
+            Condition::Eq(key) => index_key(self.key_type, text).is_none_or(|k| k == *key),
+            Condition::Range { lo, hi } => {
+                range_key(self.key_type, text).is_none_or(|k| *lo <= k && k <= *hi)
+            }
+            Condition::Prefix(p) => text.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// Order-preserving image of an f64 (PG order: -0 = 0, NaN above everything).
+fn float_range_key(f: f64) -> RangeKey {
+    let f = if f == 0.0 { 0.0 } else { f };
+    if f.is_nan() {
+        return RangeKey::Num(i64::MAX);
+    }
+    let bits = i64::from_ne_bytes(f.to_bits().to_ne_bytes());
+    let ordered = if bits < 0 { bits ^ i64::MAX } else { bits };
+    // +Infinity's image is below i64::MAX, which is reserved for NaN.
+    RangeKey::Num(ordered)
+}
+
+fn numeric_range_key(n: &super::values::NumOwned) -> RangeKey {
+    use super::values::NumOwned;
+    match n {
+        NumOwned::NaN => float_range_key(f64::NAN),
+        NumOwned::PosInf => float_range_key(f64::INFINITY),
+        NumOwned::NegInf => float_range_key(f64::NEG_INFINITY),
+        finite => float_range_key(finite.canonical_text().parse::<f64>().unwrap_or(f64::NAN)),
+    }
+}
+
+/// The range key of a row value; `None` when the text does not parse, or the type has no
+/// range keys.
+pub fn range_key(key_type: KeyType, column_text: &str) -> Option<RangeKey> {
+    let t = column_text;
+    Some(match key_type {
+        KeyType::Int => RangeKey::Num(parse_int(t, i64::MIN, i64::MAX)?),
+        KeyType::Float4 => float_range_key(parse_float4(t)?),
+        KeyType::Float8 => float_range_key(parse_float8(t)?),
+        KeyType::Numeric => numeric_range_key(&parse_numeric(t)?.to_owned_num()),
+        KeyType::Text => RangeKey::Text(t.to_owned()),
+        KeyType::Bpchar => RangeKey::Text(strip_bpchar(t).to_owned()),
+        KeyType::Date => RangeKey::Num(parse_date(t)?),
+        KeyType::Time => RangeKey::Num(parse_time(t)?),
+        KeyType::Timestamp => RangeKey::Num(parse_timestamp(t, false)?),
+        KeyType::Timestamptz => RangeKey::Num(parse_timestamp(t, true)?),
+        KeyType::Bool | KeyType::Uuid | KeyType::Enum => return None,
+    })
+}
+
+fn const_range_key(c: &Const, cmp: CmpType) -> Option<RangeKey> {
+    Some(match c.value.as_ref()? {
+        OwnedValue::Int(i) => RangeKey::Num(*i),
+        OwnedValue::Float(f) => float_range_key(*f),
+        OwnedValue::Numeric(n) => numeric_range_key(n),
+        OwnedValue::Text(t) if cmp == CmpType::Bpchar => RangeKey::Text(strip_bpchar(t).to_owned()),
+        OwnedValue::Text(t) => RangeKey::Text(t.to_string()),
+        OwnedValue::Date(d) => RangeKey::Num(*d),
+        OwnedValue::Time(t) => RangeKey::Num(*t),
+        OwnedValue::Timestamp(t) => RangeKey::Num(*t),
+        _ => return None,
+    })
 }
 
 fn float_key(f: f64) -> IndexKey {
@@ -181,12 +290,77 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                     .map(|key| IndexEntry {
                         column: read.index,
                         key_type,
-                        key,
+                        cond: Condition::Eq(key),
                     })
                     .into_iter()
                     .collect(),
             )
         }
+        Node::Cmp {
+            op,
+            cmp,
+            left,
+            right,
+        } if op.is_ordering() => {
+            let (read, c) = column_const(left, right)?;
+            let key_type = key_type(read, *cmp)?;
+            let Some(key) = const_range_key(c, *cmp) else {
+                // NULL constant: never TRUE. Other types: not indexable.
+                return c.value.is_none().then(Vec::new);
+            };
+            // `col op c`, or `c op col` (mirrored).
+            let column_on_left = matches!(left.as_ref(), Node::Column(_));
+            let lower_bound = matches!(
+                (op, column_on_left),
+                (CmpOp::Gt | CmpOp::Ge, true) | (CmpOp::Lt | CmpOp::Le, false)
+            );
+            let (lo, hi) = if lower_bound {
+                (key, RangeKey::Max)
+            } else {
+                (RangeKey::Min, key)
+            };
+            Some(vec![IndexEntry {
+                column: read.index,
+                key_type,
+                cond: Condition::Range { lo, hi },
+            }])
+        }
+        Node::Like {
+            negated: false,
+            case_insensitive: false,
+            text,
+            pattern,
+        } => {
+            let Node::Column(read) = text.as_ref() else {
+                return None;
+            };
+            if read.pre != TextPre::Identity || read.post != Post::None || !read.parse.is_string() {
+                return None;
+            }
+            let Some(OwnedValue::Text(p)) = &pattern.as_const()?.value else {
+                return pattern.as_const()?.value.is_none().then(Vec::new);
+            };
+            let prefix = like_prefix(p);
+            if prefix.is_empty() {
+                return None;
+            }
+            Some(vec![IndexEntry {
+                column: read.index,
+                key_type: KeyType::Text,
+                cond: Condition::Prefix(prefix),
+            }])
+        }
+        Node::IsNull {
+            negated: false,
+            arg,
+        } => match arg.as_ref() {
+            Node::Column(read) => Some(vec![IndexEntry {
+                column: read.index,
+                key_type: KeyType::Text,
+                cond: Condition::IsNull,
+            }]),
+            _ => None,
+        },
         Node::In { cmp, lhs, items } => {
             let Node::Column(read) = lhs.as_ref() else {
                 return None;
@@ -199,13 +373,22 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                     out.push(IndexEntry {
                         column: read.index,
                         key_type,
-                        key,
+                        cond: Condition::Eq(key),
                     });
                 }
             }
             Some(out)
         }
-        Node::And(args) => args.iter().filter_map(collect).min_by_key(Vec::len),
+        Node::And(args) => {
+            let found: Vec<Vec<IndexEntry>> = args.iter().filter_map(collect).collect();
+            // Prefer equality (hash lookups) over ranges and prefixes, then fewer entries.
+            let rank = |es: &Vec<IndexEntry>| {
+                let non_eq = es.iter().any(|e| !matches!(e.cond, Condition::Eq(_)));
+                (non_eq, es.len())
+            };
+            let best = found.iter().min_by_key(|es| rank(es))?.clone();
+            Some(intersect_ranges(best, &found))
+        }
         Node::Or(args) => {
             let mut out = Vec::new();
             for arg in args {
@@ -215,4 +398,57 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
         }
         _ => None,
     }
+}
+
+/// Narrows a single range entry by the other single-range conditions of an AND on the same
+/// column and key type (`x >= a AND x <= b` becomes one interval).
+fn intersect_ranges(best: Vec<IndexEntry>, siblings: &[Vec<IndexEntry>]) -> Vec<IndexEntry> {
+    let [entry] = best.as_slice() else {
+        return best;
+    };
+    let Condition::Range { lo, hi } = &entry.cond else {
+        return best;
+    };
+    let (mut lo, mut hi) = (lo.clone(), hi.clone());
+    for sibling in siblings {
+        if let [
+            IndexEntry {
+                column,
+                key_type,
+                cond: Condition::Range { lo: l, hi: h },
+            },
+        ] = sibling.as_slice()
+            && *column == entry.column
+            && *key_type == entry.key_type
+        {
+            lo = lo.max(l.clone());
+            hi = hi.min(h.clone());
+        }
+    }
+    if lo > hi {
+        // Contradictory bounds: the AND can never be TRUE.
+        return Vec::new();
+    }
+    vec![IndexEntry {
+        column: entry.column,
+        key_type: entry.key_type,
+        cond: Condition::Range { lo, hi },
+    }]
+}
+
+/// The literal text every match of a LIKE pattern starts with (up to the first wildcard).
+fn like_prefix(pattern: &str) -> String {
+    let mut out = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' | '_' => break,
+            '\\' => match chars.next() {
+                Some(escaped) => out.push(escaped),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -21,10 +21,11 @@
 //!   Postgres evaluates exactly the expression we evaluate. It is also the shape identity.
 //! * The routing index is a pre-filter that **may over-approximate but never miss**: if
 //!   `matches(row)` then some entry `e` of `index_entries()` has
-//!   `index_key(e.key_type, row[e.column]) == Some(e.key)`. Keys are canonical in the
+//!   `e.may_match(row[e.column])` (equality, range, LIKE prefix or IS NULL). Keys are canonical in the
 //!   comparison type chosen by overload resolution (`score = 1` on float8 matches `1.0`,
 //!   numeric `5` matches `5.00`, `int4col = 1.5` can never match).
 
+mod arith;
 mod eval;
 mod index;
 mod like;
@@ -37,7 +38,7 @@ mod values;
 mod tests;
 
 pub use eval::EvalError;
-pub use index::{IndexEntry, IndexKey, KeyType, index_key};
+pub use index::{Condition, IndexEntry, IndexKey, KeyType, RangeKey, index_key, range_key};
 
 use eval::Node;
 

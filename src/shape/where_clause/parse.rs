@@ -22,6 +22,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
+use super::arith::{ArithOp, NumKind};
 use super::eval::{BoolTest, CmpOp, ColumnRead, Const, Node, Post, TextPre};
 use super::like;
 use super::types::{CmpType, SqlType};
@@ -674,14 +675,7 @@ impl Converter<'_> {
                 let arg = self.literal(&ts.value.value, e, loc)?;
                 self.cast(arg, &target, true, loc)
             }
-            Expr::Function(f) => {
-                let name = f.name.to_string().to_lowercase();
-                let arity = match &f.args {
-                    FunctionArguments::List(list) => list.args.len(),
-                    _ => 0,
-                };
-                Err(self.unsupported(e, format!("unknown or unsupported function {name}/{arity}")))
-            }
+            Expr::Function(f) => self.function(f, e, d, loc),
             Expr::InSubquery { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
                 Err(self.unsupported(e, "subqueries are not supported yet"))
             }
@@ -803,6 +797,7 @@ impl Converter<'_> {
         })
     }
 
+    #[inline(never)]
     fn unary(
         &mut self,
         op: &UnaryOperator,
@@ -853,16 +848,47 @@ impl Converter<'_> {
                             loc,
                         })
                     }
-                    _ => Err(self.unsupported(
-                        e,
-                        format!("unary operator {op} is only supported on numeric constants yet"),
-                    )),
+                    other => {
+                        let kind = num_kind(&other.ty())
+                            .ok_or(WhereError::NoOperatorOverload { location: loc })?;
+                        let Typed::Node { node, ty, .. } = other else {
+                            return Err(WhereError::NoOperatorOverload { location: loc });
+                        };
+                        if !negate {
+                            return Ok(Typed::Node { node, ty, loc });
+                        }
+                        fold_value(
+                            Node::Neg {
+                                kind,
+                                arg: Box::new(node),
+                            },
+                            ty,
+                            loc,
+                        )
+                    }
                 }
+            }
+            UnaryOperator::PGBitwiseNot => {
+                let arg = self.convert(x, d)?;
+                let ty = arg.ty();
+                let kind = num_kind(&ty)
+                    .filter(|k| k.is_int())
+                    .ok_or(WhereError::NoOperatorOverload { location: loc })?;
+                let node = self.coerce(arg, &ty, loc)?;
+                fold_value(
+                    Node::BitNot {
+                        kind,
+                        arg: Box::new(node),
+                    },
+                    ty,
+                    loc,
+                )
             }
             other => Err(self.unsupported(e, format!("unknown unary operator {other}"))),
         }
     }
 
+    #[inline(never)]
     fn binary(
         &mut self,
         op: &BinaryOperator,
@@ -891,6 +917,9 @@ impl Converter<'_> {
             let l = self.convert(left, d)?;
             let r = self.convert(right, d)?;
             return self.like(l, r, negated, case_insensitive, loc);
+        }
+        if let Some(result) = self.value_operator(op, left, right, d, loc) {
+            return result;
         }
         if is_catalogue_operator(op) {
             Err(self.unsupported(e, format!("binary operator {op} is not supported yet")))
@@ -926,6 +955,254 @@ impl Converter<'_> {
             args.push(self.coerce_bool(typed, word)?);
         }
         Ok(junction_node(is_and, args, loc))
+    }
+
+    /// Arithmetic and `||`; `None` if `op` is not one of them.
+    #[inline(never)]
+    fn value_operator(
+        &mut self,
+        op: &BinaryOperator,
+        left: &Expr,
+        right: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Option<Result<Typed, WhereError>> {
+        let arith = match op {
+            BinaryOperator::Plus => Some(ArithOp::Add),
+            BinaryOperator::Minus => Some(ArithOp::Sub),
+            BinaryOperator::Multiply => Some(ArithOp::Mul),
+            BinaryOperator::Divide => Some(ArithOp::Div),
+            BinaryOperator::BitwiseAnd => Some(ArithOp::BitAnd),
+            BinaryOperator::BitwiseOr => Some(ArithOp::BitOr),
+            BinaryOperator::PGBitwiseXor => Some(ArithOp::BitXor),
+            _ => None,
+        };
+        if let Some(aop) = arith {
+            let l = match self.convert(left, d) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            let r = match self.convert(right, d) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            return Some(self.arith(aop, l, r, loc));
+        }
+        if matches!(op, BinaryOperator::StringConcat) {
+            let l = match self.convert(left, d) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            let r = match self.convert(right, d) {
+                Ok(t) => t,
+                Err(e) => return Some(Err(e)),
+            };
+            return Some(self.text_cat(l, r, loc));
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn text_cat(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let textual = |t: &SqlType| *t == SqlType::Unknown || t.is_string();
+        if !textual(&l.ty()) || !textual(&r.ty()) {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        let l = self.coerce(l, &SqlType::Text, loc)?;
+        let r = self.coerce(r, &SqlType::Text, loc)?;
+        fold_value(
+            Node::TextCat {
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            SqlType::Text,
+            loc,
+        )
+    }
+
+    #[inline(never)]
+    fn arith(&mut self, op: ArithOp, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let ty = match (l.ty(), r.ty()) {
+            (SqlType::Unknown, SqlType::Unknown) => return Err(overload),
+            (SqlType::Unknown, t) | (t, SqlType::Unknown) => t,
+            (a, b) => match (a.numeric_rank(), b.numeric_rank()) {
+                (Some(x), Some(y)) => {
+                    if x >= y {
+                        a
+                    } else {
+                        b
+                    }
+                }
+                _ => return Err(overload),
+            },
+        };
+        let kind = num_kind(&ty).ok_or(overload)?;
+        let bitwise = matches!(op, ArithOp::BitAnd | ArithOp::BitOr | ArithOp::BitXor);
+        if bitwise && !kind.is_int() {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        if op == ArithOp::Div && kind == NumKind::Numeric {
+            return Err(WhereError::Unsupported {
+                location: loc,
+                message: "numeric division is not supported yet (cast an operand to float8)"
+                    .to_owned(),
+            });
+        }
+        let l = self.coerce(l, &ty, loc)?;
+        let r = self.coerce(r, &ty, loc)?;
+        fold_value(
+            Node::Arith {
+                op,
+                kind,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            ty,
+            loc,
+        )
+    }
+
+    #[inline(never)]
+    fn function(
+        &mut self,
+        f: &sqlparser::ast::Function,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let name = f.name.to_string().to_lowercase();
+        let list = match &f.args {
+            FunctionArguments::List(list) => Some(list),
+            FunctionArguments::None => None,
+            FunctionArguments::Subquery(_) => {
+                return Err(self.unsupported(e, "subqueries are not supported yet"));
+            }
+        };
+        let arity = list.map_or(0, |l| l.args.len());
+        if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
+            return Err(self.unsupported(e, "aggregation is not supported in this context"));
+        }
+        let unknown = || format!("unknown or unsupported function {name}/{arity}");
+        let mut exprs = Vec::with_capacity(arity);
+        if let Some(list) = list {
+            if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+                return Err(self.unsupported(e, "aggregation is not supported in this context"));
+            }
+            for arg in &list.args {
+                match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => exprs.push(x),
+                    _ => return Err(self.unsupported(e, unknown())),
+                }
+            }
+        }
+        let known = matches!(
+            (name.as_str(), arity),
+            ("coalesce" | "greatest" | "least" | "concat", 1..)
+                | ("lower" | "upper", 1)
+                | ("like" | "ilike", 2)
+        );
+        if !known {
+            return Err(self.unsupported(e, unknown()));
+        }
+        let mut args = Vec::with_capacity(exprs.len());
+        for x in exprs {
+            args.push(self.convert(x, d)?);
+        }
+        let signature = args
+            .iter()
+            .map(|a| a.ty().pg_name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let no_overload = || WhereError::Type {
+            location: loc,
+            message: format!("Could not select a function overload for {name}({signature})"),
+        };
+        match name.as_str() {
+            "coalesce" | "greatest" | "least" => {
+                let mut ty = SqlType::Unknown;
+                for a in &args {
+                    let t = a.ty();
+                    if t == SqlType::Unknown {
+                        continue;
+                    }
+                    ty = if ty == SqlType::Unknown {
+                        t
+                    } else {
+                        resolve_cmp_type(&ty, &t).ok_or_else(no_overload)?
+                    };
+                }
+                if ty == SqlType::Unknown {
+                    ty = SqlType::Text;
+                }
+                let cmp = ty.cmp_type().ok_or_else(no_overload)?;
+                let mut nodes = Vec::with_capacity(args.len());
+                for a in args {
+                    nodes.push(self.coerce(a, &ty, loc)?);
+                }
+                let node = if name == "coalesce" {
+                    // PG folds the constant prefix: the first non-NULL constant ends the list.
+                    if let Some(i) = nodes
+                        .iter()
+                        .position(|n| matches!(n, Node::Const(c) if c.value.is_some()))
+                    {
+                        nodes.truncate(i + 1);
+                    }
+                    nodes.retain(|n| !is_null_const(n));
+                    match nodes.len() {
+                        0 => Node::Const(Const::null(ty.clone())),
+                        1 => nodes.pop().unwrap_or(Node::Const(Const::null(ty.clone()))),
+                        _ => Node::Coalesce(nodes),
+                    }
+                } else {
+                    Node::Extreme {
+                        greatest: name == "greatest",
+                        cmp,
+                        args: nodes,
+                    }
+                };
+                fold_value(node, ty, loc)
+            }
+            "concat" => {
+                let mut nodes = Vec::with_capacity(args.len());
+                for a in args {
+                    match a.ty() {
+                        SqlType::Unknown => nodes.push(self.coerce(a, &SqlType::Text, loc)?),
+                        t if t.is_string() => match a {
+                            Typed::Node { node, .. } => nodes.push(node),
+                            Typed::Unknown { .. } => return Err(no_overload()),
+                        },
+                        _ => {
+                            return Err(
+                                self.unsupported(e, "concat() is only supported on text arguments")
+                            );
+                        }
+                    }
+                }
+                fold_value(Node::Concat(nodes), SqlType::Text, loc)
+            }
+            "lower" | "upper" => {
+                let arg = args.pop().ok_or_else(no_overload)?;
+                let t = arg.ty();
+                if !(t == SqlType::Unknown || t.is_string()) {
+                    return Err(no_overload());
+                }
+                let arg = self.coerce(arg, &SqlType::Text, loc)?;
+                fold_value(
+                    Node::CaseMap {
+                        upper: name == "upper",
+                        arg: Box::new(arg),
+                    },
+                    SqlType::Text,
+                    loc,
+                )
+            }
+            _ => {
+                let pattern = args.pop().ok_or_else(no_overload)?;
+                let text = args.pop().ok_or_else(no_overload)?;
+                self.like(text, pattern, false, name == "ilike", loc)
+            }
+        }
     }
 
     fn comparison(
@@ -1237,6 +1514,20 @@ impl Converter<'_> {
                     }
                 })?),
                 other if plan == Plan::Relabel => other,
+                other if matches!((&from, to), (SqlType::Date, SqlType::Timestamp)) => {
+                    Node::DateToTimestamp(Box::new(other))
+                }
+                other
+                    if num_kind(&from).is_some()
+                        && num_kind(to).is_some()
+                        && !explicit_narrowing(&from, to) =>
+                {
+                    Node::Convert {
+                        from: num_kind(&from).unwrap_or(NumKind::Numeric),
+                        to: num_kind(to).unwrap_or(NumKind::Numeric),
+                        arg: Box::new(other),
+                    }
+                }
                 _ => {
                     return Err(WhereError::Unsupported {
                         location: loc,
@@ -1476,4 +1767,49 @@ fn is_const(n: &Node) -> bool {
 
 fn is_null_const(n: &Node) -> bool {
     matches!(n, Node::Const(Const { value: None, .. }))
+}
+
+fn num_kind(t: &SqlType) -> Option<NumKind> {
+    Some(match t {
+        SqlType::Int2 => NumKind::Int2,
+        SqlType::Int4 => NumKind::Int4,
+        SqlType::Int8 => NumKind::Int8,
+        SqlType::Float4 => NumKind::Float4,
+        SqlType::Float8 => NumKind::Float8,
+        SqlType::Numeric => NumKind::Numeric,
+        _ => return None,
+    })
+}
+
+/// Casts down the numeric ladder (float → int rounds, numeric → int rounds, int8 → int4
+/// checks range): not evaluated on computed values yet.
+fn explicit_narrowing(from: &SqlType, to: &SqlType) -> bool {
+    match (from.numeric_rank(), to.numeric_rank()) {
+        (Some(f), Some(t)) => f > t,
+        _ => true,
+    }
+}
+
+/// Folds a value node with no column reference to a constant (PG folds immutable
+/// expressions at plan time, raising their errors then).
+fn fold_value(node: Node, ty: SqlType, loc: usize) -> Result<Typed, WhereError> {
+    let mut columns = Vec::new();
+    node.collect_columns(&mut columns);
+    if !columns.is_empty() {
+        return Ok(Typed::Node { node, ty, loc });
+    }
+    match node.eval(&[]) {
+        Ok(v) => Ok(Typed::Node {
+            node: Node::Const(Const {
+                ty: ty.clone(),
+                value: OwnedValue::from_value(v),
+            }),
+            ty,
+            loc,
+        }),
+        Err(e) => Err(WhereError::Type {
+            location: loc,
+            message: e.to_string(),
+        }),
+    }
 }

@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 
 use super::Schema;
+use super::arith::NumKind;
 use super::eval::{Const, Node};
 use super::types::SqlType;
 use super::values::OwnedValue;
@@ -166,5 +167,91 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, pattern, schema);
             out.push(')');
         }
+        Node::Arith {
+            op, left, right, ..
+        } => {
+            out.push('(');
+            write_node(out, left, schema);
+            let _ = write!(out, " {} ", op.symbol());
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::Neg { arg, .. } => {
+            out.push_str("(- ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::BitNot { arg, .. } => {
+            out.push_str("(~ ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::Convert { to, arg, .. } => {
+            out.push_str("((");
+            write_node(out, arg, schema);
+            let _ = write!(out, ")::{})", kind_name(*to));
+        }
+        Node::DateToTimestamp(arg) => {
+            out.push_str("((");
+            write_node(out, arg, schema);
+            out.push_str(")::timestamp)");
+        }
+        Node::TextCat { left, right } => {
+            out.push('(');
+            write_node(out, left, schema);
+            out.push_str(" || ");
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::Coalesce(args) => {
+            out.push_str("COALESCE(");
+            write_list(out, args, ", ", schema);
+            out.push(')');
+        }
+        Node::Concat(args) => {
+            out.push_str("concat(");
+            write_list(out, args, ", ", schema);
+            out.push(')');
+        }
+        Node::Extreme {
+            greatest,
+            cmp,
+            args,
+        } => {
+            out.push_str(if *greatest { "GREATEST(" } else { "LEAST(" });
+            for (i, arg) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if i == 0 && cmp.is_textual() {
+                    write_collate_c(out, arg, schema);
+                } else {
+                    write_node(out, arg, schema);
+                }
+            }
+            out.push(')');
+        }
+        Node::CaseMap { upper, arg } => {
+            out.push_str(if *upper { "upper(" } else { "lower(" });
+            write_collate_c(out, arg, schema);
+            out.push(')');
+        }
+    }
+}
+
+fn write_collate_c(out: &mut String, node: &Node, schema: &Schema) {
+    out.push_str("((");
+    write_node(out, node, schema);
+    out.push_str(") COLLATE \"C\")");
+}
+
+fn kind_name(kind: NumKind) -> &'static str {
+    match kind {
+        NumKind::Int2 => "int2",
+        NumKind::Int4 => "int4",
+        NumKind::Int8 => "int8",
+        NumKind::Float4 => "float4",
+        NumKind::Float8 => "float8",
+        NumKind::Numeric => "numeric",
     }
 }

@@ -16,13 +16,15 @@
 //!   would read differently depending on session settings (`DateStyle`, time zone names,
 //!   `'now'`) are rejected rather than guessed.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use super::types::{CmpType, SqlType};
 
-/// A value during evaluation. Borrowed from the row text or from the compiled constants.
-#[derive(Clone, Copy, Debug)]
+/// A value during evaluation. Borrowed from the row text or from the compiled constants;
+/// computed values (arithmetic, `lower`, `||`) are owned.
+#[derive(Clone, Debug)]
 pub(super) enum Value<'a> {
     Null,
     Bool(bool),
@@ -30,8 +32,10 @@ pub(super) enum Value<'a> {
     /// float4 values are stored widened, as PG widens them for float8 comparisons.
     Float(f64),
     Numeric(Num<'a>),
+    /// A computed numeric.
+    NumericOwned(NumOwned),
     /// Text-family values; bpchar keeps its padding (stripped only when compared).
-    Text(&'a str),
+    Text(Cow<'a, str>),
     Uuid([u8; 16]),
     /// Days since 2000-01-01; `i64::MIN`/`MAX` are -infinity/infinity.
     Date(i64),
@@ -95,7 +99,7 @@ impl OwnedValue {
             OwnedValue::Int(i) => Value::Int(*i),
             OwnedValue::Float(f) => Value::Float(*f),
             OwnedValue::Numeric(n) => Value::Numeric(n.view()),
-            OwnedValue::Text(t) => Value::Text(t),
+            OwnedValue::Text(t) => Value::Text(Cow::Borrowed(t)),
             OwnedValue::Uuid(u) => Value::Uuid(*u),
             OwnedValue::Date(d) => Value::Date(*d),
             OwnedValue::Time(t) => Value::Time(*t),
@@ -112,7 +116,8 @@ impl OwnedValue {
             Value::Int(i) => OwnedValue::Int(i),
             Value::Float(f) => OwnedValue::Float(f),
             Value::Numeric(n) => OwnedValue::Numeric(n.to_owned_num()),
-            Value::Text(t) => OwnedValue::Text(t.into()),
+            Value::NumericOwned(n) => OwnedValue::Numeric(n),
+            Value::Text(t) => OwnedValue::Text(t.into_owned().into_boxed_str()),
             Value::Uuid(u) => OwnedValue::Uuid(u),
             Value::Date(d) => OwnedValue::Date(d),
             Value::Time(t) => OwnedValue::Time(t),
@@ -156,7 +161,7 @@ pub(super) fn parse_as<'a>(ty: &SqlType, text: &'a str) -> Option<Value<'a>> {
         SqlType::Float4 => Value::Float(parse_float4(text)?),
         SqlType::Float8 => Value::Float(parse_float8(text)?),
         SqlType::Text | SqlType::Varchar | SqlType::Name | SqlType::Bpchar | SqlType::Unknown => {
-            Value::Text(text)
+            Value::Text(Cow::Borrowed(text))
         }
         SqlType::Uuid => Value::Uuid(parse_uuid(text)?),
         SqlType::Date => Value::Date(parse_date(text)?),
@@ -175,7 +180,7 @@ pub(super) fn compare(a: &Value<'_>, b: &Value<'_>, cmp: CmpType) -> Option<Orde
         (CmpType::Bool, Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         (CmpType::Int, Value::Int(x), Value::Int(y)) => x.cmp(y),
         (CmpType::Float, Value::Float(x), Value::Float(y)) => float_cmp(*x, *y),
-        (CmpType::Numeric, Value::Numeric(x), Value::Numeric(y)) => x.cmp_num(y),
+        (CmpType::Numeric, x, y) => num_view(x)?.cmp_num(&num_view(y)?),
         (CmpType::Text, Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
         (CmpType::Bpchar, Value::Text(x), Value::Text(y)) => {
             strip_bpchar(x).as_bytes().cmp(strip_bpchar(y).as_bytes())
@@ -187,6 +192,15 @@ pub(super) fn compare(a: &Value<'_>, b: &Value<'_>, cmp: CmpType) -> Option<Orde
         (CmpType::Enum, Value::Enum(x), Value::Enum(y)) => x.cmp(y),
         _ => return None,
     })
+}
+
+/// A numeric value's digits view, borrowed or computed.
+pub(super) fn num_view<'b>(v: &'b Value<'_>) -> Option<Num<'b>> {
+    match v {
+        Value::Numeric(n) => Some(*n),
+        Value::NumericOwned(n) => Some(n.view()),
+        _ => None,
+    }
 }
 
 /// bpchar semantics: trailing blanks are insignificant.
@@ -973,5 +987,18 @@ pub(super) fn format_timestamp(us: i64, with_tz: bool) -> String {
             }
             s
         }
+    }
+}
+
+/// PG `date_timestamp`: midnight of the date; ±infinity stay infinite; out of range is an error.
+pub(super) fn date_to_timestamp(days: i64) -> Result<i64, super::eval::EvalError> {
+    match days {
+        i64::MAX | i64::MIN => Ok(days),
+        d => d
+            .checked_mul(USECS_PER_DAY)
+            .filter(|us| (MIN_TIMESTAMP..END_TIMESTAMP).contains(us))
+            .ok_or(super::eval::EvalError::OutOfRange {
+                type_name: "timestamp",
+            }),
     }
 }
