@@ -82,7 +82,9 @@ pub async fn run(
         cmd_tx,
     ));
     let mut pipeline = Pipeline::new(engine.clone());
-    restore_shapes(&engine, &mut pipeline);
+    // Shapes are loaded only once this instance holds the replication lock: another instance
+    // sharing the storage may be writing them until then, and nothing stale is served.
+    let mut restored = false;
 
     {
         let engine = engine.clone();
@@ -136,6 +138,10 @@ pub async fn run(
         let Some(connected) = connected else { break };
         match connected {
             Ok((mut client, start)) => {
+                if !restored {
+                    restore_shapes(&engine, &mut pipeline);
+                    restored = true;
+                }
                 check_continuity(&engine, &mut pipeline, &start);
                 engine
                     .global_lsn

@@ -1094,3 +1094,58 @@ async fn partitioned_tables_route_partition_changes_to_the_root() {
     );
     server.stop().await;
 }
+
+/// Rolling deploy: a second instance with the same stream id and storage waits on the
+/// advisory lock (health 202, no shape served), then takes over within seconds of the first
+/// dying, serving the same handles without a 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_waits_for_the_lock_then_takes_over() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1)")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let mut a = Binary::start(&pg.url(), &storage, free_port()).await;
+    let mut f = Follower::new("table=items");
+    f.sync(&a.base).await;
+    let b = Binary::spawn(&pg.url(), &storage, free_port());
+    let mut waited = false;
+    for _ in 0..100 {
+        if b.health().await == Some(202) {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waited, "the second instance reports waiting");
+    let r = get(
+        &b.base,
+        &format!(
+            "table=items&offset={}&handle={}",
+            f.offset,
+            f.handle.clone().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.status, 503,
+        "a waiting instance serves nothing: {}",
+        r.text
+    );
+    pg.exec("INSERT INTO items VALUES (2)").await;
+    a.kill9();
+    let started = std::time::Instant::now();
+    wait_active(&b.base).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took over in {:?}",
+        started.elapsed()
+    );
+    pg.exec("INSERT INTO items VALUES (3)").await;
+    f.until(&b.base, "follows on the new instance", |f| {
+        f.rows.len() == 3
+    })
+    .await;
+    assert_eq!(f.refetches, 0);
+    drop(b);
+}

@@ -141,7 +141,14 @@ pub struct Binary {
 
 impl Binary {
     pub async fn start(pg_url: &str, storage: &Path, port: u16) -> Binary {
-        let log = storage.with_extension("log");
+        let b = Binary::spawn(pg_url, storage, port);
+        wait_active(&b.base).await;
+        b
+    }
+
+    /// Starts the binary without waiting for it to become active.
+    pub fn spawn(pg_url: &str, storage: &Path, port: u16) -> Binary {
+        let log = storage.with_extension(format!("{port}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,9 +168,15 @@ impl Binary {
             .spawn()
             .expect("spawn ampere");
         let base = format!("http://127.0.0.1:{port}");
-        let b = Binary { base, child, log };
-        wait_active(&b.base).await;
-        b
+        Binary { base, child, log }
+    }
+
+    /// `GET /v1/health` status code, if the server answers.
+    pub async fn health(&self) -> Option<u16> {
+        reqwest::get(format!("{}/v1/health", self.base))
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
     }
 
     pub fn kill9(&mut self) {
