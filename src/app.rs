@@ -94,6 +94,25 @@ pub async fn run(
             engine.stopping.send_replace(true);
         });
     }
+    {
+        let engine = engine.clone();
+        let mut s = shutdown.clone();
+        let every = config.schema_reconciler_period;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if engine.health() == Health::Active {
+                            engine.reconcile_tables().await;
+                        }
+                    }
+                    () = crate::engine::stopped(&mut s) => return,
+                }
+            }
+        });
+    }
     if config.max_shapes.is_some() {
         let engine = engine.clone();
         let mut s = shutdown.clone();

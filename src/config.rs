@@ -103,6 +103,14 @@ pub struct Cli {
     #[arg(long, env = "ELECTRIC_EXPERIMENTAL_MAX_SHAPES", hide = true)]
     pub experimental_max_shapes: Option<String>,
 
+    /// How often shapes are checked against the catalog (dropped or renamed tables).
+    #[arg(
+        long,
+        env = "ELECTRIC_TWEAKS_SCHEMA_RECONCILER_PERIOD",
+        default_value = "60s"
+    )]
+    pub schema_reconciler_period: String,
+
     /// Log level (error, warning, info, debug). RUST_LOG wins when set.
     #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -134,6 +142,8 @@ pub struct Config {
     /// Shape cap (None = unlimited) and how often it is enforced.
     pub max_shapes: Option<usize>,
     pub eviction_interval: Duration,
+    /// Period of the catalog check that removes shapes of dropped or renamed tables.
+    pub schema_reconciler_period: Duration,
     pub log_level: String,
     pub log_json: bool,
     /// SSE response lifetime (not configurable in Electric).
@@ -265,6 +275,10 @@ impl Cli {
             max_existing_requests,
             max_shapes,
             eviction_interval: Duration::from_secs(60),
+            schema_reconciler_period: parse_duration(
+                "ELECTRIC_TWEAKS_SCHEMA_RECONCILER_PERIOD",
+                &self.schema_reconciler_period,
+            )?,
             log_level: self.log_level,
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
             sse_timeout: Duration::from_secs(60),
@@ -293,6 +307,7 @@ impl Config {
             max_existing_requests: 10_000,
             max_shapes: None,
             eviction_interval: Duration::from_secs(60),
+            schema_reconciler_period: Duration::from_secs(60),
             log_level: "info".into(),
             log_json: false,
             sse_timeout: Duration::from_secs(60),

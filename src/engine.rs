@@ -165,6 +165,50 @@ impl Engine {
         (prev < limit).then_some(permit)
     }
 
+    /// Removes shapes whose table was dropped or renamed: `DROP TABLE` is invisible in the
+    /// replication stream, and such shapes would otherwise never answer 409.
+    pub async fn reconcile_tables(&self) {
+        let shapes = self.registry.all();
+        if shapes.is_empty() {
+            return;
+        }
+        let mut oids: Vec<u32> = shapes.iter().map(|s| s.def.table.oid).collect();
+        oids.sort_unstable();
+        oids.dedup();
+        let live = self
+            .with_admin(async |c| {
+                c.query(
+                    "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)",
+                    &[&oids],
+                )
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))
+            })
+            .await;
+        let Ok(rows) = live else { return };
+        let live: HashMap<u32, (String, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, u32>(0),
+                    (r.get::<_, String>(1), r.get::<_, String>(2)),
+                )
+            })
+            .collect();
+        for s in shapes {
+            let t = &s.def.table;
+            let same = live
+                .get(&t.oid)
+                .is_some_and(|(sch, name)| sch == &t.schema && name == &t.name);
+            if !same {
+                tracing::info!(handle = %s.handle, table = %t.sql_name(), "table dropped or renamed: shape removed");
+                self.forget_table(t.oid);
+                self.delete(&s.handle).await;
+            }
+        }
+    }
+
     /// Evicts the least recently read shapes beyond `ELECTRIC_MAX_SHAPES`.
     pub async fn enforce_max_shapes(&self) {
         let Some(max) = self.config.max_shapes else {

@@ -311,6 +311,9 @@ async fn respond(
                 );
                 return r;
             }
+            if let Some(r) = not_modified(engine, p, shape, response, true) {
+                return r;
+            }
             let lsn = if p.live {
                 response.tx
             } else {
@@ -332,14 +335,7 @@ async fn respond(
             let up_to_date = view.snapshot_complete
                 && p.offset != RequestOffset::Initial
                 && response >= latest.max(req_off);
-            let etag_value = etag(&shape.handle, p.offset, response);
-            if p.if_none_match
-                .iter()
-                .any(|v| format!("\"{v}\"") == etag_value)
-            {
-                let mut r = with_body(StatusCode::NOT_MODIFIED, None, Body::empty());
-                log_headers(engine, p, shape, &mut r, response, up_to_date, true);
-                set(r.headers_mut(), "etag", &etag_value);
+            if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return r;
             }
             let path = shape.log_path.clone();
@@ -403,6 +399,28 @@ async fn respond(
         &etag(&shape.handle, p.offset, response_offset),
     );
     r
+}
+
+/// 304 when `If-None-Match` names the etag this response would carry (§11.3).
+fn not_modified(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    response: LogOffset,
+    up_to_date: bool,
+) -> Option<Response<Body>> {
+    let etag_value = etag(&shape.handle, p.offset, response);
+    if !p
+        .if_none_match
+        .iter()
+        .any(|v| format!("\"{v}\"") == etag_value)
+    {
+        return None;
+    }
+    let mut r = with_body(StatusCode::NOT_MODIFIED, None, Body::empty());
+    log_headers(engine, p, shape, &mut r, response, up_to_date, true);
+    set(r.headers_mut(), "etag", &etag_value);
+    Some(r)
 }
 
 fn up_to_date_body(lsn: u64) -> Vec<u8> {

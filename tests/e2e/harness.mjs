@@ -478,6 +478,9 @@ export function recordingFetch(log = []) {
       return res;
     } catch (e) {
       entry.error = String(e);
+      // The client aborts its own requests with reasons that are not AbortErrors (e.g.
+      // 'pause-stream' while a requestSnapshot holds the stream); those are not failures.
+      entry.aborted = Boolean(init?.signal?.aborted);
       throw e;
     }
   };
@@ -549,5 +552,7 @@ export async function shapeConverges(shape, want, what, opts = {}) {
 
 /** Requests in a `recordingFetch` log that got an error status (>= 400) or failed outright. */
 export function failedRequests(log, { allow = [] } = {}) {
-  return log.filter((e) => !allow.includes(e.status) && (e.error ? !/abort/i.test(e.error) : e.status >= 400));
+  return log.filter(
+    (e) => !allow.includes(e.status) && (e.error ? !e.aborted && !/abort/i.test(e.error) : e.status >= 400),
+  );
 }

@@ -3,6 +3,9 @@
 # the published ElectricSQL clients. Build the server first (`cargo build --bin ampere`) or
 # point AMPERE_BIN at a binary. Extra arguments are passed to `node --test`
 # (e.g. `./run.sh --test-name-pattern=pglite`).
+# nginx_cache.test.mjs also needs nginx (Debian package `nginx`, looked up as /usr/sbin/nginx,
+# on PATH, or NGINX_BIN): it installs it with apt-get when run as root and missing, and skips
+# with a message otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 

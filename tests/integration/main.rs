@@ -371,6 +371,15 @@ async fn bad_requests_get_electrics_error_bodies() {
     let etag = r.h("etag").unwrap().to_owned();
     let r2 = get_with(base, "table=items&offset=-1", &[("if-none-match", &etag)]).await;
     assert_eq!(r2.status, 304);
+    // Also for a caught-up response ([up-to-date] at the end of the log).
+    let h = r.h("electric-handle").unwrap().to_owned();
+    let q = format!("table=items&offset=0_0&handle={h}");
+    let r3 = get(base, &q).await;
+    let etag = r3.h("etag").unwrap().to_owned();
+    let r4 = get_with(base, &q, &[("if-none-match", &etag)]).await;
+    assert_eq!(r4.status, 304);
+    assert_eq!(r4.h("electric-up-to-date"), Some(""));
+    assert_eq!(r4.h("electric-schema"), None);
     server.stop().await;
 }
 
@@ -1148,4 +1157,42 @@ async fn a_second_instance_waits_for_the_lock_then_takes_over() {
     .await;
     assert_eq!(f.refetches, 0);
     drop(b);
+}
+
+/// `DROP TABLE` is invisible in the stream: the periodic catalog check removes its shapes, so
+/// their clients get an answer instead of long-polling a dead shape forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_tables_lose_their_shapes() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE gone (id int PRIMARY KEY); INSERT INTO gone VALUES (1)")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&pg, dir.path());
+    config.schema_reconciler_period = Duration::from_millis(300);
+    let server = Server::start(config).await;
+    let mut f = Follower::new("table=gone");
+    f.sync(&server.base).await;
+    pg.exec("DROP TABLE gone").await;
+    let q = format!(
+        "table=gone&offset={}&handle={}",
+        f.offset,
+        f.handle.clone().unwrap()
+    );
+    // Once the shape is gone, the request is validated afresh: the table no longer exists.
+    let mut r = get(&server.base, &q).await;
+    for _ in 0..50 {
+        if r.status != 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r = get(&server.base, &q).await;
+    }
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.body["errors"]["table"][0]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    server.stop().await;
 }
