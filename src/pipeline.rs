@@ -332,35 +332,55 @@ impl Pipeline {
         }
     }
 
+    /// A relation message after DDL. Shapes whose columns are all intact carry on with the
+    /// table's new layout; only shapes that use an added, dropped or altered column, select all
+    /// columns, or lost their table name are invalidated (Electric rotates them all).
     fn on_relation(&mut self, r: pgoutput::Relation) {
-        let columns: Vec<(String, u32)> = r
-            .columns
-            .iter()
-            .map(|c| (c.name.clone(), c.type_oid))
-            .collect();
-        let changed: Vec<ShapeId> = self
-            .router
-            .shapes_of(r.oid)
-            .into_iter()
-            .filter(|id| {
-                self.slots.get(id).is_some_and(|s| {
-                    let t = &s.shape.def.table;
-                    t.schema != r.namespace
-                        || t.name != r.name
-                        || t.columns.len() != columns.len()
-                        || t.columns
-                            .iter()
-                            .zip(&columns)
-                            .any(|(c, (n, o))| &c.name != n || type_differs(c, *o))
-                })
-            })
-            .collect();
-        if !changed.is_empty() {
-            self.engine.forget_table(r.oid);
-            for id in changed {
-                tracing::info!(oid = r.oid, "table schema changed: shape invalidated");
-                self.remove_now(id);
+        let mut changed = false;
+        for id in self.router.shapes_of(r.oid) {
+            let Some(slot) = self.slots.get(&id) else {
+                continue;
+            };
+            let t = &slot.shape.def.table;
+            let same_layout = t.schema == r.namespace
+                && t.name == r.name
+                && t.columns.len() == r.columns.len()
+                && t.columns
+                    .iter()
+                    .zip(&r.columns)
+                    .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid));
+            if same_layout {
+                continue;
             }
+            changed = true;
+            let relaid = if slot.buffer.is_none() {
+                relayout(&slot.shape, &r)
+            } else {
+                None
+            };
+            match relaid {
+                Some(shape) => {
+                    tracing::info!(handle = %shape.handle, oid = r.oid, "table schema changed; shape unaffected");
+                    self.router.remove(r.oid, id);
+                    let entries = shape
+                        .def
+                        .where_clause
+                        .as_ref()
+                        .and_then(|w| w.index_entries());
+                    self.router.add(r.oid, id, entries);
+                    self.engine.registry.insert(shape.clone());
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.shape = shape;
+                    }
+                }
+                None => {
+                    tracing::info!(oid = r.oid, "table schema changed: shape invalidated");
+                    self.remove_now(id);
+                }
+            }
+        }
+        if changed {
+            self.engine.forget_table(r.oid);
         }
     }
 
@@ -750,6 +770,80 @@ fn row_of<'a>(t: &'a Tuple, old: Option<&[Option<&'a str>]>) -> Option<Vec<Optio
         });
     }
     Some(row)
+}
+
+/// The shape rebuilt for a table's new column layout, or `None` when the change touches it: a
+/// rename, a table without a primary key (its key is every column), a shape selecting every
+/// column, or any change to a column it selects, filters on or keys by.
+fn relayout(shape: &Shape, r: &pgoutput::Relation) -> Option<Arc<Shape>> {
+    use crate::shape::table::{ColumnInfo, TableInfo};
+    let old = &shape.def.table;
+    if old.schema != r.namespace
+        || old.name != r.name
+        || !old.has_pk
+        || shape.def.request.columns.is_none()
+    {
+        return None;
+    }
+    let columns: Vec<ColumnInfo> = r
+        .columns
+        .iter()
+        .map(|rc| match old.columns.iter().find(|c| c.name == rc.name) {
+            Some(c) if !type_differs(c, rc.type_oid) => c.clone(),
+            // A column this shape does not use; its type name is not needed.
+            _ => ColumnInfo {
+                name: rc.name.clone(),
+                type_name: "unknown".into(),
+                type_oid: rc.type_oid,
+                type_mod: rc.type_modifier,
+                dims: 0,
+                not_null: false,
+                type_kind: "b".into(),
+                enum_labels: None,
+            },
+        })
+        .collect();
+    let def = &shape.def;
+    let used = def
+        .selected
+        .iter()
+        .chain(
+            def.where_clause
+                .iter()
+                .flat_map(|w| w.referenced_columns().iter()),
+        )
+        .chain(old.pk.iter());
+    for &i in used {
+        let c = &old.columns[i];
+        if columns.iter().find(|n| n.name == c.name) != Some(c) {
+            return None;
+        }
+    }
+    let pk = old
+        .pk
+        .iter()
+        .map(|&i| columns.iter().position(|c| c.name == old.columns[i].name))
+        .collect::<Option<Vec<usize>>>()?;
+    let table = TableInfo {
+        oid: old.oid,
+        schema: old.schema.clone(),
+        name: old.name.clone(),
+        columns,
+        pk,
+        has_pk: true,
+        generated: old.generated.clone(),
+    };
+    let new_def =
+        crate::shape::definition::ShapeDef::compile(def.request.clone(), Arc::new(table)).ok()?;
+    if new_def.identity != def.identity || new_def.schema_header != def.schema_header {
+        return None;
+    }
+    Some(Arc::new(Shape::new(
+        shape.handle.clone(),
+        Arc::new(new_def),
+        shape.log_path.clone(),
+        shape.view.clone(),
+    )))
 }
 
 /// True when the stream reports a different type for a column than the shape was built with.

@@ -1196,3 +1196,44 @@ async fn dropped_tables_lose_their_shapes() {
     );
     server.stop().await;
 }
+
+/// ALTER TABLE invalidates only the shapes that use an altered column: a shape with an explicit
+/// column list keeps its handle across ADD/DROP COLUMN of other columns, one selecting every
+/// column is rotated, and one filtering on an altered column is rotated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_table_rotates_only_affected_shapes() {
+    let pg = Pg::start().await;
+    pg.exec("CREATE TABLE t (id int PRIMARY KEY, a text, b int, c text); INSERT INTO t VALUES (1, 'x', 1, 'c')").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = &server.base;
+    let mut narrow = Follower::new("table=t&columns=id,a");
+    let mut all = Follower::new("table=t");
+    let mut on_b = Follower::new("table=t&columns=id,a&where=b%20%3E%200");
+    for f in [&mut narrow, &mut all, &mut on_b] {
+        f.sync(base).await;
+    }
+    pg.exec("ALTER TABLE t ADD COLUMN d int; ALTER TABLE t DROP COLUMN c; INSERT INTO t VALUES (2, 'y', 2, 5)").await;
+    pg.exec("ALTER TABLE t ALTER COLUMN b TYPE bigint; INSERT INTO t VALUES (3, 'z', 3, 6)")
+        .await;
+    let want = sorted(pg.rows("SELECT id::text, a FROM t").await);
+    narrow
+        .until(base, "narrow shape keeps going", |f| {
+            f.table(&["id", "a"]) == want
+        })
+        .await;
+    assert_eq!(
+        narrow.refetches, 0,
+        "unaffected by changes to other columns"
+    );
+    let want_all = sorted(pg.rows("SELECT id::text, a, b::text, d::text FROM t").await);
+    all.until(base, "all-columns shape rotates", |f| {
+        f.refetches > 0 && f.table(&["id", "a", "b", "d"]) == want_all
+    })
+    .await;
+    on_b.until(base, "shape on an altered column rotates", |f| {
+        f.refetches > 0 && f.table(&["id", "a"]) == want
+    })
+    .await;
+    server.stop().await;
+}
