@@ -107,48 +107,17 @@ pub async fn run(
     client.batch_execute(DISPLAY_SQL).await?;
 
     if !def.request.changes_only {
-        let cols: Vec<String> = def
-            .selected
-            .iter()
-            .map(|&i| quote_ident(&def.table.columns[i].name))
-            .collect();
-        let mut sql = format!(
-            "COPY (SELECT {} FROM {}",
-            cols.join(", "),
-            def.table.sql_name()
-        );
-        if let Some(w) = &def.where_clause {
-            sql.push_str(" WHERE ");
-            sql.push_str(w.sql());
-        }
-        sql.push_str(") TO STDOUT");
-        let stream = client.copy_out(sql.as_str()).await?;
-        futures::pin_mut!(stream);
-        let ncols = def.selected.len();
-        let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
-        let width = def.table.columns.len();
+        let sql = copy_sql(def, &[], None, None, None);
         let mut json = Vec::with_capacity(256);
-        let mut carry: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            carry.extend_from_slice(&chunk);
-            let mut consumed = 0;
-            while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
-                let line = &carry[consumed..consumed + nl];
-                consumed += nl + 1;
-                copy_text::decode_line(line, ncols, &mut fields)?;
-                let mut row: Vec<Option<&str>> = vec![None; width];
-                for (slot, &i) in def.selected.iter().enumerate() {
-                    row[i] = fields[slot].as_deref();
-                }
-                json.clear();
-                convert::snapshot_row(def, &row, &mut json);
-                if writer.append_snapshot_row(&json) {
-                    flush_chunk(writer)?;
-                }
+        copy_rows(&client, &sql, def, |row| {
+            json.clear();
+            convert::snapshot_row(def, row, &mut json);
+            if writer.append_snapshot_row(&json) {
+                flush_chunk(writer)?;
             }
-            carry.drain(..consumed);
-        }
+            Ok(())
+        })
+        .await?;
     }
     client.batch_execute("COMMIT").await?;
     writer.finish_snapshot(&crate::shape::json::snapshot_end(
@@ -159,6 +128,89 @@ pub async fn run(
     let files: Vec<_> = writer.write_pending()?.into_iter().collect();
     sync_files(&files)?;
     Ok(snapshot)
+}
+
+/// `COPY (SELECT <selected> FROM <table> WHERE <shape where> AND <extra> …) TO STDOUT`, every
+/// fragment from our own trees. COPY's text output uses each type's output function: the same
+/// text pgoutput sends, so snapshot and stream values are byte-identical.
+fn copy_sql(
+    def: &ShapeDef,
+    extra_where: &[&str],
+    order_by: Option<&str>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+) -> String {
+    let cols: Vec<String> = def
+        .selected
+        .iter()
+        .map(|&i| quote_ident(&def.table.columns[i].name))
+        .collect();
+    let mut sql = format!(
+        "COPY (SELECT {} FROM {}",
+        cols.join(", "),
+        def.table.sql_name()
+    );
+    let conds: Vec<&str> = def
+        .where_clause
+        .as_ref()
+        .map(|w| w.sql())
+        .into_iter()
+        .chain(extra_where.iter().copied())
+        .collect();
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(
+            &conds
+                .iter()
+                .map(|c| format!("({c})"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        );
+    }
+    if let Some(o) = order_by {
+        sql.push_str(" ORDER BY ");
+        sql.push_str(o);
+    }
+    if let Some(l) = limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    if let Some(o) = offset {
+        sql.push_str(&format!(" OFFSET {o}"));
+    }
+    sql.push_str(") TO STDOUT");
+    sql
+}
+
+/// Streams a COPY of the shape's selected columns, calling `on_row` with each row as a full
+/// table-width row (unselected columns `None`).
+async fn copy_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    def: &ShapeDef,
+    mut on_row: impl FnMut(&[Option<&str>]) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let stream = client.copy_out(sql).await?;
+    futures::pin_mut!(stream);
+    let ncols = def.selected.len();
+    let width = def.table.columns.len();
+    let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
+    let mut carry: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        carry.extend_from_slice(&chunk?);
+        let mut consumed = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
+            let line = &carry[consumed..consumed + nl];
+            consumed += nl + 1;
+            copy_text::decode_line(line, ncols, &mut fields)?;
+            let mut row: Vec<Option<&str>> = vec![None; width];
+            for (slot, &i) in def.selected.iter().enumerate() {
+                row[i] = fields[slot].as_deref();
+            }
+            on_row(&row)?;
+        }
+        carry.drain(..consumed);
+    }
+    Ok(())
 }
 
 fn flush_chunk(writer: &mut LogWriter) -> std::io::Result<()> {
@@ -278,71 +330,19 @@ pub async fn run_subset(
         .parse()
         .map_err(|_| SnapshotError::BadSnapshot(lsn_text))?;
     client.batch_execute(DISPLAY_SQL).await?;
-    let cols: Vec<String> = def
-        .selected
-        .iter()
-        .map(|&i| quote_ident(&def.table.columns[i].name))
-        .collect();
-    let mut sql = format!(
-        "COPY (SELECT {} FROM {}",
-        cols.join(", "),
-        def.table.sql_name()
-    );
-    let conds: Vec<&str> = def
-        .where_clause
-        .as_ref()
-        .map(|w| w.sql())
-        .into_iter()
-        .chain(extra_where)
-        .collect();
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(
-            &conds
-                .iter()
-                .map(|c| format!("({c})"))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-        );
-    }
-    if let Some(o) = order_by {
-        sql.push_str(" ORDER BY ");
-        sql.push_str(o);
-    }
-    if let Some(l) = limit {
-        sql.push_str(&format!(" LIMIT {l}"));
-    }
-    if let Some(o) = offset {
-        sql.push_str(&format!(" OFFSET {o}"));
-    }
-    sql.push_str(") TO STDOUT");
-    let stream = client.copy_out(sql.as_str()).await?;
-    futures::pin_mut!(stream);
-    let ncols = def.selected.len();
-    let width = def.table.columns.len();
-    let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
+    let extra: Vec<&str> = extra_where.into_iter().collect();
+    let sql = copy_sql(def, &extra, order_by, limit, offset);
     let mut rows = Vec::new();
-    let mut carry: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        carry.extend_from_slice(&chunk?);
-        let mut consumed = 0;
-        while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
-            let line = &carry[consumed..consumed + nl];
-            consumed += nl + 1;
-            copy_text::decode_line(line, ncols, &mut fields)?;
-            let mut row: Vec<Option<&str>> = vec![None; width];
-            for (slot, &i) in def.selected.iter().enumerate() {
-                row[i] = fields[slot].as_deref();
-            }
-            let mut json = Vec::with_capacity(128);
-            convert::snapshot_row(def, &row, &mut json);
-            // Close the headers with the mark instead of `}}`.
-            json.truncate(json.len() - 2);
-            json.extend_from_slice(format!(",\"snapshot_mark\":{mark}}}}}").as_bytes());
-            rows.push(json);
-        }
-        carry.drain(..consumed);
-    }
+    copy_rows(&client, &sql, def, |row| {
+        let mut json = Vec::with_capacity(128);
+        convert::snapshot_row(def, row, &mut json);
+        // Close the headers with the mark instead of `}}`.
+        json.truncate(json.len() - 2);
+        json.extend_from_slice(format!(",\"snapshot_mark\":{mark}}}}}").as_bytes());
+        rows.push(json);
+        Ok(())
+    })
+    .await?;
     client.batch_execute("COMMIT").await?;
     Ok(SubsetResult {
         snapshot,
