@@ -24,8 +24,8 @@ use crate::pipeline::Command;
 use crate::shape::definition::{DefinitionError, ShapeDef, ShapeRequest};
 use crate::shape::registry::{Registry, Shape};
 use crate::shape::table::TableInfo;
+use crate::storage::Storage;
 use crate::storage::log::{LogView, LogWriter};
-use crate::storage::{Storage, meta};
 
 /// Service health as `/v1/health` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,8 @@ pub struct Engine {
     create_lock: tokio::sync::Mutex<()>,
     /// Bounds concurrent snapshot and subset queries (the snapshot pool).
     pub snapshot_slots: Arc<tokio::sync::Semaphore>,
+    /// Handle stamps up to this value are covered by the persisted high-water mark.
+    handles_reserved: Mutex<u64>,
     in_flight_initial: AtomicUsize,
     in_flight_existing: AtomicUsize,
 }
@@ -149,6 +151,7 @@ impl Engine {
             tables: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
+            handles_reserved: Mutex::new(0),
             in_flight_initial: AtomicUsize::new(0),
             in_flight_existing: AtomicUsize::new(0),
         }
@@ -207,6 +210,24 @@ impl Engine {
                 self.delete(&s.handle).await;
             }
         }
+    }
+
+    /// Makes sure handle stamps up to `stamp` can never be issued again after a restart, even if
+    /// the clock goes back: the persisted high-water mark is reserved ahead in windows, so this
+    /// writes (and fsyncs) once per window rather than once per shape.
+    fn reserve_handles(&self, stamp: u64) -> Result<(), crate::storage::StorageError> {
+        const WINDOW_MICROS: u64 = 10 * 60 * 1_000_000;
+        let mut reserved = self.handles_reserved.lock();
+        if stamp <= *reserved {
+            return Ok(());
+        }
+        let mut global = self.storage.read_global()?;
+        global.handle_high_water = stamp
+            .saturating_add(WINDOW_MICROS)
+            .max(global.handle_high_water);
+        self.storage.write_global(&global)?;
+        *reserved = global.handle_high_water;
+        Ok(())
     }
 
     /// Evicts the least recently read shapes beyond `ELECTRIC_MAX_SHAPES`.
@@ -320,28 +341,16 @@ impl Engine {
 
     async fn create(&self, def: ShapeDef) -> Result<Arc<Shape>, EngineError> {
         let create_err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Create(e);
-        let (handle, _stamp) = self.registry.new_handle(&def.identity);
-        let mut global = self
-            .storage
-            .read_global()
+        let (handle, stamp) = self.registry.new_handle(&def.identity);
+        self.reserve_handles(stamp)
             .map_err(|e| create_err(Box::new(e)))?;
-        global.handle_high_water = self.registry.high_water();
-        self.storage
-            .write_global(&global)
-            .map_err(|e| create_err(Box::new(e)))?;
-
+        // No fsync here: a shape becomes durable only when its completed snapshot's metadata is
+        // written (pipeline flush); a crash before that leaves a directory without `meta.bin`,
+        // which startup removes.
         let dir = self
             .storage
             .create_shape_dir(&handle)
             .map_err(|e| create_err(Box::new(e)))?;
-        let meta = ShapeMeta {
-            handle: handle.clone(),
-            request: def.request.clone(),
-            table: (*def.table).clone(),
-            snapshot: None,
-            complete: false,
-        };
-        meta::write_json(&dir.join("meta.bin"), &meta).map_err(|e| create_err(Box::new(e)))?;
 
         let table = def.table.clone();
         let publication = self.config.publication_name();

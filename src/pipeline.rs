@@ -34,7 +34,6 @@ use crate::shape::convert::{self, OpenEntry, RowChange, TxnInfo};
 use crate::shape::registry::Shape;
 use crate::shape::router::{Router, ShapeId};
 use crate::storage::log::{LogWriter, sync_files};
-use crate::storage::meta;
 
 /// Requests to the pipeline from other tasks.
 pub enum Command {
@@ -666,12 +665,6 @@ impl Pipeline {
                 let Some(slot) = self.slots.get(id) else {
                     continue;
                 };
-                let dir = slot
-                    .shape
-                    .log_path
-                    .parent()
-                    .map(std::path::Path::to_path_buf)
-                    .unwrap_or_default();
                 let meta = ShapeMeta {
                     handle: slot.shape.handle.clone(),
                     request: slot.shape.def.request.clone(),
@@ -679,7 +672,7 @@ impl Pipeline {
                     snapshot: Some(snapshot.clone()),
                     complete: true,
                 };
-                if let Err(e) = meta::write_json(&dir.join("meta.bin"), &meta) {
+                if let Err(e) = self.engine.storage.seal_shape(&slot.shape.handle, &meta) {
                     tracing::error!(error = %e, "shape metadata write failed");
                     failed.push(*id);
                 }

@@ -251,7 +251,7 @@ impl LogWriter {
             .create_new(true)
             .open(&path)?;
         f.write_all(&format::file_header())?;
-        f.sync_all()?;
+        // Not synced here: the snapshot syncs the file (header included) before publishing.
         Ok(LogWriter {
             path,
             file_len: FILE_HEADER_LEN,

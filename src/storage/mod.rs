@@ -103,13 +103,26 @@ impl Storage {
         Ok(out)
     }
 
-    /// Creates a shape directory (durably: the parent is synced).
+    /// Creates a shape directory. Not synced: [`Storage::seal_shape`] makes it durable once the
+    /// shape is complete.
     pub fn create_shape_dir(&self, handle: &str) -> Result<PathBuf, StorageError> {
         let dir = self.shape_dir(handle);
         fs::create_dir(&dir).map_err(io_at(&dir))?;
+        Ok(dir)
+    }
+
+    /// Durably records a completed shape: its metadata (synced file and directory) and its
+    /// directory entry under `shapes/`.
+    pub fn seal_shape<T: Serialize>(
+        &self,
+        handle: &str,
+        meta_value: &T,
+    ) -> Result<(), StorageError> {
+        let dir = self.shape_dir(handle);
+        meta::write_json(&dir.join("meta.bin"), meta_value)?;
         let parent = self.root.join("shapes");
         meta::sync_dir(&parent).map_err(io_at(&parent))?;
-        Ok(dir)
+        Ok(())
     }
 
     /// Removes a shape: an atomic rename into the trash, then deletion in the background.
