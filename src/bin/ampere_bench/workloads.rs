@@ -1,0 +1,627 @@
+//! The workloads of issue 6, each measured against its baseline in the same run.
+//!
+//! Every loop has a fixed bound and every wait a deadline ([`LONG_WAIT`] at most), so a stuck
+//! server fails the bench instead of hanging it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::env::{self, Ampere, Pg};
+use super::http::{Conn, Resp, enc};
+
+/// Upper bound of any single wait (an ingest drain, a snapshot, a pg_recvlogical run).
+pub const LONG_WAIT: Duration = Duration::from_secs(15 * 60);
+/// Bound of one plain HTTP request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most requests a shape fetch may take before the bench gives up.
+const MAX_CHUNKS: usize = 100_000;
+/// The tenant of the marker row that ends every ingest run (no workload shape matches it).
+const MARKER_TENANT: i32 = -1;
+/// The tenant of irrelevant changes (matches no shape at all).
+pub const IRRELEVANT_TENANT: i32 = -2;
+
+/// Creates the table every scenario writes to.
+pub async fn create_table(pg: &Pg, table: &str) -> anyhow::Result<()> {
+    pg.exec(&format!(
+        "CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+         tenant int NOT NULL, title text NOT NULL, value int NOT NULL)"
+    ))
+    .await
+}
+
+fn shape_path(table: &str, where_: Option<&str>, offset: &str, handle: Option<&str>) -> String {
+    let mut p = format!("/v1/shape?table={table}&offset={}", enc(offset));
+    if let Some(w) = where_ {
+        p.push_str("&where=");
+        p.push_str(&enc(w));
+    }
+    if let Some(h) = handle {
+        p.push_str("&handle=");
+        p.push_str(&enc(h));
+    }
+    p
+}
+
+/// A shape the bench follows: where it is, and what fetching it cost.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub table: String,
+    pub where_: Option<String>,
+    pub handle: String,
+    pub offset: String,
+}
+
+impl Followed {
+    fn live_path(&self) -> String {
+        shape_path(
+            &self.table,
+            self.where_.as_deref(),
+            &self.offset,
+            Some(&self.handle),
+        ) + "&live=true"
+    }
+
+    /// Moves to the offset a response ends at.
+    fn advance(&mut self, r: &Resp) {
+        if let Some(o) = r.header("electric-offset") {
+            self.offset = o.to_owned();
+        }
+        if let Some(h) = r.header("electric-handle") {
+            self.handle = h.to_owned();
+        }
+    }
+}
+
+/// Fetches a shape from `offset=-1` through all its chunks until `up-to-date`; returns the shape
+/// and the body bytes and requests it took.
+pub async fn follow(
+    conn: &mut Conn,
+    table: &str,
+    where_: Option<&str>,
+) -> anyhow::Result<(Followed, u64, usize)> {
+    let mut path = shape_path(table, where_, "-1", None);
+    let mut bytes = 0u64;
+    let deadline = Instant::now() + LONG_WAIT;
+    for requests in 1..=MAX_CHUNKS {
+        let r = conn.get(&path, REQUEST_TIMEOUT).await?;
+        if r.status != 200 {
+            bail!(
+                "GET {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        bytes += r.body.len() as u64;
+        let handle = r.header("electric-handle").context("no electric-handle")?;
+        let offset = r.header("electric-offset").context("no electric-offset")?;
+        if r.up_to_date() {
+            let f = Followed {
+                table: table.to_owned(),
+                where_: where_.map(str::to_owned),
+                handle: handle.to_owned(),
+                offset: offset.to_owned(),
+            };
+            return Ok((f, bytes, requests));
+        }
+        if Instant::now() > deadline {
+            bail!("{table} not up to date within {LONG_WAIT:?}");
+        }
+        path = shape_path(table, where_, offset, Some(handle));
+    }
+    bail!("{table} not up to date after {MAX_CHUNKS} requests")
+}
+
+/// Creates `n` shapes (`make_where(i)` for i in 0..n) with `concurrency` parallel clients.
+/// Keeps nothing per shape, so the bench's own memory does not grow with `n`.
+pub async fn create_shapes(
+    amp: &Ampere,
+    table: &str,
+    n: usize,
+    concurrency: usize,
+    make_where: fn(usize) -> String,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency.clamp(1, n.max(1)) {
+        let next = next.clone();
+        let table = table.to_owned();
+        let mut conn = Conn::with_buffer(amp.addr, 16 * 1024);
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                let path = shape_path(&table, Some(&make_where(i)), "-1", None);
+                let mut attempt = 0u64;
+                loop {
+                    let r = conn.get(&path, REQUEST_TIMEOUT).await?;
+                    if r.status == 200 {
+                        break;
+                    }
+                    attempt += 1;
+                    if r.status != 503 || attempt > 5 {
+                        bail!(
+                            "creating shape {i}: {} {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(start.elapsed())
+}
+
+/// Issues live requests on `shape` until one carries a change; returns when it arrived.
+async fn wait_for_change(
+    mut shape: Followed,
+    mut conn: Conn,
+) -> anyhow::Result<(Instant, Followed)> {
+    let deadline = Instant::now() + LONG_WAIT;
+    loop {
+        let r = conn.get(&shape.live_path(), REQUEST_TIMEOUT).await?;
+        let at = Instant::now();
+        if r.status != 200 {
+            bail!(
+                "live request: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+        shape.advance(&r);
+        if r.has_change() {
+            return Ok((at, shape));
+        }
+        if at > deadline {
+            bail!("no change on the marker shape within {LONG_WAIT:?}");
+        }
+    }
+}
+
+/// What the rows of transaction `j` look like: (tenant, title prefix).
+pub type RowsFor<'a> = &'a (dyn Fn(usize) -> (i32, String) + Sync);
+
+/// One ingest run and its `pg_recvlogical` baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ingest {
+    pub workload: String,
+    pub shapes: usize,
+    pub changes: usize,
+    pub txn_rows: usize,
+    /// `backlog`: Ampere was stopped during the inserts and drains the WAL they left, like the
+    /// baseline; `live`: Ampere consumed while the inserts ran.
+    pub mode: String,
+    /// First insert → last commit returned.
+    pub insert_secs: f64,
+    /// Backlog mode: Ampere start → `/v1/health` active (restoring the shapes), part of the
+    /// figures below.
+    pub restart_secs: f64,
+    /// Backlog mode: WAL bytes before the workload that Ampere's walsender had to decode again
+    /// (its slot's restart_lsn lagged); 0 = the same WAL as the baseline.
+    pub redecoded_wal_bytes: i64,
+    /// Clock start (backlog: Ampere start; live: first insert) → Ampere's slot
+    /// `confirmed_flush_lsn` ≥ the WAL position after the last commit.
+    pub ampere_ack_secs: f64,
+    /// Clock start → a marker row committed after the workload reached a live client.
+    pub ampere_visible_secs: f64,
+    pub ampere_changes_per_sec: f64,
+    /// Changes / `ampere_visible_secs` (free of the 1 s status-update interval of the slot).
+    pub ampere_visible_changes_per_sec: f64,
+    /// `pg_recvlogical` start → exit at the same end position, draining the same WAL backlog.
+    pub baseline_secs: f64,
+    pub baseline_changes_per_sec: f64,
+    pub ratio: f64,
+    pub disk_bytes_per_change: f64,
+    pub loadavg: String,
+}
+
+/// Inserts `changes` rows in transactions of `txn_rows`, each transaction's rows given by
+/// `rows_for(j)`, and times Ampere and `pg_recvlogical` draining them.
+#[allow(clippy::too_many_arguments)]
+pub async fn ingest(
+    pg: &Pg,
+    amp: &mut Ampere,
+    workload: &str,
+    shapes: usize,
+    marker: &mut Followed,
+    changes: usize,
+    txn_rows: usize,
+    rows_for: RowsFor<'_>,
+    backlog: bool,
+) -> anyhow::Result<Ingest> {
+    let table = marker.table.clone();
+    let s2 = format!("bench_s2_{}", amp.slot.trim_start_matches("electric_slot_"));
+    recvlogical(
+        &pg.url(),
+        &["--slot", &s2, "--create-slot", "-P", "pgoutput"],
+        Duration::from_secs(60),
+    )
+    .await
+    .context("pg_recvlogical --create-slot")?;
+    let du_before = env::du_bytes(&amp.storage);
+
+    let mut waiter = None;
+    let mut redecode = 0i64;
+    if backlog {
+        // A restarted walsender decodes again from the slot's restart_lsn. Move it up to here
+        // (a checkpoint logs the running-xacts record it advances on), so Ampere's drain covers
+        // the same WAL as the baseline's fresh slot; what is left is reported.
+        let here = pg.current_lsn().await?;
+        pg.exec("CHECKPOINT").await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            redecode = pg
+                .client
+                .query_one(
+                    "SELECT coalesce(greatest($1::text::pg_lsn - restart_lsn, 0), 0)::bigint \
+                     FROM pg_replication_slots WHERE slot_name = $2",
+                    &[&here, &amp.slot],
+                )
+                .await?
+                .get(0);
+            if redecode == 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        amp.pause().await?;
+    } else {
+        waiter = Some(tokio::spawn(wait_for_change(
+            marker.clone(),
+            Conn::new(amp.addr),
+        )));
+        // Let the marker's live request park before the clock starts.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stmt = pg
+        .client
+        .prepare(&format!(
+            "INSERT INTO {table} (tenant, title, value) \
+             SELECT $1::int, $2::text || g, g FROM generate_series(1, $3::int) g"
+        ))
+        .await?;
+    let txns = changes.div_ceil(txn_rows.max(1));
+    let t_insert = Instant::now();
+    for j in 0..txns {
+        let rows = txn_rows.min(changes - j * txn_rows);
+        let (tenant, title) = rows_for(j);
+        let rows = i32::try_from(rows)?;
+        pg.client.execute(&stmt, &[&tenant, &title, &rows]).await?;
+    }
+    let end_lsn = pg.current_lsn().await?;
+    let insert = t_insert.elapsed();
+    pg.client
+        .execute(
+            &format!("INSERT INTO {table} (tenant, title, value) VALUES ($1, 'marker', 0)"),
+            &[&MARKER_TENANT],
+        )
+        .await?;
+
+    // Live: the clock started at the first insert. Backlog: it starts when Ampere starts again.
+    let t0 = if backlog { Instant::now() } else { t_insert };
+    let mut restart = Duration::ZERO;
+    if backlog {
+        amp.resume().await?;
+        restart = t0.elapsed();
+        waiter = Some(tokio::spawn(wait_for_change(
+            marker.clone(),
+            Conn::new(amp.addr),
+        )));
+    }
+    let waiter = waiter.context("no marker waiter")?;
+    let acked = pg.wait_confirmed(&amp.slot, &end_lsn, LONG_WAIT).await? - t0;
+    let (seen, moved) = tokio::time::timeout(LONG_WAIT, waiter)
+        .await
+        .context("marker wait")???;
+    *marker = moved;
+    let visible = seen - t0;
+    let du_after = env::du_bytes(&amp.storage);
+
+    let publication = format!("publication_names={}", amp.publication);
+    let end = end_lsn.clone();
+    let baseline = recvlogical(
+        &pg.url(),
+        &[
+            "--slot",
+            &s2,
+            "--start",
+            "--no-loop",
+            "-o",
+            "proto_version=1",
+            "-o",
+            &publication,
+            "-E",
+            &end,
+            "-f",
+            "/dev/null",
+        ],
+        LONG_WAIT,
+    )
+    .await
+    .context("pg_recvlogical --start")?;
+    pg.drop_slot(&s2).await?;
+
+    let n = changes as f64;
+    let ampere_rate = n / acked.as_secs_f64();
+    let baseline_rate = n / baseline.as_secs_f64();
+    Ok(Ingest {
+        workload: workload.to_owned(),
+        shapes,
+        changes,
+        txn_rows,
+        mode: if backlog { "backlog" } else { "live" }.to_owned(),
+        insert_secs: insert.as_secs_f64(),
+        restart_secs: restart.as_secs_f64(),
+        redecoded_wal_bytes: redecode,
+        ampere_ack_secs: acked.as_secs_f64(),
+        ampere_visible_secs: visible.as_secs_f64(),
+        ampere_changes_per_sec: ampere_rate,
+        ampere_visible_changes_per_sec: n / visible.as_secs_f64(),
+        baseline_secs: baseline.as_secs_f64(),
+        baseline_changes_per_sec: baseline_rate,
+        ratio: ampere_rate / baseline_rate,
+        disk_bytes_per_change: du_after.saturating_sub(du_before) as f64 / n,
+        loadavg: env::loadavg(),
+    })
+}
+
+/// Runs `pg_recvlogical -d <url> <args>` to completion within `limit`; returns how long it took.
+async fn recvlogical(url: &str, args: &[&str], limit: Duration) -> anyhow::Result<Duration> {
+    let mut cmd = tokio::process::Command::new("pg_recvlogical");
+    cmd.arg("-d")
+        .arg(url)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .context("spawn pg_recvlogical (is it on PATH?)")?;
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .with_context(|| format!("pg_recvlogical did not finish within {limit:?}"))??;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "pg_recvlogical {args:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+/// Commit → live response delay of a long-polling client.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub shapes: usize,
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// How long the writer's own `INSERT` (autocommit) took, median.
+    pub commit_p50_ms: f64,
+    pub loadavg: String,
+}
+
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `samples` times: park a live request on `shape`, commit one row into it, and time from the
+/// commit returning to the response arriving.
+pub async fn latency(
+    pg: &Pg,
+    amp: &Ampere,
+    shapes: usize,
+    shape: &mut Followed,
+    tenant: i32,
+    samples: usize,
+) -> anyhow::Result<Latency> {
+    let stmt = pg
+        .client
+        .prepare(&format!(
+            "INSERT INTO {} (tenant, title, value) VALUES ($1, 'latency', 0)",
+            shape.table
+        ))
+        .await?;
+    let mut conn = Conn::new(amp.addr);
+    let mut lat = Vec::with_capacity(samples);
+    let mut commits = Vec::with_capacity(samples);
+    for _ in 0..samples * 2 {
+        if lat.len() == samples {
+            break;
+        }
+        conn.send(&shape.live_path()).await?;
+        // Let the request park, as a client that has been waiting would be.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = Instant::now();
+        pg.client.execute(&stmt, &[&tenant]).await?;
+        let committed = Instant::now();
+        let r = tokio::time::timeout(REQUEST_TIMEOUT, conn.recv())
+            .await
+            .context("live response")??;
+        let arrived = Instant::now();
+        if r.status != 200 {
+            bail!("live: {} {}", r.status, String::from_utf8_lossy(&r.body));
+        }
+        shape.advance(&r);
+        if r.has_change() {
+            lat.push((arrived - committed).as_secs_f64() * 1e3);
+            commits.push((committed - before).as_secs_f64() * 1e3);
+        }
+    }
+    if lat.len() < samples {
+        bail!("only {} of {samples} latency samples", lat.len());
+    }
+    lat.sort_by(f64::total_cmp);
+    commits.sort_by(f64::total_cmp);
+    Ok(Latency {
+        shapes,
+        samples,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        commit_p50_ms: percentile(&commits, 0.5),
+        loadavg: env::loadavg(),
+    })
+}
+
+/// Initial sync of one big shape against `COPY (SELECT row_to_json(t) …)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitialSync {
+    pub rows: usize,
+    pub copy_secs: f64,
+    pub copy_bytes: u64,
+    pub fetch_secs: f64,
+    pub fetch_bytes: u64,
+    pub fetch_requests: usize,
+    pub ratio: f64,
+    pub refetch_secs: f64,
+    pub refetch_ratio: f64,
+    pub loadavg: String,
+}
+
+pub async fn initial_sync(pg: &Pg, amp: &Ampere, rows: usize) -> anyhow::Result<InitialSync> {
+    let table = "bench_sync";
+    create_table(pg, table).await?;
+    pg.exec(&format!(
+        "INSERT INTO {table} (tenant, title, value) \
+         SELECT g % 1000, 'title of row ' || g, g FROM generate_series(1, {rows}) g"
+    ))
+    .await?;
+    pg.exec(&format!("VACUUM ANALYZE {table}")).await?;
+
+    // Best of two, so both sides read a warm table.
+    let mut copy = Duration::MAX;
+    let mut copy_bytes = 0u64;
+    for _ in 0..2 {
+        let start = Instant::now();
+        let stream = pg
+            .client
+            .copy_out(&format!(
+                "COPY (SELECT row_to_json(t) FROM {table} t) TO STDOUT"
+            ))
+            .await?;
+        let mut stream = std::pin::pin!(stream);
+        let mut bytes = 0u64;
+        while let Some(chunk) = tokio::time::timeout(REQUEST_TIMEOUT, stream.next())
+            .await
+            .context("COPY stalled")?
+        {
+            bytes += chunk?.len() as u64;
+        }
+        copy = copy.min(start.elapsed());
+        copy_bytes = bytes;
+    }
+
+    let mut conn = Conn::new(amp.addr);
+    let start = Instant::now();
+    let (_, fetch_bytes, fetch_requests) = follow(&mut conn, table, None).await?;
+    let fetch = start.elapsed();
+    let start = Instant::now();
+    let _ = follow(&mut conn, table, None).await?;
+    let refetch = start.elapsed();
+    Ok(InitialSync {
+        rows,
+        copy_secs: copy.as_secs_f64(),
+        copy_bytes,
+        fetch_secs: fetch.as_secs_f64(),
+        fetch_bytes,
+        fetch_requests,
+        ratio: fetch.as_secs_f64() / copy.as_secs_f64(),
+        refetch_secs: refetch.as_secs_f64(),
+        refetch_ratio: refetch.as_secs_f64() / copy.as_secs_f64(),
+        loadavg: env::loadavg(),
+    })
+}
+
+/// Many clients parked on one shape, one write.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fanout {
+    pub clients: usize,
+    pub delivered: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// RSS growth while the requests are parked, minus the bench's client-side buffers, per request.
+    pub bytes_per_parked_request: f64,
+    pub loadavg: String,
+}
+
+/// Client read buffer of a fan-out connection (subtracted from the memory figure).
+const FANOUT_BUFFER: usize = 4096;
+
+pub async fn fanout(pg: &Pg, amp: &Ampere, clients: usize) -> anyhow::Result<Fanout> {
+    let table = "bench_fanout";
+    create_table(pg, table).await?;
+    let mut conn = Conn::new(amp.addr);
+    let (shape, _, _) = follow(&mut conn, table, Some("tenant = 0")).await?;
+    let path = shape.live_path();
+
+    let rss_before = env::rss_bytes();
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let mut c = Conn::with_buffer(amp.addr, FANOUT_BUFFER);
+        c.send(&path).await?;
+        conns.push(c);
+    }
+    // Let every request reach the server and park (bounded: 1 s + 1 s per 2,000 clients).
+    tokio::time::sleep(Duration::from_millis(1000 + clients as u64 / 2)).await;
+    let rss_parked = env::rss_bytes();
+    let client_side = clients * (FANOUT_BUFFER + std::mem::size_of::<Conn>());
+    let per_request = rss_parked.saturating_sub(rss_before) as f64 - client_side as f64;
+
+    let mut tasks = JoinSet::new();
+    for mut c in conns {
+        tasks.spawn(async move {
+            let r = tokio::time::timeout(REQUEST_TIMEOUT, c.recv()).await;
+            (Instant::now(), r.ok().and_then(Result::ok))
+        });
+    }
+    tokio::task::yield_now().await;
+    pg.client
+        .execute(
+            &format!("INSERT INTO {table} (tenant, title, value) VALUES (0, 'fanout', 0)"),
+            &[],
+        )
+        .await?;
+    let committed = Instant::now();
+    let mut lat = Vec::with_capacity(clients);
+    while let Some(r) = tasks.join_next().await {
+        let (at, resp) = r?;
+        if resp.is_some_and(|r| r.status == 200 && r.has_change()) {
+            lat.push(at.saturating_duration_since(committed).as_secs_f64() * 1e3);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(Fanout {
+        clients,
+        delivered: lat.len(),
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+        bytes_per_parked_request: (per_request / clients.max(1) as f64).max(0.0),
+        loadavg: env::loadavg(),
+    })
+}
