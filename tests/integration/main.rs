@@ -1,6 +1,7 @@
 //! Integration tests: the real server (in-process on port 0, or the real binary for crash tests)
 //! against a throwaway Postgres per test.
 
+mod checklist;
 mod support;
 
 use std::time::Duration;
