@@ -297,7 +297,13 @@ impl Engine {
                 Err(CatalogError::Db(e)) => Err(EngineError::Unavailable(Box::new(e))),
             })
             .await?;
-        self.tables.lock().insert(key, (t.clone(), Instant::now()));
+        let mut tables = self.tables.lock();
+        // Unchanged table info is shared by every shape on the table (memory per shape).
+        let t = match tables.get(&key) {
+            Some((cached, _)) if **cached == *t => cached.clone(),
+            _ => t,
+        };
+        tables.insert(key, (t.clone(), Instant::now()));
         Ok(t)
     }
 

@@ -148,7 +148,10 @@ fn write_values(
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&def.column_keys[i]);
+        // Column names are written per value rather than kept pre-encoded per shape: a shape's
+        // memory must not grow with its table's width.
+        json::write_str(out, &def.table.columns[i].name);
+        out.push(b':');
         json::write_opt(out, row.get(i).copied().flatten());
     }
     out.push(b'}');

@@ -50,8 +50,6 @@ pub struct ShapeDef {
     pub relation_json: Vec<u8>,
     /// Key prefix `"schema"."table"`.
     pub key_prefix: String,
-    /// `"col":` JSON fragments, indexed like the table's columns.
-    pub column_keys: Vec<Vec<u8>>,
 }
 
 impl ShapeDef {
@@ -109,16 +107,6 @@ impl ShapeDef {
         json::write_str(&mut relation_json, &table.name);
         relation_json.push(b']');
         let key_prefix = json::key_prefix(&table.schema, &table.name);
-        let column_keys = table
-            .columns
-            .iter()
-            .map(|c| {
-                let mut k = Vec::new();
-                json::write_str(&mut k, &c.name);
-                k.push(b':');
-                k
-            })
-            .collect();
         Ok(ShapeDef {
             request,
             table,
@@ -128,7 +116,6 @@ impl ShapeDef {
             schema_header,
             relation_json,
             key_prefix,
-            column_keys,
         })
     }
 
