@@ -190,6 +190,22 @@ impl Engine {
             })
             .await;
         let Ok(rows) = live else { return };
+        // Tables removed from the publication behind our back: their shapes would silently miss
+        // every later change, so they are invalidated rather than quietly re-added.
+        let publication = self.config.publication_name();
+        let published: Option<Vec<u32>> = self
+            .with_admin(async |c| {
+                c.query(
+                    "SELECT pr.prrelid FROM pg_publication_rel pr JOIN pg_publication p \
+                     ON p.oid = pr.prpubid WHERE p.pubname = $1",
+                    &[&publication],
+                )
+                .await
+                .map(|rows| rows.iter().map(|r| r.get::<_, u32>(0)).collect())
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))
+            })
+            .await
+            .ok();
         let live: HashMap<u32, (String, String)> = rows
             .iter()
             .map(|r| {
@@ -204,6 +220,8 @@ impl Engine {
             let same = live
                 .get(&t.oid)
                 .is_some_and(|(sch, name)| sch == &t.schema && name == &t.name);
+            let still_published = published.as_ref().is_none_or(|p| p.contains(&t.oid));
+            let same = same && still_published;
             if !same {
                 tracing::info!(handle = %s.handle, table = %t.sql_name(), "table dropped or renamed: shape removed");
                 self.forget_table(t.oid);
@@ -316,7 +334,13 @@ impl Engine {
         let table = self
             .load_table(&request.schema, &request.table, fresh)
             .await?;
-        Ok(ShapeDef::compile(request.clone(), table)?)
+        // Compiling outside input is bounded but not free: keep it off the async workers, which
+        // also run the replication pipeline (a stalled worker could miss keepalives).
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || ShapeDef::compile(request, table))
+            .await
+            .map_err(|e| EngineError::Create(Box::new(e)))?
+            .map_err(EngineError::from)
     }
 
     /// The live shape for a handle whose stored request equals `request` (the fast path of live

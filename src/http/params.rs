@@ -21,6 +21,8 @@ pub struct RawQuery {
     /// `params[k]=v` entries; `None` when `params` was given as a plain value (invalid).
     pub params: Option<BTreeMap<String, String>>,
     pub params_invalid: bool,
+    /// Keys whose value was not valid UTF-8 once percent-decoded (refused, never replaced).
+    pub not_utf8: Vec<String>,
 }
 
 impl RawQuery {
@@ -40,7 +42,13 @@ pub fn parse_query(q: &str) -> RawQuery {
     for pair in q.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let k = decode(k);
-        let v = decode(v);
+        let v = match percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8() {
+            Ok(v) => v.into_owned(),
+            Err(_) => {
+                raw.not_utf8.push(k.clone());
+                continue;
+            }
+        };
         if let Some(inner) = k.strip_prefix("params[").and_then(|r| r.strip_suffix(']')) {
             raw.params
                 .get_or_insert_with(BTreeMap::new)
@@ -104,6 +112,30 @@ pub fn validate(raw: &RawQuery) -> Result<ShapeParams, Errors> {
     };
     if raw.params_invalid {
         add(&mut errors, "params", "is invalid");
+    }
+    for k in &raw.not_utf8 {
+        let key = if k.starts_with("params[") {
+            "params"
+        } else {
+            k.as_str()
+        };
+        if matches!(
+            key,
+            "table"
+                | "where"
+                | "columns"
+                | "offset"
+                | "handle"
+                | "replica"
+                | "log"
+                | "params"
+                | "cursor"
+                | "live"
+                | "live_sse"
+        ) || key.starts_with("subset__")
+        {
+            add(&mut errors, key, "is invalid");
+        }
     }
     let columns = match raw.non_empty("columns") {
         Some(c) => match parse_columns(c) {
@@ -443,6 +475,18 @@ mod tests {
         );
         assert!(parse_columns("id,foo@").is_err());
         assert!(parse_columns("id,").is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_not_replaced() {
+        assert_eq!(
+            err("table=items&offset=-1&where=title%20%3D%20%27%FF%FE%27"),
+            e1("where", "is invalid")
+        );
+        assert!(
+            v("table=items&offset=-1&foo=%FF").is_ok(),
+            "unknown parameters are ignored"
+        );
     }
 
     #[test]

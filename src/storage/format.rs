@@ -177,6 +177,10 @@ pub struct ScanResult {
     pub open_chunk_bytes: u64,
     /// Whether anything after the committed prefix had to be dropped.
     pub dropped_tail: bool,
+    /// Whether the scan ended at the end of the bytes or at a record cut short by the end of
+    /// the file (an interrupted append). False when it stopped at a record whose bytes are all
+    /// there but do not check out: damage, which may have hit acknowledged data.
+    pub clean_end: bool,
 }
 
 /// Scans a file body, stopping at the first torn or corrupt record, and reports the committed
@@ -223,7 +227,25 @@ pub fn scan(body: &[u8]) -> ScanResult {
     res.open_chunk_bytes = open_at_commit;
     res.snapshot_end = snap_end_at_commit;
     res.dropped_tail = res.committed_len != body.len() as u64;
+    res.clean_end = pos == body.len() || cut_short(&body[pos..]);
     res
+}
+
+/// Whether `rest` is a record prefix that the end of the file cut off (its declared length runs
+/// past the end), as opposed to a complete record that fails its checks.
+fn cut_short(rest: &[u8]) -> bool {
+    let Some(len) = rest
+        .get(0..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+    else {
+        return true;
+    };
+    usize::try_from(len)
+        .ok()
+        .and_then(|l| l.checked_add(RECORD_HEADER_LEN))
+        .is_none_or(|need| need > rest.len())
+        && usize::try_from(len).is_ok_and(|l| l <= MAX_PAYLOAD)
 }
 
 #[cfg(test)]

@@ -286,6 +286,14 @@ impl LogWriter {
         if !scan.snapshot_end {
             return Err(RecoverError::IncompleteSnapshot);
         }
+        // Only an interrupted append (an uncommitted tail, or a last record cut short by the end
+        // of the file) is cut off: that data was never acknowledged and Postgres resends it. A
+        // complete record that fails its checks is damage that may have hit acknowledged data,
+        // which Postgres will never resend: the shape is dropped (its clients refetch) rather
+        // than served with a hole.
+        if !scan.clean_end {
+            return Err(RecoverError::Damaged);
+        }
         let file_len = FILE_HEADER_LEN + scan.committed_len;
         if scan.dropped_tail {
             let f = OpenOptions::new().write(true).open(&path)?;
@@ -502,6 +510,8 @@ pub enum RecoverError {
     Format(#[from] format::FormatError),
     #[error("the initial snapshot never completed")]
     IncompleteSnapshot,
+    #[error("a record does not decode (torn or corrupt): acknowledged data may be missing")]
+    Damaged,
 }
 
 /// Makes written logs durable: one `fdatasync` per file for a few files, one `syncfs` for many
@@ -687,6 +697,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_damaged_record_drops_the_shape_but_an_uncommitted_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _rx) = writer(dir.path(), 1000);
+        w.finish_snapshot(b"\"end\"");
+        w.append_entry(LogOffset::new(10, 0), b"\"committed\"", true);
+        flush(&mut w);
+        let path = w.path().to_path_buf();
+        let good = std::fs::read(&path).unwrap();
+        // An interrupted transaction: whole records, no transaction end. Cut off, shape kept.
+        w.append_entry(LogOffset::new(20, 0), b"\"partial\"", false);
+        w.write_pending().unwrap();
+        let (tx, _) = watch::channel(LogView::empty());
+        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx)).unwrap();
+        assert_eq!(r.latest(), LogOffset::new(10, 0));
+        assert_eq!(std::fs::read(&path).unwrap(), good);
+        // A flipped byte in an acknowledged record: the shape is dropped.
+        let mut bad = good.clone();
+        let last = bad.len() - 3;
+        bad[last] ^= 0x20;
+        std::fs::write(&path, &bad).unwrap();
+        let (tx, _) = watch::channel(LogView::empty());
+        assert!(matches!(
+            LogWriter::recover(path.clone(), 1000, Arc::new(tx)),
+            Err(RecoverError::Damaged)
+        ));
+        // A record cut short by the end of the file is an interrupted append (never
+        // acknowledged): cut off, shape kept.
+        let mut torn = good.clone();
+        torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
+        std::fs::write(&path, &torn).unwrap();
+        let (tx, _) = watch::channel(LogView::empty());
+        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx)).unwrap();
+        assert_eq!(r.latest(), LogOffset::new(10, 0));
+        assert_eq!(std::fs::read(&path).unwrap(), good);
     }
 
     #[test]
