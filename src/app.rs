@@ -158,7 +158,7 @@ pub async fn run(
         match connected {
             Ok((mut client, start)) => {
                 if !restored {
-                    restore_shapes(&engine, &mut pipeline);
+                    restore_shapes(&engine, &mut pipeline, start.start_lsn);
                     restored = true;
                 }
                 check_continuity(&engine, &mut pipeline, &start);
@@ -232,8 +232,9 @@ fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replicatio
     }
 }
 
-/// Loads every complete shape from storage; incomplete or unreadable ones are removed.
-fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline) {
+/// Loads every complete shape from storage; incomplete, unreadable or damaged ones are removed
+/// (`acknowledged_lsn`: the slot's confirmed position, which replay will not go below).
+fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_lsn: u64) {
     let handles = match engine.storage.list_shapes() {
         Ok(h) => h,
         Err(e) => {
@@ -256,6 +257,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline) {
                 log_path.clone(),
                 engine.config.chunk_bytes_threshold,
                 view.clone(),
+                acknowledged_lsn,
             ) {
                 Ok(w) => w,
                 Err(e) => {

@@ -181,6 +181,9 @@ pub struct ScanResult {
     /// the file (an interrupted append). False when it stopped at a record whose bytes are all
     /// there but do not check out: damage, which may have hit acknowledged data.
     pub clean_end: bool,
+    /// Smallest commit LSN (`tx > 0`) among the records cut off: complete records of an
+    /// unfinished transaction, and a last record cut short if its offset field survived.
+    pub dropped_min_tx: Option<u64>,
 }
 
 /// Scans a file body, stopping at the first torn or corrupt record, and reports the committed
@@ -228,6 +231,28 @@ pub fn scan(body: &[u8]) -> ScanResult {
     res.snapshot_end = snap_end_at_commit;
     res.dropped_tail = res.committed_len != body.len() as u64;
     res.clean_end = pos == body.len() || cut_short(&body[pos..]);
+    // What the cut-off tail held, so recovery can tell an interrupted append (never
+    // acknowledged) from lost acknowledged data.
+    let committed = usize::try_from(res.committed_len).unwrap_or(usize::MAX);
+    let mut min_tx: Option<u64> = None;
+    let mut note = |tx: u64| {
+        if tx > 0 {
+            min_tx = Some(min_tx.map_or(tx, |m| m.min(tx)));
+        }
+    };
+    let mut p = committed;
+    while let Some(rec) = body.get(p..).and_then(decode_record) {
+        note(rec.offset.tx);
+        p += rec.size;
+    }
+    if let Some(tx) = body
+        .get(p..)
+        .and_then(|r| r.get(12..20))
+        .and_then(|b| b.try_into().ok())
+    {
+        note(u64::from_le_bytes(tx));
+    }
+    res.dropped_min_tx = min_tx;
     res
 }
 

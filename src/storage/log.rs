@@ -278,6 +278,7 @@ impl LogWriter {
         path: PathBuf,
         threshold: u64,
         view: Arc<watch::Sender<LogView>>,
+        acknowledged_lsn: u64,
     ) -> Result<LogWriter, RecoverError> {
         let bytes = std::fs::read(&path)?;
         format::check_file_header(&bytes)?;
@@ -291,7 +292,10 @@ impl LogWriter {
         // complete record that fails its checks is damage that may have hit acknowledged data,
         // which Postgres will never resend: the shape is dropped (its clients refetch) rather
         // than served with a hole.
-        if !scan.clean_end {
+        // A transaction below the acknowledged position was made durable whole before it was
+        // acknowledged; finding part of one in the tail means the rest was lost.
+        let lost_acknowledged = scan.dropped_min_tx.is_some_and(|tx| tx < acknowledged_lsn);
+        if !scan.clean_end || lost_acknowledged {
             return Err(RecoverError::Damaged);
         }
         let file_len = FILE_HEADER_LEN + scan.committed_len;
@@ -633,7 +637,7 @@ mod tests {
         w.write_pending().unwrap();
         drop(w);
         let (tx2, rx2) = watch::channel(LogView::empty());
-        let w2 = LogWriter::recover(p.clone(), 10, Arc::new(tx2)).unwrap();
+        let w2 = LogWriter::recover(p.clone(), 10, Arc::new(tx2), 0).unwrap();
         let v2 = rx2.borrow().clone();
         assert_eq!(v2.latest, LogOffset::new(300, 0));
         assert_eq!(*v2.chunks, *v.chunks);
@@ -711,10 +715,20 @@ mod tests {
         // An interrupted transaction: whole records, no transaction end. Cut off, shape kept.
         w.append_entry(LogOffset::new(20, 0), b"\"partial\"", false);
         w.write_pending().unwrap();
+        let with_partial = std::fs::read(&path).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx)).unwrap();
+        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
+        // The same unfinished transaction below the acknowledged position: it was durable whole
+        // before being acknowledged, so losing its end means damage.
+        std::fs::write(&path, &with_partial).unwrap();
+        let (tx, _) = watch::channel(LogView::empty());
+        assert!(matches!(
+            LogWriter::recover(path.clone(), 1000, Arc::new(tx), 25),
+            Err(RecoverError::Damaged)
+        ));
+        std::fs::write(&path, &good).unwrap();
         // A flipped byte in an acknowledged record: the shape is dropped.
         let mut bad = good.clone();
         let last = bad.len() - 3;
@@ -722,7 +736,7 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(path.clone(), 1000, Arc::new(tx)),
+            LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15),
             Err(RecoverError::Damaged)
         ));
         // A record cut short by the end of the file is an interrupted append (never
@@ -731,7 +745,7 @@ mod tests {
         torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
         std::fs::write(&path, &torn).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx)).unwrap();
+        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
     }
@@ -744,7 +758,7 @@ mod tests {
         flush(&mut w);
         let (tx, _) = watch::channel(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(w.path().to_path_buf(), 1000, Arc::new(tx)),
+            LogWriter::recover(w.path().to_path_buf(), 1000, Arc::new(tx), 0),
             Err(RecoverError::IncompleteSnapshot)
         ));
     }
