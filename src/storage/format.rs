@@ -256,9 +256,16 @@ pub fn scan(body: &[u8]) -> ScanResult {
     res
 }
 
-/// Whether `rest` is a record prefix that the end of the file cut off (its declared length runs
-/// past the end), as opposed to a complete record that fails its checks.
+/// Whether `rest` is not a complete record of ours: a prefix that the end of the file cut off
+/// (its declared length runs past the end) or bytes whose declared length no record can have
+/// (garbage from an interrupted extension of the file). A complete record that fails its checks
+/// is damage instead. Either way `dropped_min_tx` tells recovery whether an acknowledged
+/// transaction was hit.
 fn cut_short(rest: &[u8]) -> bool {
+    // A file extended but never written (zeros after a power loss) holds no record of ours.
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
     let Some(len) = rest
         .get(0..4)
         .and_then(|b| b.try_into().ok())
@@ -266,11 +273,12 @@ fn cut_short(rest: &[u8]) -> bool {
     else {
         return true;
     };
-    usize::try_from(len)
-        .ok()
-        .and_then(|l| l.checked_add(RECORD_HEADER_LEN))
-        .is_none_or(|need| need > rest.len())
-        && usize::try_from(len).is_ok_and(|l| l <= MAX_PAYLOAD)
+    match usize::try_from(len) {
+        Ok(l) if l <= MAX_PAYLOAD => l
+            .checked_add(RECORD_HEADER_LEN)
+            .is_none_or(|need| need > rest.len()),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
