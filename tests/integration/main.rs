@@ -2,6 +2,8 @@
 //! against a throwaway Postgres per test.
 
 mod checklist;
+mod fault_proxy;
+mod faults;
 mod support;
 
 use std::time::Duration;
