@@ -1240,3 +1240,55 @@ async fn alter_table_rotates_only_affected_shapes() {
     .await;
     server.stop().await;
 }
+
+/// The shipped container files agree with the binary: the Dockerfile builds and runs the
+/// `ampere` binary on Electric's port and storage path, and the compose file's environment is
+/// accepted as-is (an Electric deployment's env works unchanged).
+#[test]
+fn the_dockerfile_and_compose_file_match_the_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("cargo build --release --locked --bin ampere"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/ampere\"]"));
+    assert!(dockerfile.contains("ELECTRIC_PORT=3000") && dockerfile.contains("EXPOSE 3000"));
+    let compose = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+    let env: Vec<(String, String)> = compose
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("DATABASE_URL:") || l.starts_with("ELECTRIC_"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        .collect();
+    assert!(env.iter().any(|(k, _)| k == "DATABASE_URL"));
+    let storage = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ampere"))
+        .env_clear()
+        .envs(env)
+        .env("ELECTRIC_PORT", port.to_string())
+        .env("ELECTRIC_STORAGE_DIR", storage.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A configuration error exits at once with status 2; an accepted one serves health as
+    // "starting" while it retries the compose network's (here unreachable) `postgres` host.
+    let mut answered = None;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the compose environment was refused: {status}");
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            answered = buf.lines().next().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answered.as_deref(), Some("HTTP/1.1 202 Accepted"));
+}
