@@ -10,7 +10,9 @@
 //!
 //! Forms: `eq` (`tenant = k`), `in` (`tenant IN (k, k+1)`), `range` (`tenant BETWEEN k AND
 //! k+10`), `range_open` (`tenant < k`), `prefix` (`title LIKE 'p<k>%'`), `is_null` (`note IS
-//! NULL`, row with a non-NULL note). `residual_eval` is one `WhereClause::matches` of a
+//! NULL`, row with a non-NULL note), `any` (`'t<k>' = ANY(tags)`) and `contains` (`tags @>
+//! '{t<k>,common}'`), with a row whose `tags` holds 8 elements, and `json_path`
+//! (`data->>'kind' = 'k<k>'` on a jsonb column, a 4-key document). `residual_eval` is one `WhereClause::matches` of a
 //! non-indexable clause (`lower(title) = … AND priority + 1 > …`), paid per change per
 //! non-indexable shape of the table.
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use ampere::shape::router::Router;
 use ampere::shape::where_clause::{
-    Column, Condition, IndexEntry, IndexKey, RangeKey, Schema, WhereClause,
+    Column, Condition, IndexEntry, IndexKey, JsonStep, RangeKey, Schema, WhereClause,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -40,6 +42,11 @@ fn schema() -> Schema {
             col("title", "text"),
             col("note", "text"),
             col("priority", "int4"),
+            Column {
+                array_dims: 1,
+                ..col("tags", "text")
+            },
+            col("data", "jsonb"),
         ],
     }
 }
@@ -66,6 +73,18 @@ fn entries_for(form: &str, template: &[IndexEntry], k: u32) -> Vec<IndexEntry> {
             hi: RangeKey::Num(k),
         })],
         "prefix" => vec![with(Condition::Prefix(format!("p{k}")))],
+        "any" => vec![with(Condition::Contains(vec![IndexKey::Text(format!(
+            "t{k}"
+        ))]))],
+        "json_path" => vec![with(Condition::JsonPath {
+            jsonb: true,
+            path: vec![JsonStep::Key("kind".to_owned())],
+            value: format!("k{k}"),
+        })],
+        "contains" => vec![with(Condition::Contains(vec![
+            IndexKey::Text(format!("t{k}")),
+            IndexKey::Text("common".to_owned()),
+        ]))],
         _ => template.to_vec(),
     }
 }
@@ -79,6 +98,9 @@ fn routing(c: &mut Criterion) {
         ("range_open", "tenant < 1"),
         ("prefix", "title LIKE 'p1%'"),
         ("is_null", "note IS NULL"),
+        ("any", "'t1' = ANY(tags)"),
+        ("contains", "tags @> '{t1,common}'"),
+        ("json_path", "data->>'kind' = 'k1'"),
     ];
     let mut group = c.benchmark_group("routing");
     group
@@ -102,12 +124,19 @@ fn routing(c: &mut Criterion) {
                 _ => (n / 2).to_string(),
             };
             let title = format!("p{}x", n / 2);
+            let tags = format!("{{a,b,t{},common,\"x y\",t{},c,d}}", n / 2, n / 2 + 1);
+            let data = format!(
+                r#"{{"n": 1, "kind": "k{}", "tags": ["a", "b"], "owner": "ann"}}"#,
+                n / 2
+            );
             let row: Vec<Option<&str>> = vec![
                 Some("1"),
                 Some(tenant.as_str()),
                 Some(title.as_str()),
                 Some("present"),
                 Some("3"),
+                Some(tags.as_str()),
+                Some(data.as_str()),
             ];
             let mut out = Vec::new();
             router.candidates(1, &[&row], &mut out);
@@ -129,7 +158,15 @@ fn routing(c: &mut Criterion) {
     let w = WhereClause::compile("lower(title) = 'p500x' AND priority + 1 > 2", &[], &schema)
         .expect("compiles");
     assert!(w.index_entries().is_none());
-    let row: Vec<Option<&str>> = vec![Some("1"), Some("7"), Some("P500X"), None, Some("3")];
+    let row: Vec<Option<&str>> = vec![
+        Some("1"),
+        Some("7"),
+        Some("P500X"),
+        None,
+        Some("3"),
+        None,
+        None,
+    ];
     assert!(w.matches(&row));
     group.bench_function("lower_and_arith", |b| {
         b.iter(|| black_box(w.matches(black_box(&row))))

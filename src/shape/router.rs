@@ -9,7 +9,13 @@
 //!   ([`stabbing::Intervals`]), O(log² n + matches) per lookup;
 //! * `LIKE 'prefix%'`: per column, prefix → shapes, one hash lookup per distinct prefix
 //!   length;
-//! * `IS NULL`: per column, the shapes to visit when the value is NULL.
+//! * `IS NULL`: per column, the shapes to visit when the value is NULL;
+//! * array containment (`col @> '{a,b}'`, `'a' = ANY(col)`, `col && '{a,b}'`): per
+//!   `(column, element key type)`, element → shapes requiring it (each shape filed under one
+//!   of its required elements, the others checked on lookup): one hash lookup per distinct
+//!   element of the row's array;
+//! * json paths (`data->>'kind' = 'x'`, `data->'a'->>'b' = …`): per (column, path), the text
+//!   at the path → shapes; one parse of the value and one hash lookup per indexed path.
 //!
 //! Shapes that cannot be indexed (or have no where clause) are kept in a residual list that
 //! every change of the table visits; their clauses are compiled once and only evaluated by
@@ -21,7 +27,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::where_clause::{Condition, IndexEntry, IndexKey, KeyType, index_key, range_key};
+use super::where_clause::{
+    Condition, IndexEntry, IndexKey, JsonStep, KeyType, Undecodable, array_keys, index_key,
+    json_path_text, range_key,
+};
 
 /// A shape's slot number in the pipeline.
 pub type ShapeId = u32;
@@ -46,12 +55,33 @@ struct PrefixGroup {
     lengths: BTreeMap<usize, usize>,
 }
 
+/// A shape filed under one of its required elements, with the others it also requires.
+type FiledShape = (ShapeId, Box<[IndexKey]>);
+
+/// Array containment (`col @> const`, `c = ANY(col)`, `col && const`): each shape is filed
+/// under one element it requires, with the other required elements checked on lookup.
+#[derive(Debug, Default)]
+struct ContainsGroup {
+    by_elem: HashMap<IndexKey, Vec<FiledShape>>,
+    /// Every shape in the group, for rows whose array does not parse.
+    all: HashSet<ShapeId>,
+}
+
+/// `col ->…->> path = 'v'`: per (column, json or jsonb, path), the text at the path → shapes.
+#[derive(Debug, Default)]
+struct JsonGroup {
+    by_value: HashMap<String, Vec<ShapeId>>,
+    all: HashSet<ShapeId>,
+}
+
 #[derive(Debug, Default)]
 struct TableRoutes {
     eq: HashMap<(usize, KeyType), EqGroup>,
     ranges: HashMap<(usize, KeyType), RangeGroup>,
     prefixes: HashMap<usize, PrefixGroup>,
     nulls: HashMap<usize, HashSet<ShapeId>>,
+    contains: HashMap<(usize, KeyType), ContainsGroup>,
+    json: HashMap<(usize, bool, Vec<JsonStep>), JsonGroup>,
     residual: HashSet<ShapeId>,
     /// Index entries each shape was registered with, and the serials of its intervals.
     registered: HashMap<ShapeId, (Option<Vec<IndexEntry>>, Vec<u64>)>,
@@ -104,6 +134,25 @@ impl Router {
                         }
                         Condition::IsNull => {
                             t.nulls.entry(e.column).or_default().insert(id);
+                        }
+                        Condition::JsonPath { jsonb, path, value } => {
+                            let g = t.json.entry((e.column, *jsonb, path.clone())).or_default();
+                            let v = g.by_value.entry(value.clone()).or_default();
+                            if !v.contains(&id) {
+                                v.push(id);
+                            }
+                            g.all.insert(id);
+                        }
+                        Condition::Contains(keys) => {
+                            let Some((first, rest)) = keys.split_first() else {
+                                continue;
+                            };
+                            let g = t.contains.entry((e.column, e.key_type)).or_default();
+                            let v = g.by_elem.entry(first.clone()).or_default();
+                            if !v.iter().any(|(s, r)| *s == id && **r == *rest) {
+                                v.push((id, rest.into()));
+                            }
+                            g.all.insert(id);
                         }
                     }
                 }
@@ -179,6 +228,36 @@ impl Router {
                         }
                     }
                 }
+                Condition::JsonPath { jsonb, path, value } => {
+                    let k = (e.column, jsonb, path);
+                    if let Some(g) = t.json.get_mut(&k) {
+                        if let Some(v) = g.by_value.get_mut(&value) {
+                            v.retain(|&s| s != id);
+                            if v.is_empty() {
+                                g.by_value.remove(&value);
+                            }
+                        }
+                        g.all.remove(&id);
+                        if g.all.is_empty() {
+                            t.json.remove(&k);
+                        }
+                    }
+                }
+                Condition::Contains(keys) => {
+                    let Some(first) = keys.first() else { continue };
+                    if let Some(g) = t.contains.get_mut(&(e.column, e.key_type)) {
+                        if let Some(v) = g.by_elem.get_mut(first) {
+                            v.retain(|(s, _)| *s != id);
+                            if v.is_empty() {
+                                g.by_elem.remove(first);
+                            }
+                        }
+                        g.all.remove(&id);
+                        if g.all.is_empty() {
+                            t.contains.remove(&(e.column, e.key_type));
+                        }
+                    }
+                }
             }
         }
         if t.registered.is_empty() {
@@ -243,6 +322,60 @@ impl Router {
             for (&col, set) in &t.nulls {
                 if row.get(col).is_some_and(Option::is_none) {
                     out.extend(set);
+                }
+            }
+            for ((col, jsonb, path), g) in &t.json {
+                let Some(text) = cell(*col) else { continue };
+                match json_path_text(*jsonb, path, text) {
+                    Ok(Some(v)) => {
+                        if let Some(ids) = g.by_value.get(&v) {
+                            out.extend_from_slice(ids);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(Undecodable) => out.extend(&g.all),
+                }
+            }
+            for (&(col, kt), g) in &t.contains {
+                // A NULL array contains nothing.
+                let Some(text) = cell(col) else { continue };
+                let Some(mut keys) = array_keys(kt, text) else {
+                    out.extend(&g.all);
+                    continue;
+                };
+                if keys.len() > 16 {
+                    let mut seen = HashSet::with_capacity(keys.len());
+                    keys.retain(|k| seen.insert(k.clone()));
+                } else {
+                    let mut i = 0;
+                    while i < keys.len() {
+                        if keys[..i].contains(&keys[i]) {
+                            keys.swap_remove(i);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+                let present: HashSet<&IndexKey> = if keys.len() > 16 {
+                    keys.iter().collect()
+                } else {
+                    HashSet::new()
+                };
+                let has = |k: &IndexKey| {
+                    if present.is_empty() {
+                        keys.contains(k)
+                    } else {
+                        present.contains(k)
+                    }
+                };
+                for k in &keys {
+                    if let Some(v) = g.by_elem.get(k) {
+                        for (id, rest) in v {
+                            if rest.iter().all(&has) {
+                                out.push(*id);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -499,6 +632,10 @@ mod tests {
                 col("tenant", "int4"),
                 col("score", "float8"),
                 col("title", "text"),
+                Column {
+                    array_dims: 1,
+                    ..col("tags", "text")
+                },
             ],
         }
     }
@@ -519,6 +656,11 @@ mod tests {
                 .prop_map(|p| format!("title LIKE '{p}'")),
             (0i32..6).prop_map(|k| format!("title >= 'a' AND tenant < {k}")),
             Just("title IS NULL".to_owned()),
+            prop::sample::select(vec!["{a}", "{a,b}", "{b,a,a}", "{c}", "{}", "{a,NULL}"])
+                .prop_map(|a| format!("tags @> '{a}'")),
+            prop::sample::select(vec!["a", "b", "c"]).prop_map(|e| format!("'{e}' = ANY(tags)")),
+            prop::sample::select(vec!["{a}", "{a,c}", "{}"]).prop_map(|a| format!("tags && '{a}'")),
+            (0i32..6).prop_map(|k| format!("tenant = {k} AND '{{a}}' <@ tags")),
         ]
     }
 
@@ -530,12 +672,25 @@ mod tests {
         ]
     }
 
+    fn tags() -> impl Strategy<Value = Option<&'static str>> {
+        prop::sample::select(vec![
+            None,
+            Some("{a}"),
+            Some("{a,b}"),
+            Some("{b,NULL}"),
+            Some("{}"),
+            Some("{{a,c},{b,a}}"),
+            Some("{\"a\",\"c\"}"),
+            Some("not an array"),
+        ])
+    }
+
     proptest! {
         /// The router may return extra shapes, never miss one; removal really removes.
         #[test]
         fn never_misses_a_matching_shape(
             clauses in proptest::collection::vec(clause(), 1..30),
-            rows in proptest::collection::vec((value(), value(), proptest::option::of("[ab]{0,2}")), 1..20),
+            rows in proptest::collection::vec((value(), value(), proptest::option::of("[ab]{0,2}"), tags()), 1..20),
         ) {
             let schema = schema();
             let mut router = Router::new();
@@ -545,9 +700,9 @@ mod tests {
                 router.add(7, u32::try_from(id).unwrap(), w.index_entries());
             }
             let mut out = Vec::new();
-            for (tenant, score, title) in &rows {
+            for (tenant, score, title, tags) in &rows {
                 let tenant = tenant.as_ref().map(|t| t.split('.').next().unwrap_or("0").to_owned());
-                let row: Vec<Option<&str>> = vec![Some("1"), tenant.as_deref(), score.as_deref(), title.as_deref()];
+                let row: Vec<Option<&str>> = vec![Some("1"), tenant.as_deref(), score.as_deref(), title.as_deref(), *tags];
                 router.candidates(7, &[&row], &mut out);
                 for (id, w) in compiled.iter().enumerate() {
                     if w.matches(&row) {
@@ -571,11 +726,44 @@ mod tests {
             router.add(1, k, w.index_entries());
         }
         let mut out = Vec::new();
-        router.candidates(1, &[&[Some("1"), Some("4242"), None, None]], &mut out);
+        router.candidates(1, &[&[Some("1"), Some("4242"), None, None, None]], &mut out);
         assert_eq!(out, vec![4242]);
-        router.candidates(1, &[&[Some("1"), Some("99999"), None, None]], &mut out);
+        router.candidates(
+            1,
+            &[&[Some("1"), Some("99999"), None, None, None]],
+            &mut out,
+        );
         assert!(out.is_empty());
-        router.candidates(1, &[&[Some("1"), None, None, None]], &mut out);
+        router.candidates(1, &[&[Some("1"), None, None, None, None]], &mut out);
         assert!(out.is_empty(), "NULL equals nothing");
+    }
+
+    #[test]
+    fn containment_shapes_are_found_by_element_lookup() {
+        let schema = schema();
+        let mut router = Router::new();
+        for k in 0..10_000u32 {
+            let text = if k % 2 == 0 {
+                format!("tags @> '{{t{k},common}}'")
+            } else {
+                format!("'t{k}' = ANY(tags)")
+            };
+            let w = WhereClause::compile(&text, &[], &schema).unwrap();
+            router.add(1, k, w.index_entries());
+        }
+        let mut out = Vec::new();
+        let row = |tags| [Some("1"), None, None, None, Some(tags)];
+        router.candidates(1, &[&row("{t42,x,common}")], &mut out);
+        assert_eq!(out, vec![42]);
+        router.candidates(1, &[&row("{t42,t43}")], &mut out);
+        assert_eq!(out, vec![43], "t42 also needs 'common'");
+        router.candidates(1, &[&row("{}")], &mut out);
+        assert!(out.is_empty());
+        router.candidates(1, &[&row("{unparsable")], &mut out);
+        assert_eq!(out.len(), 10_000, "an undecodable array may match anything");
+        for k in 0..10_000u32 {
+            router.remove(1, k);
+        }
+        assert!(!router.has_table(1));
     }
 }

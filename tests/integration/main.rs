@@ -5,6 +5,7 @@ mod checklist;
 mod fault_proxy;
 mod faults;
 mod support;
+mod where_live;
 
 use std::time::Duration;
 

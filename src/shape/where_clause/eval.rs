@@ -16,6 +16,9 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use super::arith::{self, ArithOp, NumKind};
+use super::array::{self, ArrayVal};
+use super::interval;
+use super::json;
 use super::like;
 use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, Value, parse_as, parse_bool};
@@ -42,6 +45,8 @@ pub enum EvalError {
     FloatUnderflow,
     #[error("value overflows numeric format")]
     NumericOverflow,
+    #[error("{0}")]
+    Message(&'static str),
 }
 
 /// A text transformation applied to the raw column text before its input function.
@@ -194,6 +199,108 @@ impl CmpOp {
     }
 }
 
+/// `@>`, `<@`, `&&`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ArrayPredOp {
+    Contains,
+    ContainedBy,
+    Overlaps,
+}
+
+impl ArrayPredOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArrayPredOp::Contains => "@>",
+            ArrayPredOp::ContainedBy => "<@",
+            ArrayPredOp::Overlaps => "&&",
+        }
+    }
+}
+
+/// The `||` family on arrays (non-strict: a NULL operand is a no-op).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CatKind {
+    /// array || array (`array_cat`).
+    Cat,
+    /// array || element (`array_append`).
+    Append,
+    /// element || array (`array_prepend`).
+    Prepend,
+}
+
+/// jsonb `@>`, `<@`, `?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum JsonPredOp {
+    Contains,
+    ContainedBy,
+    Exists,
+}
+
+impl JsonPredOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            JsonPredOp::Contains => "@>",
+            JsonPredOp::ContainedBy => "<@",
+            JsonPredOp::Exists => "?",
+        }
+    }
+}
+
+/// Date/time arithmetic of the catalogue, by operand types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DateOp {
+    DatePlusInt,
+    IntPlusDate,
+    DateMinusInt,
+    DateMinusDate,
+    DatePlusTime,
+    TimePlusDate,
+    /// timestamp or timestamptz ± interval.
+    TsPlusInterval,
+    IntervalPlusTs,
+    TsMinusInterval,
+    TsMinusTs,
+    TimePlusInterval,
+    IntervalPlusTime,
+    TimeMinusInterval,
+    TimeMinusTime,
+    IntervalPlus,
+    IntervalMinus,
+}
+
+impl DateOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            DateOp::DateMinusInt
+            | DateOp::DateMinusDate
+            | DateOp::TsMinusInterval
+            | DateOp::TsMinusTs
+            | DateOp::TimeMinusInterval
+            | DateOp::TimeMinusTime
+            | DateOp::IntervalMinus => "-",
+            _ => "+",
+        }
+    }
+}
+
+/// `justify_hours`, `justify_days`, `justify_interval`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Justify {
+    Hours,
+    Days,
+    Interval,
+}
+
+impl Justify {
+    pub fn name(self) -> &'static str {
+        match self {
+            Justify::Hours => "justify_hours",
+            Justify::Days => "justify_days",
+            Justify::Interval => "justify_interval",
+        }
+    }
+}
+
 /// `IS [NOT] TRUE/FALSE/UNKNOWN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum BoolTest {
@@ -313,6 +420,128 @@ pub(super) enum Node {
         upper: bool,
         arg: Box<Node>,
     },
+    /// `lhs op ANY (array)` / `ALL`; elements are converted by `elem_convert` (PG's
+    /// array coercion), then compared with `lhs` in `cmp`.
+    AnyAll {
+        op: CmpOp,
+        cmp: CmpType,
+        all: bool,
+        lhs: Box<Node>,
+        array: Box<Node>,
+        elem_convert: Option<(NumKind, NumKind)>,
+    },
+    /// `@>`, `<@`, `&&`; elements compared in `cmp`.
+    ArrayPred {
+        op: ArrayPredOp,
+        cmp: CmpType,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    ArrayCat {
+        kind: CatKind,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    ArrayNdims(Box<Node>),
+    /// `a[i]…` (`slice: false`, `upper` holds the indexes) or `a[lo:hi]…`.
+    Subscript {
+        arg: Box<Node>,
+        slice: bool,
+        lower: Vec<Option<Node>>,
+        upper: Vec<Option<Node>>,
+    },
+    /// Date/time arithmetic (strict).
+    DateArith {
+        op: DateOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Justify {
+        kind: Justify,
+        arg: Box<Node>,
+    },
+    /// `json(b) -> step` / `->>` (`step` is text or int4).
+    JsonGet {
+        jsonb: bool,
+        as_text: bool,
+        arg: Box<Node>,
+        step: Box<Node>,
+    },
+    JsonPred {
+        op: JsonPredOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    /// `ARRAY[…]`: of scalars (`nested: false`) or of arrays (one more dimension).
+    ArrayCtor {
+        nested: bool,
+        elems: Vec<Node>,
+    },
+}
+
+fn date_arith(op: DateOp, l: &Value<'_>, r: &Value<'_>) -> Result<Value<'static>, EvalError> {
+    use Value as V;
+    Ok(match (op, l, r) {
+        (DateOp::DatePlusInt, V::Date(d), V::Int(n))
+        | (DateOp::IntPlusDate, V::Int(n), V::Date(d)) => V::Date(interval::date_plus(*d, *n)?),
+        (DateOp::DateMinusInt, V::Date(d), V::Int(n)) => V::Date(interval::date_plus(*d, -*n)?),
+        (DateOp::DateMinusDate, V::Date(a), V::Date(b)) => {
+            V::Int(interval::date_minus_date(*a, *b)?)
+        }
+        (DateOp::DatePlusTime, V::Date(d), V::Time(t))
+        | (DateOp::TimePlusDate, V::Time(t), V::Date(d)) => {
+            V::Timestamp(interval::date_plus_time(*d, *t)?)
+        }
+        (DateOp::TsPlusInterval, V::Timestamp(t), V::Interval(v))
+        | (DateOp::IntervalPlusTs, V::Interval(v), V::Timestamp(t)) => {
+            V::Timestamp(interval::ts_plus(*t, *v, false)?)
+        }
+        (DateOp::TsMinusInterval, V::Timestamp(t), V::Interval(v)) => {
+            V::Timestamp(interval::ts_plus(*t, *v, true)?)
+        }
+        (DateOp::TsMinusTs, V::Timestamp(a), V::Timestamp(b)) => {
+            V::Interval(interval::ts_minus_ts(*a, *b)?)
+        }
+        (DateOp::TimePlusInterval, V::Time(t), V::Interval(v))
+        | (DateOp::IntervalPlusTime, V::Interval(v), V::Time(t)) => {
+            V::Time(interval::time_plus(*t, *v, false))
+        }
+        (DateOp::TimeMinusInterval, V::Time(t), V::Interval(v)) => {
+            V::Time(interval::time_plus(*t, *v, true))
+        }
+        (DateOp::TimeMinusTime, V::Time(a), V::Time(b)) => V::Interval(interval::Interval {
+            months: 0,
+            days: 0,
+            micros: a - b,
+        }),
+        (DateOp::IntervalPlus, V::Interval(a), V::Interval(b)) => {
+            V::Interval(interval::add(*a, *b, false)?)
+        }
+        (DateOp::IntervalMinus, V::Interval(a), V::Interval(b)) => {
+            V::Interval(interval::add(*a, *b, true)?)
+        }
+        _ => return Err(EvalError::TypeMismatch),
+    })
+}
+
+fn as_array(v: Value<'_>) -> Result<Option<ArrayVal>, EvalError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(a) => Ok(Some(a.into_owned())),
+        _ => Err(EvalError::TypeMismatch),
+    }
+}
+
+fn array_value(a: Option<ArrayVal>) -> Value<'static> {
+    a.map_or(Value::Null, |a| Value::Array(Cow::Owned(a)))
+}
+
+fn as_index(v: Value<'_>) -> Result<Option<i64>, EvalError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Int(i) => Ok(Some(i)),
+        _ => Err(EvalError::TypeMismatch),
+    }
 }
 
 fn as_bool(v: Value<'_>) -> Result<Option<bool>, EvalError> {
@@ -545,6 +774,187 @@ impl Node {
                 })),
                 _ => return Err(EvalError::TypeMismatch),
             },
+            Node::AnyAll {
+                op,
+                cmp,
+                all,
+                lhs,
+                array,
+                elem_convert,
+            } => {
+                let l = lhs.eval(row)?;
+                let Some(arr) = as_array(array.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                if arr.elems.is_empty() {
+                    return Ok(Value::Bool(*all));
+                }
+                if matches!(l, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let mut saw_null = false;
+                for e in &arr.elems {
+                    let Some(e) = e else {
+                        saw_null = true;
+                        continue;
+                    };
+                    let e = e.as_value();
+                    let e = match elem_convert {
+                        Some((from, to)) => arith::convert(*from, *to, &e)?,
+                        None => e,
+                    };
+                    let o = super::values::compare(&l, &e, *cmp).ok_or(EvalError::TypeMismatch)?;
+                    if op.test(o) != *all {
+                        return Ok(Value::Bool(!*all));
+                    }
+                }
+                bool_value((!saw_null).then_some(*all))
+            }
+            Node::ArrayPred {
+                op,
+                cmp,
+                left,
+                right,
+            } => {
+                let Some(a) = as_array(left.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                let Some(b) = as_array(right.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                let r = match op {
+                    ArrayPredOp::Contains => array::contains(&a, &b, *cmp),
+                    ArrayPredOp::ContainedBy => array::contains(&b, &a, *cmp),
+                    ArrayPredOp::Overlaps => array::overlaps(&a, &b, *cmp),
+                };
+                Value::Bool(r.ok_or(EvalError::TypeMismatch)?)
+            }
+            Node::ArrayCat { kind, left, right } => {
+                let l = left.eval(row)?;
+                let r = right.eval(row)?;
+                array_value(match kind {
+                    CatKind::Cat => array::cat(as_array(l)?, as_array(r)?)?,
+                    CatKind::Append => array::append(as_array(l)?, OwnedValue::from_value(r))?,
+                    CatKind::Prepend => array::prepend(OwnedValue::from_value(l), as_array(r)?)?,
+                })
+            }
+            Node::ArrayNdims(arg) => match as_array(arg.eval(row)?)? {
+                Some(a) if a.ndims() > 0 => Value::Int(i64::try_from(a.ndims()).unwrap_or(0)),
+                _ => Value::Null,
+            },
+            Node::Subscript {
+                arg,
+                slice,
+                lower,
+                upper,
+            } => {
+                let Some(a) = as_array(arg.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                let mut bounds = Vec::with_capacity(upper.len());
+                for (lo, hi) in lower.iter().zip(upper) {
+                    let get = |n: &Option<Node>| -> Result<Option<Option<i64>>, EvalError> {
+                        match n {
+                            None => Ok(Some(None)),
+                            Some(n) => Ok(as_index(n.eval(row)?)?.map(Some)),
+                        }
+                    };
+                    let (Some(lo), Some(hi)) = (get(lo)?, get(hi)?) else {
+                        return Ok(Value::Null);
+                    };
+                    bounds.push((lo, hi));
+                }
+                if *slice {
+                    Value::Array(Cow::Owned(array::slice(&a, &bounds)))
+                } else {
+                    let subs: Vec<i64> = bounds.iter().map(|(_, h)| h.unwrap_or(0)).collect();
+                    array::element(&a, &subs).map_or(Value::Null, OwnedValue::into_value)
+                }
+            }
+            Node::DateArith { op, left, right } => {
+                let l = left.eval(row)?;
+                if matches!(l, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                let r = right.eval(row)?;
+                if matches!(r, Value::Null) {
+                    return Ok(Value::Null);
+                }
+                date_arith(*op, &l, &r)?
+            }
+            Node::Justify { kind, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Interval(v) => Value::Interval(match kind {
+                    Justify::Hours => interval::justify_hours(v)?,
+                    Justify::Days => interval::justify_days(v)?,
+                    Justify::Interval => interval::justify_interval(v)?,
+                }),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+            Node::JsonGet {
+                jsonb,
+                as_text,
+                arg,
+                step,
+            } => {
+                let Value::Text(src) = arg.eval(row)? else {
+                    return Ok(Value::Null);
+                };
+                let step = match step.eval(row)? {
+                    Value::Null => return Ok(Value::Null),
+                    Value::Text(k) => json::Step::Key(k.into_owned()),
+                    Value::Int(i) => json::Step::Index(i),
+                    _ => return Err(EvalError::TypeMismatch),
+                };
+                let Some(doc) = json::parse(&src, *jsonb) else {
+                    return Err(EvalError::Message("invalid input syntax for type json"));
+                };
+                match json::get(&doc, &step, *jsonb) {
+                    None => Value::Null,
+                    Some(n) if *as_text => json::node_as_text(&src, n, *jsonb)
+                        .map_or(Value::Null, |t| Value::Text(Cow::Owned(t))),
+                    Some(n) => Value::Text(Cow::Owned(json::node_text(&src, n, *jsonb))),
+                }
+            }
+            Node::JsonPred { op, left, right } => {
+                let Value::Text(l) = left.eval(row)? else {
+                    return Ok(Value::Null);
+                };
+                let Value::Text(r) = right.eval(row)? else {
+                    return Ok(Value::Null);
+                };
+                let Some(a) = json::parse(&l, true) else {
+                    return Err(EvalError::Message("invalid input syntax for type json"));
+                };
+                Value::Bool(match op {
+                    JsonPredOp::Exists => json::exists(&a.value, &r),
+                    _ => {
+                        let Some(b) = json::parse(&r, true) else {
+                            return Err(EvalError::Message("invalid input syntax for type json"));
+                        };
+                        if *op == JsonPredOp::Contains {
+                            json::contains(&a.value, &b.value, true)
+                        } else {
+                            json::contains(&b.value, &a.value, true)
+                        }
+                    }
+                })
+            }
+            Node::ArrayCtor { nested, elems } => {
+                if *nested {
+                    let mut subs = Vec::with_capacity(elems.len());
+                    for e in elems {
+                        subs.push(as_array(e.eval(row)?)?);
+                    }
+                    Value::Array(Cow::Owned(array::stack(subs)?))
+                } else {
+                    let mut out = Vec::with_capacity(elems.len());
+                    for e in elems {
+                        out.push(OwnedValue::from_value(e.eval(row)?));
+                    }
+                    Value::Array(Cow::Owned(ArrayVal::one_dim(out)))
+                }
+            }
         })
     }
 
@@ -559,7 +969,24 @@ impl Node {
             | Node::BitNot { arg, .. }
             | Node::Convert { arg, .. }
             | Node::DateToTimestamp(arg)
-            | Node::CaseMap { arg, .. } => vec![arg],
+            | Node::CaseMap { arg, .. }
+            | Node::ArrayNdims(arg)
+            | Node::Justify { arg, .. } => vec![arg],
+            Node::DateArith { left, right, .. } | Node::JsonPred { left, right, .. } => {
+                vec![left, right]
+            }
+            Node::JsonGet { arg, step, .. } => vec![arg, step],
+            Node::AnyAll { lhs, array, .. } => vec![lhs, array],
+            Node::ArrayPred { left, right, .. } | Node::ArrayCat { left, right, .. } => {
+                vec![left, right]
+            }
+            Node::Subscript {
+                arg, lower, upper, ..
+            } => std::iter::once(arg.as_ref())
+                .chain(lower.iter().flatten())
+                .chain(upper.iter().flatten())
+                .collect(),
+            Node::ArrayCtor { elems, .. } => elems.iter().collect(),
             Node::And(args)
             | Node::Or(args)
             | Node::Coalesce(args)
@@ -589,6 +1016,7 @@ impl Node {
         let own = match self {
             Node::Cmp { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
             Node::Extreme { cmp, .. } => cmp.is_textual(),
+            Node::AnyAll { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
             Node::CaseMap { .. } => true,
             _ => false,
         };

@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 
-use super::eval::{CmpOp, ColumnRead, Const, Node, Post, TextPre};
+use super::eval::{ArrayPredOp, CmpOp, ColumnRead, Const, Node, Post, TextPre};
 use super::types::{CmpType, SqlType};
 use super::values::{
     OwnedValue, parse_bool, parse_date, parse_float4, parse_float8, parse_int, parse_numeric,
@@ -47,6 +47,8 @@ pub enum KeyType {
     Timestamptz,
     /// Enum label, compared as its text.
     Enum,
+    /// Normalised span (PG's interval comparison).
+    Interval,
 }
 
 /// A canonical value in one comparison type.
@@ -66,6 +68,8 @@ pub enum IndexKey {
     Time(i64),
     /// µs since 2000-01-01 (UTC for timestamptz).
     Timestamp(i64),
+    /// An interval's span in µs (1 month = 30 days, 1 day = 24 h).
+    Interval(i128),
 }
 
 /// An order-preserving key for range conditions. `Min`/`Max` are the open ends.
@@ -88,6 +92,16 @@ pub enum Condition {
     Prefix(String),
     /// The value is NULL (`key_type` is then irrelevant).
     IsNull,
+    /// `column ->…->> path = value` on a json (`jsonb: false`) or jsonb column: the text at
+    /// the path equals `value`.
+    JsonPath {
+        jsonb: bool,
+        path: Vec<super::json::Step>,
+        value: String,
+    },
+    /// The column is an array holding a non-NULL element equal to each of these keys
+    /// (`key_type` is the element's); never empty.
+    Contains(Vec<IndexKey>),
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -119,8 +133,87 @@ impl IndexEntry {
                 range_key(self.key_type, text).is_none_or(|k| *lo <= k && k <= *hi)
             }
             Condition::Prefix(p) => text.starts_with(p.as_str()),
+            Condition::Contains(keys) => array_keys(self.key_type, text)
+                .is_none_or(|found| keys.iter().all(|k| found.contains(k))),
+            Condition::JsonPath { jsonb, path, value } => {
+                match json_path_text(*jsonb, path, text) {
+                    Ok(found) => found.as_deref() == Some(value.as_str()),
+                    Err(Undecodable) => true,
+                }
+            }
         }
     }
+}
+
+/// A row value that is not valid input for its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Undecodable;
+
+/// The `->>` text at `path` of a json(b) value: `Ok(None)` when absent or JSON null,
+/// `Err` when the text does not parse.
+pub fn json_path_text(
+    jsonb: bool,
+    path: &[super::json::Step],
+    column_text: &str,
+) -> Result<Option<String>, Undecodable> {
+    let doc = super::json::parse(column_text, jsonb).ok_or(Undecodable)?;
+    let mut node = &doc;
+    for step in path {
+        match super::json::get(node, step, jsonb) {
+            Some(n) => node = n,
+            None => return Ok(None),
+        }
+    }
+    Ok(super::json::node_as_text(column_text, node, jsonb))
+}
+
+/// A `->…->>` chain over a raw json(b) column with constant steps.
+fn json_path(node: &Node) -> Option<(usize, bool, Vec<super::json::Step>)> {
+    let Node::JsonGet {
+        as_text: true,
+        mut arg,
+        mut step,
+        jsonb,
+    } = node.clone()
+    else {
+        return None;
+    };
+    let mut path = Vec::new();
+    loop {
+        let s = match &step.as_const()?.value {
+            Some(OwnedValue::Text(k)) => super::json::Step::Key(k.to_string()),
+            Some(OwnedValue::Int(i)) => super::json::Step::Index(*i),
+            _ => return None,
+        };
+        path.push(s);
+        match *arg {
+            Node::Column(read) if read.is_raw() => {
+                path.reverse();
+                return Some((read.index, jsonb, path));
+            }
+            Node::JsonGet {
+                as_text: false,
+                arg: inner,
+                step: inner_step,
+                ..
+            } => {
+                arg = inner;
+                step = inner_step;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The keys of the non-NULL elements of a row's array text (element key type `key_type`);
+/// `None` when the text does not parse.
+pub fn array_keys(key_type: KeyType, column_text: &str) -> Option<Vec<IndexKey>> {
+    let raw = super::array::parse_raw(column_text)?;
+    let mut out = Vec::with_capacity(raw.elems.len());
+    for e in raw.elems.iter().flatten() {
+        out.push(index_key(key_type, e)?);
+    }
+    Some(out)
 }
 
 /// Order-preserving image of an f64 (PG order: -0 = 0, NaN above everything).
@@ -160,6 +253,7 @@ pub fn range_key(key_type: KeyType, column_text: &str) -> Option<RangeKey> {
         KeyType::Time => RangeKey::Num(parse_time(t)?),
         KeyType::Timestamp => RangeKey::Num(parse_timestamp(t, false)?),
         KeyType::Timestamptz => RangeKey::Num(parse_timestamp(t, true)?),
+        KeyType::Interval => interval_range_key(super::interval::parse_interval(t)?.span()),
         KeyType::Bool | KeyType::Uuid | KeyType::Enum => return None,
     })
 }
@@ -174,8 +268,14 @@ fn const_range_key(c: &Const, cmp: CmpType) -> Option<RangeKey> {
         OwnedValue::Date(d) => RangeKey::Num(*d),
         OwnedValue::Time(t) => RangeKey::Num(*t),
         OwnedValue::Timestamp(t) => RangeKey::Num(*t),
+        OwnedValue::Interval(v) => interval_range_key(v.span()),
         _ => return None,
     })
+}
+
+/// Spans beyond i64 saturate: monotone, so inclusive bounds still never miss.
+fn interval_range_key(span: i128) -> RangeKey {
+    RangeKey::Num(i64::try_from(span).unwrap_or(if span < 0 { i64::MIN } else { i64::MAX - 1 }))
 }
 
 fn float_key(f: f64) -> IndexKey {
@@ -205,6 +305,7 @@ pub fn index_key(key_type: KeyType, column_text: &str) -> Option<IndexKey> {
         KeyType::Time => IndexKey::Time(parse_time(t)?),
         KeyType::Timestamp => IndexKey::Timestamp(parse_timestamp(t, false)?),
         KeyType::Timestamptz => IndexKey::Timestamp(parse_timestamp(t, true)?),
+        KeyType::Interval => IndexKey::Interval(super::interval::parse_interval(t)?.span()),
     })
 }
 
@@ -222,7 +323,12 @@ fn key_type(read: &ColumnRead, cmp: CmpType) -> Option<KeyType> {
         (_, TextPre::Identity) => {}
         _ => return None,
     }
-    Some(match read.parse {
+    scalar_key_type(&read.parse)
+}
+
+/// The key type of a scalar value parsed as `ty`, outside the text family.
+fn scalar_key_type(ty: &SqlType) -> Option<KeyType> {
+    Some(match ty {
         SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => KeyType::Int,
         SqlType::Float4 => KeyType::Float4,
         SqlType::Float8 => KeyType::Float8,
@@ -233,6 +339,7 @@ fn key_type(read: &ColumnRead, cmp: CmpType) -> Option<KeyType> {
         SqlType::Time => KeyType::Time,
         SqlType::Timestamp => KeyType::Timestamp,
         SqlType::Timestamptz => KeyType::Timestamptz,
+        SqlType::Interval => KeyType::Interval,
         SqlType::Enum(_) => KeyType::Enum,
         _ => return None,
     })
@@ -252,7 +359,47 @@ fn const_key(c: &Const, cmp: CmpType) -> Option<IndexKey> {
         OwnedValue::Time(t) => IndexKey::Time(*t),
         OwnedValue::Timestamp(t) => IndexKey::Timestamp(*t),
         v @ OwnedValue::Enum(_) => IndexKey::Text(v.canonical_text(&c.ty)),
+        OwnedValue::Array(_) => return None,
+        OwnedValue::Interval(v) => IndexKey::Interval(v.span()),
     })
+}
+
+/// The element key type of a raw read of an array column compared in `cmp`.
+fn elem_key_type(read: &ColumnRead, cmp: CmpType) -> Option<KeyType> {
+    if !read.is_raw() {
+        return None;
+    }
+    let SqlType::Array(elem) = &read.parse else {
+        return None;
+    };
+    match (cmp, elem.as_ref()) {
+        (CmpType::Bpchar, SqlType::Bpchar) => Some(KeyType::Bpchar),
+        (CmpType::Text, e) if e.is_string() && **elem != SqlType::Bpchar => Some(KeyType::Text),
+        (CmpType::Text | CmpType::Bpchar, _) => None,
+        (_, e) => scalar_key_type(e),
+    }
+}
+
+/// The non-NULL element keys of a constant array; `None` if the array holds a NULL.
+fn const_elem_keys(c: &Const, cmp: CmpType) -> Option<Vec<IndexKey>> {
+    let Some(OwnedValue::Array(a)) = &c.value else {
+        return Some(Vec::new());
+    };
+    let SqlType::Array(elem) = &c.ty else {
+        return None;
+    };
+    let mut keys = Vec::with_capacity(a.elems.len());
+    for e in &a.elems {
+        let elem_const = Const {
+            ty: (**elem).clone(),
+            value: Some(e.clone()?),
+        };
+        let k = const_key(&elem_const, cmp)?;
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    Some(keys)
 }
 
 fn column_const<'a>(a: &'a Node, b: &'a Node) -> Option<(&'a ColumnRead, &'a Const)> {
@@ -276,6 +423,35 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
             Some(OwnedValue::Bool(true)) => None,
             _ => Some(Vec::new()),
         },
+        Node::Cmp {
+            op: CmpOp::Eq,
+            cmp: CmpType::Text,
+            left,
+            right,
+        } if matches!(
+            (left.as_ref(), right.as_ref()),
+            (Node::JsonGet { .. }, Node::Const(_)) | (Node::Const(_), Node::JsonGet { .. })
+        ) =>
+        {
+            let (get, c) = match (left.as_ref(), right.as_ref()) {
+                (g @ Node::JsonGet { .. }, Node::Const(c))
+                | (Node::Const(c), g @ Node::JsonGet { .. }) => (g, c),
+                _ => return None,
+            };
+            let (column, jsonb, path) = json_path(get)?;
+            Some(match &c.value {
+                Some(OwnedValue::Text(v)) => vec![IndexEntry {
+                    column,
+                    key_type: KeyType::Text,
+                    cond: Condition::JsonPath {
+                        jsonb,
+                        path,
+                        value: v.to_string(),
+                    },
+                }],
+                _ => Vec::new(),
+            })
+        }
         Node::Cmp {
             op: super::eval::CmpOp::Eq,
             cmp,
@@ -376,6 +552,107 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                         cond: Condition::Eq(key),
                     });
                 }
+            }
+            Some(out)
+        }
+        // `c = ANY(array_col)`: the array must contain `c`.
+        Node::AnyAll {
+            op: CmpOp::Eq,
+            cmp,
+            all: false,
+            lhs,
+            array,
+            elem_convert: None,
+        } => match (lhs.as_ref(), array.as_ref()) {
+            (Node::Const(c), Node::Column(read)) => {
+                let key_type = elem_key_type(read, *cmp)?;
+                Some(match const_key(c, *cmp) {
+                    Some(key) => vec![IndexEntry {
+                        column: read.index,
+                        key_type,
+                        cond: Condition::Contains(vec![key]),
+                    }],
+                    None => Vec::new(),
+                })
+            }
+            // `col = ANY(const_array)`: an IN list.
+            (Node::Column(read), Node::Const(c)) => {
+                let key_type = key_type(read, *cmp)?;
+                let Some(OwnedValue::Array(a)) = &c.value else {
+                    return Some(Vec::new());
+                };
+                let SqlType::Array(elem) = &c.ty else {
+                    return None;
+                };
+                let mut out = Vec::new();
+                for e in a.elems.iter().flatten() {
+                    let elem_const = Const {
+                        ty: (**elem).clone(),
+                        value: Some(e.clone()),
+                    };
+                    out.push(IndexEntry {
+                        column: read.index,
+                        key_type,
+                        cond: Condition::Eq(const_key(&elem_const, *cmp)?),
+                    });
+                }
+                Some(out)
+            }
+            _ => None,
+        },
+        // `col @> const`, `const <@ col`, `col && const`.
+        Node::ArrayPred {
+            op,
+            cmp,
+            left,
+            right,
+        } => {
+            let (read, c, col_left) = match (left.as_ref(), right.as_ref()) {
+                (Node::Column(r), Node::Const(c)) => (r, c, true),
+                (Node::Const(c), Node::Column(r)) => (r, c, false),
+                _ => return None,
+            };
+            let key_type = elem_key_type(read, *cmp)?;
+            let contains = matches!(
+                (op, col_left),
+                (ArrayPredOp::Contains, true) | (ArrayPredOp::ContainedBy, false)
+            );
+            if contains {
+                let Some(keys) = const_elem_keys(c, *cmp) else {
+                    // A NULL element is never contained.
+                    return Some(Vec::new());
+                };
+                if keys.is_empty() {
+                    // NULL constant: never TRUE; empty array: TRUE for every non-NULL row.
+                    return c.value.is_none().then(Vec::new);
+                }
+                return Some(vec![IndexEntry {
+                    column: read.index,
+                    key_type,
+                    cond: Condition::Contains(keys),
+                }]);
+            }
+            if *op != ArrayPredOp::Overlaps {
+                return None;
+            }
+            // Overlap: the row holds one of the constant's non-NULL elements.
+            let Some(OwnedValue::Array(a)) = &c.value else {
+                return Some(Vec::new());
+            };
+            let SqlType::Array(elem) = &c.ty else {
+                return None;
+            };
+            let mut out = Vec::new();
+            for e in a.elems.iter().flatten() {
+                let elem_const = Const {
+                    ty: (**elem).clone(),
+                    value: Some(e.clone()),
+                };
+                out.push(IndexEntry {
+                    column: read.index,
+                    key_type,
+                    cond: Condition::Contains(vec![const_key(&elem_const, *cmp)?]),
+                });
             }
             Some(out)
         }

@@ -7,7 +7,10 @@
 //!
 //! Pipeline: [`parse`] (sqlparser front end, input limits, "consumed all input" check) →
 //! typing, overload resolution and constant folding into an [`eval::Node`] tree →
-//! [`sql`] (normalised SQL) and [`index`] (routing keys).
+//! [`sql`] (normalised SQL) and [`index`] (routing keys). Type-specific semantics live in
+//! [`values`] (scalars), [`arith`], [`like`], [`array`] (PG array text, `ANY/ALL`, `@> <@ &&`,
+//! `||`, subscripts), [`interval`] (intervals and date/time arithmetic) and [`json`]
+//! (json/jsonb: `-> ->> @> <@ ?`, jsonb normalisation).
 //!
 //! Invariants:
 //! * Compiling never panics and never recurses deeper than [`parse::MAX_DEPTH`] levels;
@@ -21,13 +24,17 @@
 //!   Postgres evaluates exactly the expression we evaluate. It is also the shape identity.
 //! * The routing index is a pre-filter that **may over-approximate but never miss**: if
 //!   `matches(row)` then some entry `e` of `index_entries()` has
-//!   `e.may_match(row[e.column])` (equality, range, LIKE prefix or IS NULL). Keys are canonical in the
+//!   `e.may_match(row[e.column])` (equality, range, LIKE prefix, IS NULL, array
+//!   containment or json path equality). Keys are canonical in the
 //!   comparison type chosen by overload resolution (`score = 1` on float8 matches `1.0`,
 //!   numeric `5` matches `5.00`, `int4col = 1.5` can never match).
 
 mod arith;
+mod array;
 mod eval;
 mod index;
+mod interval;
+mod json;
 mod like;
 mod parse;
 mod sql;
@@ -38,7 +45,11 @@ mod values;
 mod tests;
 
 pub use eval::EvalError;
-pub use index::{Condition, IndexEntry, IndexKey, KeyType, RangeKey, index_key, range_key};
+pub use index::{
+    Condition, IndexEntry, IndexKey, KeyType, RangeKey, Undecodable, array_keys, index_key,
+    json_path_text, range_key,
+};
+pub use json::Step as JsonStep;
 
 use eval::Node;
 

@@ -14,8 +14,8 @@
 //! * Locations in errors are byte offsets into the user's where text.
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectNamePart, UnaryOperator, Value as SqlValue,
+    AccessExpr, BinaryOperator, CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, ObjectNamePart, Subscript, UnaryOperator, Value as SqlValue,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
@@ -23,11 +23,19 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use super::arith::{ArithOp, NumKind};
-use super::eval::{BoolTest, CmpOp, ColumnRead, Const, Node, Post, TextPre};
+use super::eval::{
+    ArrayPredOp, BoolTest, CatKind, CmpOp, ColumnRead, Const, DateOp, JsonPredOp, Justify, Node,
+    Post, TextPre,
+};
 use super::like;
 use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, parse_as};
 use super::{Schema, WhereError};
+
+/// Time zone conversions need the IANA rules Postgres uses, which the evaluator does not have:
+/// refused rather than approximated.
+const NO_TIME_ZONES: &str = "AT TIME ZONE and timezone() are not supported: the evaluator has no \
+     time zone database, so it could not match Postgres exactly";
 
 /// libpg_query's limit, which Electric inherits.
 pub(super) const MAX_WHERE_BYTES: usize = 65_536;
@@ -53,6 +61,7 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
             source: None,
         })?;
     let (tokens, symmetric) = prepass(tokens)?;
+    let landmarks = landmarks(&tokens);
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_DEPTH)
         .with_tokens_with_locations(tokens);
@@ -81,6 +90,7 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
             params,
             schema,
             positions: &positions,
+            landmarks: &landmarks,
             symmetric,
             symmetric_used: 0,
         };
@@ -268,6 +278,8 @@ fn dismantle(expr: Expr) {
                 stack.push(*time_zone);
             }
             Expr::Tuple(items) => stack.extend(items),
+            Expr::Array(a) => stack.extend(a.elem),
+            Expr::CompoundFieldAccess { root, .. } => stack.push(*root),
             Expr::Function(f) => {
                 if let FunctionArguments::List(list) = f.args {
                     for arg in list.args {
@@ -320,6 +332,8 @@ fn leftmost(mut e: &Expr) -> Option<Location> {
             | Expr::ILike { expr, .. }
             | Expr::SimilarTo { expr, .. } => expr,
             Expr::AtTimeZone { timestamp, .. } => timestamp,
+            Expr::CompoundFieldAccess { root, .. } => root,
+            Expr::Array(a) => a.elem.first()?,
             _ => return None,
         };
     }
@@ -383,6 +397,15 @@ fn cast_plan(from: &SqlType, to: &SqlType, explicit: bool) -> Option<Plan> {
     if from == to {
         return Some(Plan::Relabel);
     }
+    // Element-wise casts, where the element cast is a relabel or a plain reparse of the
+    // element text (the array text is then reparsed as a whole).
+    if let (T::Array(a), T::Array(b)) = (from, to) {
+        return match cast_plan(a, b, explicit)? {
+            Plan::Relabel if **a != T::Float4 => Some(Plan::Relabel),
+            Plan::Reparse(TextPre::Identity) => Some(Plan::Reparse(TextPre::Identity)),
+            _ => None,
+        };
+    }
     if let (Some(f), Some(t)) = (from.numeric_rank(), to.numeric_rank()) {
         return match (from, to) {
             _ if from.is_int() && to.is_int() && f < t => Some(Plan::Relabel),
@@ -399,6 +422,9 @@ fn cast_plan(from: &SqlType, to: &SqlType, explicit: bool) -> Option<Plan> {
         (T::Unknown, _) | (_, T::Unknown) | (_, T::Other(_)) => None,
         (T::Bpchar, t) if t.is_string() => Some(Plan::Reparse(TextPre::StripBlanks)),
         (f, t) if f.is_string() && t.is_string() => Some(Plan::Relabel),
+        (T::Json, T::Jsonb) | (T::Jsonb, T::Json) if explicit => {
+            Some(Plan::Reparse(TextPre::Identity))
+        }
         (T::Bool, T::Int4) if explicit => Some(Plan::Convert(Post::BoolToInt)),
         (T::Int4, T::Bool) if explicit => Some(Plan::Convert(Post::IntToBool)),
         (T::Bool, t) if explicit && t.is_string() => Some(Plan::Reparse(TextPre::BoolWord)),
@@ -510,6 +536,7 @@ struct Converter<'a> {
     params: &'a [String],
     schema: &'a Schema,
     positions: &'a Positions<'a>,
+    landmarks: &'a [Landmark],
     symmetric: Vec<Location>,
     symmetric_used: usize,
 }
@@ -517,6 +544,21 @@ struct Converter<'a> {
 impl Converter<'_> {
     fn loc_of(&self, e: &Expr) -> usize {
         leftmost(e).map_or(0, |l| self.positions.offset(l))
+    }
+
+    /// PG's location of an operator node: its operator token, the last token before the
+    /// right operand (skipping opening parentheses and `ANY`/`ALL`/`SOME`).
+    fn op_loc(&self, right: &Expr) -> Option<usize> {
+        let at = leftmost(right)?;
+        let key = (at.line, at.column);
+        let idx = self
+            .landmarks
+            .partition_point(|l| (l.at.line, l.at.column) < key);
+        self.landmarks[..idx]
+            .iter()
+            .rev()
+            .find(|l| !l.skip)
+            .map(|l| self.positions.offset(l.at))
     }
 
     fn unsupported(&self, e: &Expr, message: impl Into<String>) -> WhereError {
@@ -534,7 +576,21 @@ impl Converter<'_> {
             });
         }
         let d = depth + 1;
-        let loc = self.loc_of(e);
+        let op_right = match e {
+            Expr::BinaryOp { op, right, .. }
+                if !matches!(op, BinaryOperator::And | BinaryOperator::Or) =>
+            {
+                Some(right.as_ref())
+            }
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => Some(right.as_ref()),
+            Expr::InList { list, .. } => list.first(),
+            Expr::Between { low, .. } => Some(low.as_ref()),
+            Expr::Like { pattern, .. } | Expr::ILike { pattern, .. } => Some(pattern.as_ref()),
+            _ => None,
+        };
+        let loc = op_right
+            .and_then(|r| self.op_loc(r))
+            .unwrap_or_else(|| self.loc_of(e));
         match e {
             Expr::Identifier(ident) => self.column(ident, loc),
             Expr::CompoundIdentifier(parts) => Err(WhereError::UnknownReference {
@@ -679,8 +735,19 @@ impl Converter<'_> {
             Expr::InSubquery { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
                 Err(self.unsupported(e, "subqueries are not supported yet"))
             }
-            Expr::AnyOp { .. } | Expr::AllOp { .. } => {
-                Err(self.unsupported(e, "ANY/ALL is not supported yet"))
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            } => self.any_all(left, compare_op, right, false, e, d, loc),
+            Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } => self.any_all(left, compare_op, right, true, e, d, loc),
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                self.subscript(root, access_chain, e, d, loc)
             }
             Expr::Collate { expr, collation } => {
                 // We compare text bytewise, which is exactly the "C" collation; any other
@@ -703,6 +770,7 @@ impl Converter<'_> {
                         })
                     }
                     t if t.is_string() => Ok(arg),
+                    SqlType::Array(elem) if elem.is_string() => Ok(arg),
                     t => Err(self.unsupported(
                         e,
                         format!("collations are not supported by type {}", t.pg_name()),
@@ -713,11 +781,9 @@ impl Converter<'_> {
             Expr::SimilarTo { .. } | Expr::RLike { .. } => {
                 Err(self.unsupported(e, "SIMILAR TO is not supported in this context"))
             }
-            Expr::Array(_) => Err(self.unsupported(e, "arrays are not supported yet")),
-            Expr::Interval(_) => Err(self.unsupported(e, "intervals are not supported yet")),
-            Expr::AtTimeZone { .. } => {
-                Err(self.unsupported(e, "AT TIME ZONE is not supported yet"))
-            }
+            Expr::Array(array) => self.array_ctor(&array.elem, e, d, loc),
+            Expr::Interval(iv) => self.interval_literal(iv, e, loc),
+            Expr::AtTimeZone { .. } => Err(self.unsupported(e, NO_TIME_ZONES)),
             Expr::Tuple(_) => {
                 Err(self.unsupported(e, "row expressions are not supported in this context"))
             }
@@ -918,14 +984,94 @@ impl Converter<'_> {
             let r = self.convert(right, d)?;
             return self.like(l, r, negated, case_insensitive, loc);
         }
+        if let Some(result) = self.container_operator(op, left, right, d, loc) {
+            return result;
+        }
         if let Some(result) = self.value_operator(op, left, right, d, loc) {
             return result;
         }
-        if is_catalogue_operator(op) {
-            Err(self.unsupported(e, format!("binary operator {op} is not supported yet")))
-        } else {
-            Err(self.unsupported(e, format!("unknown binary operator {op}")))
+        let _ = e;
+        Err(WhereError::Unsupported {
+            location: loc,
+            message: if is_catalogue_operator(op) {
+                format!("binary operator {op} is not supported yet")
+            } else {
+                format!("unknown binary operator {op}")
+            },
+        })
+    }
+
+    /// json(b) `-> ->> ? @> <@` and array `@> <@ &&`; `None` if `op` is none of them.
+    #[inline(never)]
+    fn container_operator(
+        &mut self,
+        op: &BinaryOperator,
+        left: &Expr,
+        right: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Option<Result<Typed, WhereError>> {
+        let json_op = match op {
+            BinaryOperator::Arrow => Some(0),
+            BinaryOperator::LongArrow => Some(1),
+            BinaryOperator::Question => Some(2),
+            _ => None,
+        };
+        if let Some(kind) = json_op {
+            return Some(self.convert(left, d).and_then(|l| {
+                let r = self.convert(right, d)?;
+                match kind {
+                    2 => self.json_pred(JsonPredOp::Exists, l, r, loc),
+                    k => self.json_get(k == 1, l, r, loc),
+                }
+            }));
         }
+        let array_pred = match op {
+            BinaryOperator::AtArrow => Some(ArrayPredOp::Contains),
+            BinaryOperator::ArrowAt => Some(ArrayPredOp::ContainedBy),
+            BinaryOperator::PGOverlap => Some(ArrayPredOp::Overlaps),
+            _ => None,
+        };
+        let pred = array_pred?;
+        Some(self.convert(left, d).and_then(|l| {
+            let r = self.convert(right, d)?;
+            let jsonb = |t: &Typed| t.ty() == SqlType::Jsonb;
+            if jsonb(&l) || jsonb(&r) {
+                let op = match pred {
+                    ArrayPredOp::Contains => JsonPredOp::Contains,
+                    ArrayPredOp::ContainedBy => JsonPredOp::ContainedBy,
+                    ArrayPredOp::Overlaps => {
+                        return Err(WhereError::NoOperatorOverload { location: loc });
+                    }
+                };
+                return self.json_pred(op, l, r, loc);
+            }
+            self.array_pred(pred, l, r, loc)
+        }))
+    }
+
+    /// `INTERVAL 'text'` (without field qualifiers).
+    #[inline(never)]
+    fn interval_literal(
+        &mut self,
+        iv: &sqlparser::ast::Interval,
+        e: &Expr,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let plain = iv.leading_field.is_none()
+            && iv.leading_precision.is_none()
+            && iv.last_field.is_none()
+            && iv.fractional_seconds_precision.is_none();
+        let literal = match iv.value.as_ref() {
+            Expr::Value(v) if plain => self.literal(&v.value, e, loc)?,
+            _ => {
+                return Err(self.unsupported(e, "only the plain INTERVAL 'text' form is supported"));
+            }
+        };
+        if !matches!(literal, Typed::Unknown { .. }) {
+            return Err(self.unsupported(e, "INTERVAL needs a string literal"));
+        }
+        self.cast(literal, &SqlType::Interval, true, loc)
     }
 
     /// AND/OR chains, flattened without recursion (sqlparser builds them left-deep).
@@ -986,6 +1132,9 @@ impl Converter<'_> {
                 Ok(t) => t,
                 Err(e) => return Some(Err(e)),
             };
+            if is_datetime(&l.ty()) || is_datetime(&r.ty()) {
+                return Some(self.date_arith(aop, l, r, loc));
+            }
             return Some(self.arith(aop, l, r, loc));
         }
         if matches!(op, BinaryOperator::StringConcat) {
@@ -997,6 +1146,9 @@ impl Converter<'_> {
                 Ok(t) => t,
                 Err(e) => return Some(Err(e)),
             };
+            if matches!(l.ty(), SqlType::Array(_)) || matches!(r.ty(), SqlType::Array(_)) {
+                return Some(self.array_cat(l, r, loc));
+            }
             return Some(self.text_cat(l, r, loc));
         }
         None
@@ -1084,6 +1236,9 @@ impl Converter<'_> {
             return Err(self.unsupported(e, "aggregation is not supported in this context"));
         }
         let unknown = || format!("unknown or unsupported function {name}/{arity}");
+        if name == "timezone" && arity == 2 {
+            return Err(self.unsupported(e, NO_TIME_ZONES));
+        }
         let mut exprs = Vec::with_capacity(arity);
         if let Some(list) = list {
             if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
@@ -1096,11 +1251,24 @@ impl Converter<'_> {
                 }
             }
         }
+        // `int4('5')`, `date(x)`: a type-named function of one argument is a cast (PG
+        // treats it as a coercion when no real function matches).
+        if arity == 1
+            && let Ok(target) = SqlType::cast_target(&name)
+            && !matches!(target, SqlType::Array(_))
+            && let Some(x) = exprs.first()
+        {
+            let arg = self.convert(x, d)?;
+            return self.cast(arg, &target, true, loc);
+        }
         let known = matches!(
             (name.as_str(), arity),
             ("coalesce" | "greatest" | "least" | "concat", 1..)
                 | ("lower" | "upper", 1)
                 | ("like" | "ilike", 2)
+                | ("array_ndims", 1)
+                | ("justify_hours" | "justify_days" | "justify_interval", 1)
+                | ("array_cat" | "array_append" | "array_prepend", 2)
         );
         if !known {
             return Err(self.unsupported(e, unknown()));
@@ -1136,6 +1304,9 @@ impl Converter<'_> {
                     ty = SqlType::Text;
                 }
                 let cmp = ty.cmp_type().ok_or_else(no_overload)?;
+                if name != "coalesce" && cmp == CmpType::Jsonb {
+                    return Err(no_overload());
+                }
                 let mut nodes = Vec::with_capacity(args.len());
                 for a in args {
                     nodes.push(self.coerce(a, &ty, loc)?);
@@ -1197,11 +1368,601 @@ impl Converter<'_> {
                     loc,
                 )
             }
+            "justify_hours" | "justify_days" | "justify_interval" => {
+                let arg = args.pop().ok_or_else(no_overload)?;
+                if !matches!(arg.ty(), SqlType::Interval | SqlType::Unknown) {
+                    return Err(no_overload());
+                }
+                let arg = self.coerce(arg, &SqlType::Interval, loc)?;
+                let kind = match name.as_str() {
+                    "justify_hours" => Justify::Hours,
+                    "justify_days" => Justify::Days,
+                    _ => Justify::Interval,
+                };
+                fold_value(
+                    Node::Justify {
+                        kind,
+                        arg: Box::new(arg),
+                    },
+                    SqlType::Interval,
+                    loc,
+                )
+            }
+            "array_ndims" => {
+                let arg = args.pop().ok_or_else(no_overload)?;
+                if !matches!(arg.ty(), SqlType::Array(_)) {
+                    return Err(no_overload());
+                }
+                let Typed::Node { node, .. } = arg else {
+                    return Err(no_overload());
+                };
+                fold_value(Node::ArrayNdims(Box::new(node)), SqlType::Int4, loc)
+            }
+            "array_cat" | "array_append" | "array_prepend" => {
+                let r = args.pop().ok_or_else(no_overload)?;
+                let l = args.pop().ok_or_else(no_overload)?;
+                let want = match name.as_str() {
+                    "array_cat" => CatKind::Cat,
+                    "array_append" => CatKind::Append,
+                    _ => CatKind::Prepend,
+                };
+                let is_array = |t: &Typed| matches!(t.ty(), SqlType::Array(_));
+                let shape_ok = match want {
+                    CatKind::Cat => is_array(&l) || is_array(&r),
+                    CatKind::Append => is_array(&l) && !is_array(&r),
+                    CatKind::Prepend => is_array(&r) && !is_array(&l),
+                };
+                if !shape_ok {
+                    return Err(no_overload());
+                }
+                let result = self.array_cat(l, r, loc)?;
+                Ok(result)
+            }
             _ => {
                 let pattern = args.pop().ok_or_else(no_overload)?;
                 let text = args.pop().ok_or_else(no_overload)?;
                 self.like(text, pattern, false, name == "ilike", loc)
             }
+        }
+    }
+
+    /// `->` / `->>` on json or jsonb; the step is a key (text, also for unknown literals) or
+    /// an array index (int4).
+    #[inline(never)]
+    fn json_get(
+        &mut self,
+        as_text: bool,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (jsonb, ty) = match l.ty() {
+            SqlType::Json => (false, SqlType::Json),
+            SqlType::Jsonb => (true, SqlType::Jsonb),
+            _ => return Err(overload),
+        };
+        let step_ty = match r.ty() {
+            SqlType::Unknown => SqlType::Text,
+            t if t.is_string() => SqlType::Text,
+            SqlType::Int2 | SqlType::Int4 => SqlType::Int4,
+            _ => return Err(overload),
+        };
+        let arg = self.coerce(l, &ty, loc)?;
+        let step = self.coerce(r, &step_ty, loc)?;
+        let result = if as_text { SqlType::Text } else { ty };
+        fold_value(
+            Node::JsonGet {
+                jsonb,
+                as_text,
+                arg: Box::new(arg),
+                step: Box::new(step),
+            },
+            result,
+            loc,
+        )
+    }
+
+    /// jsonb `@>`, `<@` (both jsonb) and `?` (jsonb, text).
+    #[inline(never)]
+    fn json_pred(
+        &mut self,
+        op: JsonPredOp,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        if !matches!(l.ty(), SqlType::Jsonb | SqlType::Unknown) {
+            return Err(overload);
+        }
+        let rty = if op == JsonPredOp::Exists {
+            if !(r.ty() == SqlType::Unknown || r.ty().is_string()) {
+                return Err(overload);
+            }
+            SqlType::Text
+        } else {
+            if !matches!(r.ty(), SqlType::Jsonb | SqlType::Unknown) {
+                return Err(overload);
+            }
+            SqlType::Jsonb
+        };
+        if l.ty() == SqlType::Unknown && r.ty() == SqlType::Unknown {
+            return Err(overload);
+        }
+        let left = self.coerce(l, &SqlType::Jsonb, loc)?;
+        let right = self.coerce(r, &rty, loc)?;
+        let node = Node::JsonPred {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        };
+        let mut columns = Vec::new();
+        node.collect_columns(&mut columns);
+        if columns.is_empty() {
+            return Ok(const_bool(
+                node.eval_bool(&[]).map_err(|e| WhereError::Type {
+                    location: loc,
+                    message: e.to_string(),
+                })?,
+                loc,
+            ));
+        }
+        Ok(bool_node(node, loc))
+    }
+
+    /// Date/time arithmetic, resolved like PG: an unknown operand first takes the other's
+    /// type when that gives an operator, otherwise the one operand type that does.
+    #[inline(never)]
+    fn date_arith(
+        &mut self,
+        op: ArithOp,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        use SqlType as T;
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (lt, rt) = (l.ty(), r.ty());
+        let is_ts = |t: &SqlType| matches!(t, T::Timestamp | T::Timestamptz);
+        let small_int = |t: &SqlType| matches!(t, T::Int2 | T::Int4);
+        // (operator, left type, right type, result type)
+        let (dop, lty, rty, result) = match (op, &lt, &rt) {
+            (ArithOp::Add, T::Date, t) if small_int(t) => {
+                (DateOp::DatePlusInt, T::Date, T::Int4, T::Date)
+            }
+            (ArithOp::Add, t, T::Date) if small_int(t) => {
+                (DateOp::IntPlusDate, T::Int4, T::Date, T::Date)
+            }
+            (ArithOp::Sub, T::Date, t) if small_int(t) => {
+                (DateOp::DateMinusInt, T::Date, T::Int4, T::Date)
+            }
+            (ArithOp::Sub, T::Date, T::Date | T::Unknown) | (ArithOp::Sub, T::Unknown, T::Date) => {
+                (DateOp::DateMinusDate, T::Date, T::Date, T::Int4)
+            }
+            (ArithOp::Add, T::Date, T::Time) => {
+                (DateOp::DatePlusTime, T::Date, T::Time, T::Timestamp)
+            }
+            (ArithOp::Add, T::Time, T::Date) => {
+                (DateOp::TimePlusDate, T::Time, T::Date, T::Timestamp)
+            }
+            (ArithOp::Add, T::Date, T::Interval) => (
+                DateOp::TsPlusInterval,
+                T::Timestamp,
+                T::Interval,
+                T::Timestamp,
+            ),
+            (ArithOp::Add, T::Interval, T::Date) => (
+                DateOp::IntervalPlusTs,
+                T::Interval,
+                T::Timestamp,
+                T::Timestamp,
+            ),
+            (ArithOp::Sub, T::Date, T::Interval) => (
+                DateOp::TsMinusInterval,
+                T::Timestamp,
+                T::Interval,
+                T::Timestamp,
+            ),
+            (ArithOp::Add, t, T::Interval | T::Unknown) if is_ts(t) => {
+                (DateOp::TsPlusInterval, t.clone(), T::Interval, t.clone())
+            }
+            (ArithOp::Add, T::Interval | T::Unknown, t) if is_ts(t) => {
+                (DateOp::IntervalPlusTs, T::Interval, t.clone(), t.clone())
+            }
+            (ArithOp::Sub, t, T::Interval) if is_ts(t) => {
+                (DateOp::TsMinusInterval, t.clone(), T::Interval, t.clone())
+            }
+            (ArithOp::Sub, a, b) if is_ts(a) && (a == b || *b == T::Unknown) => {
+                (DateOp::TsMinusTs, a.clone(), a.clone(), T::Interval)
+            }
+            (ArithOp::Sub, T::Unknown, b) if is_ts(b) => {
+                (DateOp::TsMinusTs, b.clone(), b.clone(), T::Interval)
+            }
+            (ArithOp::Sub, T::Timestamp, T::Date) | (ArithOp::Sub, T::Date, T::Timestamp) => {
+                (DateOp::TsMinusTs, T::Timestamp, T::Timestamp, T::Interval)
+            }
+            (ArithOp::Add, T::Time, T::Interval | T::Unknown) => {
+                (DateOp::TimePlusInterval, T::Time, T::Interval, T::Time)
+            }
+            (ArithOp::Add, T::Interval | T::Unknown, T::Time) => {
+                (DateOp::IntervalPlusTime, T::Interval, T::Time, T::Time)
+            }
+            (ArithOp::Sub, T::Time, T::Interval) => {
+                (DateOp::TimeMinusInterval, T::Time, T::Interval, T::Time)
+            }
+            (ArithOp::Sub, T::Time, T::Time | T::Unknown) | (ArithOp::Sub, T::Unknown, T::Time) => {
+                (DateOp::TimeMinusTime, T::Time, T::Time, T::Interval)
+            }
+            (ArithOp::Add, T::Interval, T::Interval | T::Unknown)
+            | (ArithOp::Add, T::Unknown, T::Interval) => {
+                (DateOp::IntervalPlus, T::Interval, T::Interval, T::Interval)
+            }
+            (ArithOp::Sub, T::Interval, T::Interval | T::Unknown)
+            | (ArithOp::Sub, T::Unknown, T::Interval) => {
+                (DateOp::IntervalMinus, T::Interval, T::Interval, T::Interval)
+            }
+            (ArithOp::Mul | ArithOp::Div, T::Interval, _) | (ArithOp::Mul, _, T::Interval) => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "multiplying or dividing an interval is not supported yet".to_owned(),
+                });
+            }
+            _ => return Err(overload),
+        };
+        let l = self.coerce(l, &lty, loc)?;
+        let r = self.coerce(r, &rty, loc)?;
+        fold_value(
+            Node::DateArith {
+                op: dop,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            result,
+            loc,
+        )
+    }
+
+    /// `x op ANY/ALL (array)`: `op` resolved as `x op element` (PG's ScalarArrayOpExpr).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn any_all(
+        &mut self,
+        left: &Expr,
+        op: &BinaryOperator,
+        right: &Expr,
+        all: bool,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let Some(op) = cmp_op(op) else {
+            return Err(self.unsupported(e, format!("unknown binary operator {op}")));
+        };
+        let l = self.convert(left, d)?;
+        let r = self.convert(right, d)?;
+        let elem = match r.ty() {
+            SqlType::Array(elem) => *elem,
+            SqlType::Unknown => SqlType::Unknown,
+            _ => {
+                return Err(WhereError::Type {
+                    location: r.loc(),
+                    message: format!(
+                        "argument of {} must be an array",
+                        if all { "ALL" } else { "ANY" }
+                    ),
+                });
+            }
+        };
+        let ty = resolve_cmp_type(&l.ty(), &elem)
+            .ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        let cmp = ty
+            .cmp_type()
+            .ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        let lhs = self.coerce(l, &ty, loc)?;
+        let mut elem_convert = None;
+        let array = if elem == SqlType::Unknown || elem == ty {
+            self.coerce(r, &SqlType::Array(Box::new(ty.clone())), loc)?
+        } else {
+            let Typed::Node { node, .. } = r else {
+                return Err(WhereError::NoOperatorOverload { location: loc });
+            };
+            let same_family = elem.cmp_type() == Some(cmp)
+                && !(elem == SqlType::Bpchar && ty != SqlType::Bpchar)
+                && elem != SqlType::Float4;
+            let array_ty = SqlType::Array(Box::new(ty.clone()));
+            if !same_family
+                && let Node::Column(read) = &node
+                && let Some(plan) =
+                    cast_plan(&SqlType::Array(Box::new(elem.clone())), &array_ty, false)
+                && let Some(read) = cast_read(read.clone(), &array_ty, plan)
+            {
+                // The element cast fused into the column read (as `col::T[]`).
+                Node::Column(read)
+            } else if !same_family {
+                match (num_kind(&elem), num_kind(&ty)) {
+                    (Some(from), Some(to)) if !explicit_narrowing(&elem, &ty) => {
+                        elem_convert = Some((from, to));
+                    }
+                    _ => {
+                        return Err(WhereError::Unsupported {
+                            location: loc,
+                            message: format!(
+                                "comparing {} with the elements of a {}[] array is not supported yet",
+                                ty.pg_name(),
+                                elem.pg_name()
+                            ),
+                        });
+                    }
+                }
+                node
+            } else {
+                node
+            }
+        };
+        let node = Node::AnyAll {
+            op,
+            cmp,
+            all,
+            lhs: Box::new(lhs),
+            array: Box::new(array),
+            elem_convert,
+        };
+        Ok(fold(node, loc))
+    }
+
+    /// `@>`, `<@`, `&&` on two arrays of one type (an unknown literal takes the other's).
+    #[inline(never)]
+    fn array_pred(
+        &mut self,
+        op: ArrayPredOp,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let ty = match (l.ty(), r.ty()) {
+            (a @ SqlType::Array(_), b @ SqlType::Array(_)) if a == b => a,
+            (a @ SqlType::Array(_), SqlType::Unknown)
+            | (SqlType::Unknown, a @ SqlType::Array(_)) => a,
+            _ => return Err(overload),
+        };
+        let Some(CmpType::Array(cmp)) = ty.cmp_type() else {
+            return Err(overload);
+        };
+        let l = self.coerce(l, &ty, loc)?;
+        let r = self.coerce(r, &ty, loc)?;
+        Ok(fold(
+            Node::ArrayPred {
+                op,
+                cmp: *cmp,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            loc,
+        ))
+    }
+
+    /// The array `||` family: array || array, array || element, element || array.
+    #[inline(never)]
+    fn array_cat(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (kind, ty) = match (l.ty(), r.ty()) {
+            (a @ SqlType::Array(_), b @ SqlType::Array(_)) if a == b => (CatKind::Cat, a),
+            (a @ SqlType::Array(_), SqlType::Unknown)
+            | (SqlType::Unknown, a @ SqlType::Array(_)) => (CatKind::Cat, a),
+            (a @ SqlType::Array(_), SqlType::Array(_)) => {
+                let _ = a;
+                return Err(overload);
+            }
+            (a @ SqlType::Array(_), _) => (CatKind::Append, a),
+            (_, a @ SqlType::Array(_)) => (CatKind::Prepend, a),
+            _ => return Err(overload),
+        };
+        let SqlType::Array(elem) = &ty else {
+            return Err(overload);
+        };
+        if ty.cmp_type().is_none() {
+            return Err(overload);
+        }
+        let (l, r) = match kind {
+            CatKind::Cat => (self.coerce(l, &ty, loc)?, self.coerce(r, &ty, loc)?),
+            CatKind::Append => (self.coerce(l, &ty, loc)?, self.coerce(r, elem, loc)?),
+            CatKind::Prepend => (self.coerce(l, elem, loc)?, self.coerce(r, &ty, loc)?),
+        };
+        fold_value(
+            Node::ArrayCat {
+                kind,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            ty,
+            loc,
+        )
+    }
+
+    /// `ARRAY[…]`: elements of one common type, or arrays of one type (one more dimension).
+    #[inline(never)]
+    fn array_ctor(
+        &mut self,
+        elems: &[Expr],
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        if elems.is_empty() {
+            return Err(self.unsupported(e, "cannot determine type of empty array"));
+        }
+        let mut items = Vec::with_capacity(elems.len());
+        for x in elems {
+            items.push(self.convert(x, d)?);
+        }
+        let mut ty = SqlType::Unknown;
+        for item in &items {
+            let t = item.ty();
+            if t == SqlType::Unknown {
+                continue;
+            }
+            ty = if ty == SqlType::Unknown {
+                t
+            } else {
+                let merged = match (&ty, &t) {
+                    (SqlType::Array(_), _) | (_, SqlType::Array(_)) => (ty == t).then(|| t.clone()),
+                    _ => resolve_cmp_type(&ty, &t),
+                };
+                merged.ok_or_else(|| WhereError::Type {
+                    location: item.loc(),
+                    message: format!(
+                        "ARRAY types {} and {} cannot be matched",
+                        ty.pg_name(),
+                        t.pg_name()
+                    ),
+                })?
+            };
+        }
+        if ty == SqlType::Unknown {
+            ty = SqlType::Text;
+        }
+        if ty.cmp_type().is_none() {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        }
+        let nested = matches!(ty, SqlType::Array(_));
+        let mut nodes = Vec::with_capacity(items.len());
+        for item in items {
+            nodes.push(self.coerce(item, &ty, loc)?);
+        }
+        let result = if nested {
+            ty
+        } else {
+            SqlType::Array(Box::new(ty))
+        };
+        fold_value(
+            Node::ArrayCtor {
+                nested,
+                elems: nodes,
+            },
+            result,
+            loc,
+        )
+    }
+
+    /// `a[i]…` and `a[lo:hi]…` (a plain index among slices means `1:i`, as in PG).
+    #[inline(never)]
+    fn subscript(
+        &mut self,
+        root: &Expr,
+        chain: &[AccessExpr],
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let arg = self.convert(root, d)?;
+        let SqlType::Array(elem) = arg.ty() else {
+            return Err(WhereError::Type {
+                location: loc,
+                message: format!(
+                    "cannot subscript type {} because it does not support subscripting",
+                    arg.ty().pg_name()
+                ),
+            });
+        };
+        if chain.len() > super::array::MAX_DIMS {
+            return Err(self.unsupported(
+                e,
+                format!(
+                    "number of array dimensions ({}) exceeds the maximum allowed (6)",
+                    chain.len()
+                ),
+            ));
+        }
+        let slice = chain
+            .iter()
+            .any(|a| matches!(a, AccessExpr::Subscript(Subscript::Slice { .. })));
+        let (mut lower, mut upper) = (Vec::new(), Vec::new());
+        for access in chain {
+            match access {
+                AccessExpr::Subscript(Subscript::Index { index }) => {
+                    let i = self.array_index(index, d)?;
+                    lower.push(slice.then_some(Node::Const(Const {
+                        ty: SqlType::Int4,
+                        value: Some(OwnedValue::Int(1)),
+                    })));
+                    upper.push(Some(i));
+                }
+                AccessExpr::Subscript(Subscript::Slice {
+                    lower_bound,
+                    upper_bound,
+                    stride: None,
+                }) => {
+                    lower.push(match lower_bound {
+                        Some(x) => Some(self.array_index(x, d)?),
+                        None => None,
+                    });
+                    upper.push(match upper_bound {
+                        Some(x) => Some(self.array_index(x, d)?),
+                        None => None,
+                    });
+                }
+                _ => return Err(self.unsupported(e, "this kind of subscript is not supported")),
+            }
+        }
+        let Typed::Node { node, .. } = arg else {
+            return Err(WhereError::NoOperatorOverload { location: loc });
+        };
+        let ty = if slice { SqlType::Array(elem) } else { *elem };
+        fold_value(
+            Node::Subscript {
+                arg: Box::new(node),
+                slice,
+                lower,
+                upper,
+            },
+            ty,
+            loc,
+        )
+    }
+
+    /// An array subscript, coerced to int4 (numeric constants are rounded, as PG's cast does).
+    fn array_index(&mut self, x: &Expr, d: usize) -> Result<Node, WhereError> {
+        let typed = self.convert(x, d)?;
+        let loc = typed.loc();
+        let bad = |t: &SqlType| WhereError::Type {
+            location: loc,
+            message: format!(
+                "array subscript must have type integer, not {}",
+                t.pg_name()
+            ),
+        };
+        match typed.ty() {
+            SqlType::Unknown | SqlType::Int2 | SqlType::Int4 => {
+                self.coerce(typed, &SqlType::Int4, loc)
+            }
+            t @ (SqlType::Int8 | SqlType::Numeric) => match typed {
+                Typed::Node {
+                    node: Node::Const(c),
+                    ..
+                } => {
+                    let text = c.value.as_ref().map(|v| v.canonical_text(&t));
+                    let rounded = match text {
+                        None => None,
+                        Some(text) => {
+                            Some(round_to_int4(&text).ok_or_else(|| WhereError::Type {
+                                location: loc,
+                                message: "integer out of range".to_owned(),
+                            })?)
+                        }
+                    };
+                    Ok(Node::Const(Const {
+                        ty: SqlType::Int4,
+                        value: rounded.map(OwnedValue::Int),
+                    }))
+                }
+                _ => Err(bad(&t)),
+            },
+            t => Err(bad(&t)),
         }
     }
 
@@ -1235,8 +1996,8 @@ impl Converter<'_> {
         let cmp = ty
             .cmp_type()
             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        // Electric's catalogue has no ordering operators on bool.
-        if op.is_ordering() && cmp == CmpType::Bool {
+        // Electric's catalogue has no ordering operators on bool; ours has none on jsonb.
+        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
         let l = self.coerce(l, &ty, loc)?;
@@ -1580,8 +2341,14 @@ impl Converter<'_> {
             Plan::Reparse(pre) => {
                 // Our canonical text of floats and numerics is not PG's output text
                 // (`1e0` vs `1`, `1.5` vs `1.50`), so it may only be re-read as a number.
-                let exact_text =
-                    !matches!(from, SqlType::Float4 | SqlType::Float8 | SqlType::Numeric);
+                let exact_text = !matches!(
+                    from,
+                    SqlType::Float4
+                        | SqlType::Float8
+                        | SqlType::Numeric
+                        | SqlType::Array(_)
+                        | SqlType::Interval
+                );
                 if to.is_string() && !exact_text {
                     return Err(WhereError::Unsupported {
                         location: loc,
@@ -1696,15 +2463,19 @@ fn number_literal(n: &str, loc: usize) -> Result<Typed, WhereError> {
 fn junction_node(is_and: bool, args: Vec<Node>, loc: usize) -> Typed {
     let mut kept = Vec::with_capacity(args.len());
     let mut saw_null = false;
-    for arg in args {
+    // Nested junctions of the same kind are spliced in place (their constants included), so
+    // the result does not depend on how the input was parenthesised.
+    let mut pending: Vec<Node> = args;
+    pending.reverse();
+    while let Some(arg) = pending.pop() {
         match arg {
             Node::Const(c) => match c.value {
                 Some(OwnedValue::Bool(b)) if b != is_and => return const_bool(Some(b), loc),
                 Some(_) => {}
                 None => saw_null = true,
             },
-            Node::And(inner) if is_and => kept.extend(inner),
-            Node::Or(inner) if !is_and => kept.extend(inner),
+            Node::And(inner) if is_and => pending.extend(inner.into_iter().rev()),
+            Node::Or(inner) if !is_and => pending.extend(inner.into_iter().rev()),
             other => kept.push(other),
         }
     }
@@ -1738,6 +2509,8 @@ fn fold(node: Node, loc: usize) -> Typed {
         } => is_null_const(left) || is_null_const(right),
         Node::In { lhs, .. } => is_null_const(lhs),
         Node::Not(arg) => is_null_const(arg),
+        Node::ArrayPred { left, right, .. } => is_null_const(left) || is_null_const(right),
+        Node::AnyAll { array, .. } => is_null_const(array),
         _ => false,
     };
     if strict_null {
@@ -1752,6 +2525,8 @@ fn fold(node: Node, loc: usize) -> Typed {
             ..
         } => is_const(left) && is_const(right),
         Node::In { lhs, items, .. } => is_const(lhs) && items.iter().all(is_const),
+        Node::ArrayPred { left, right, .. } => is_const(left) && is_const(right),
+        Node::AnyAll { lhs, array, .. } => is_const(lhs) && is_const(array),
         Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => is_const(arg),
         _ => false,
     };
@@ -1812,4 +2587,61 @@ fn fold_value(node: Node, ty: SqlType, loc: usize) -> Result<Typed, WhereError> 
             message: e.to_string(),
         }),
     }
+}
+
+/// PG's numeric → int4 cast: round half away from zero, range-checked.
+fn round_to_int4(text: &str) -> Option<i64> {
+    let num = super::values::parse_numeric(text)?.to_owned_num();
+    let super::values::NumOwned::Finite { neg, digits, point } = num else {
+        return None;
+    };
+    // value = 0.digits × 10^point
+    let point = usize::try_from(point).unwrap_or(0);
+    if point > 10 {
+        return None;
+    }
+    let int_digits: String = digits.chars().take(point).collect();
+    let mut magnitude: i64 = if int_digits.is_empty() {
+        0
+    } else {
+        format!("{int_digits:0<point$}").parse().ok()?
+    };
+    if digits.chars().nth(point).is_some_and(|c| c >= '5') {
+        magnitude += 1;
+    }
+    let v = if neg { -magnitude } else { magnitude };
+    i32::try_from(v).ok().map(i64::from)
+}
+
+fn is_datetime(t: &SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::Date
+            | SqlType::Time
+            | SqlType::Timestamp
+            | SqlType::Timestamptz
+            | SqlType::Interval
+    )
+}
+
+/// A significant token's position, for operator locations; `skip` marks tokens an
+/// operator's location never points at (`(`, `ANY`, `ALL`, `SOME`).
+struct Landmark {
+    at: Location,
+    skip: bool,
+}
+
+fn landmarks(tokens: &[TokenWithSpan]) -> Vec<Landmark> {
+    tokens
+        .iter()
+        .filter(|t| !is_blank(&t.token) && t.token != Token::EOF)
+        .map(|t| Landmark {
+            at: t.span.start,
+            skip: match &t.token {
+                Token::LParen => true,
+                Token::Word(w) => matches!(w.keyword, Keyword::ANY | Keyword::ALL | Keyword::SOME),
+                _ => false,
+            },
+        })
+        .collect()
 }

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use super::Schema;
 use super::arith::NumKind;
-use super::eval::{Const, Node};
+use super::eval::{CatKind, Const, Node};
 use super::types::SqlType;
 use super::values::OwnedValue;
 
@@ -46,11 +46,15 @@ fn quote_literal(out: &mut String, text: &str) {
 fn write_const(out: &mut String, c: &Const) {
     match (&c.value, &c.ty) {
         (None, SqlType::Enum(_)) => out.push_str("NULL"),
+        (None, SqlType::Array(elem)) if matches!(**elem, SqlType::Enum(_)) => out.push_str("NULL"),
         (None, ty) => {
             let _ = write!(out, "NULL::{}", ty.pg_name());
         }
         (Some(OwnedValue::Bool(b)), _) => out.push_str(if *b { "true" } else { "false" }),
         (Some(v), ty @ SqlType::Enum(_)) => quote_literal(out, &v.canonical_text(ty)),
+        (Some(v), ty @ SqlType::Array(elem)) if matches!(**elem, SqlType::Enum(_)) => {
+            quote_literal(out, &v.canonical_text(ty));
+        }
         (Some(v), ty) => {
             quote_literal(out, &v.canonical_text(ty));
             let _ = write!(out, "::{}", ty.pg_name());
@@ -235,6 +239,118 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             out.push_str(if *upper { "upper(" } else { "lower(" });
             write_collate_c(out, arg, schema);
             out.push(')');
+        }
+        Node::AnyAll {
+            op,
+            cmp,
+            all,
+            lhs,
+            array,
+            elem_convert,
+        } => {
+            out.push('(');
+            if op.is_ordering() && cmp.is_textual() {
+                write_collate_c(out, lhs, schema);
+            } else {
+                write_node(out, lhs, schema);
+            }
+            let _ = write!(
+                out,
+                " {} {} (",
+                op.symbol(),
+                if *all { "ALL" } else { "ANY" }
+            );
+            match elem_convert {
+                Some((_, to)) => {
+                    out.push('(');
+                    write_node(out, array, schema);
+                    let _ = write!(out, ")::{}[]", kind_name(*to));
+                }
+                None => write_node(out, array, schema),
+            }
+            out.push_str("))");
+        }
+        Node::ArrayPred {
+            op, left, right, ..
+        } => {
+            out.push('(');
+            write_node(out, left, schema);
+            let _ = write!(out, " {} ", op.symbol());
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::ArrayCat { kind, left, right } => {
+            out.push_str(match kind {
+                CatKind::Cat => "array_cat(",
+                CatKind::Append => "array_append(",
+                CatKind::Prepend => "array_prepend(",
+            });
+            write_node(out, left, schema);
+            out.push_str(", ");
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::ArrayNdims(arg) => {
+            out.push_str("array_ndims(");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::Subscript {
+            arg,
+            slice,
+            lower,
+            upper,
+        } => {
+            out.push_str("((");
+            write_node(out, arg, schema);
+            out.push(')');
+            for (lo, hi) in lower.iter().zip(upper) {
+                out.push('[');
+                if *slice {
+                    if let Some(lo) = lo {
+                        write_node(out, lo, schema);
+                    }
+                    out.push(':');
+                }
+                if let Some(hi) = hi {
+                    write_node(out, hi, schema);
+                }
+                out.push(']');
+            }
+            out.push(')');
+        }
+        Node::DateArith { op, left, right } => {
+            out.push('(');
+            write_node(out, left, schema);
+            let _ = write!(out, " {} ", op.symbol());
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::JsonGet {
+            as_text, arg, step, ..
+        } => {
+            out.push('(');
+            write_node(out, arg, schema);
+            out.push_str(if *as_text { " ->> " } else { " -> " });
+            write_node(out, step, schema);
+            out.push(')');
+        }
+        Node::JsonPred { op, left, right } => {
+            out.push('(');
+            write_node(out, left, schema);
+            let _ = write!(out, " {} ", op.symbol());
+            write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::Justify { kind, arg } => {
+            let _ = write!(out, "{}(", kind.name());
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::ArrayCtor { elems, .. } => {
+            out.push_str("ARRAY[");
+            write_list(out, elems, ", ", schema);
+            out.push(']');
         }
     }
 }

@@ -39,7 +39,12 @@ pub(super) enum SqlType {
     Time,
     Timestamp,
     Timestamptz,
+    Interval,
+    Json,
+    Jsonb,
     Enum(Arc<EnumDef>),
+    /// An array of a supported scalar type (any number of dimensions, as in PG).
+    Array(Box<SqlType>),
     /// A string literal, parameter or NULL whose type comes from context.
     Unknown,
     /// A column type the evaluator cannot decode yet (jsonb, interval, arrays, …).
@@ -65,8 +70,12 @@ impl SqlType {
             SqlType::Time => "time",
             SqlType::Timestamp => "timestamp",
             SqlType::Timestamptz => "timestamptz",
+            SqlType::Interval => "interval",
+            SqlType::Json => "json",
+            SqlType::Jsonb => "jsonb",
             SqlType::Unknown => "unknown",
             SqlType::Enum(def) => return def.name.clone(),
+            SqlType::Array(elem) => return format!("{}[]", elem.pg_name()),
             SqlType::Other(name) => return name.clone(),
         };
         name.to_owned()
@@ -109,8 +118,15 @@ impl SqlType {
             SqlType::Date => CmpType::Date,
             SqlType::Time => CmpType::Time,
             SqlType::Timestamp | SqlType::Timestamptz => CmpType::Timestamp,
+            SqlType::Interval => CmpType::Interval,
+            SqlType::Jsonb => CmpType::Jsonb,
             SqlType::Enum(_) => CmpType::Enum,
-            SqlType::Unknown | SqlType::Other(_) => return None,
+            SqlType::Array(elem) => match elem.cmp_type()? {
+                // jsonb has no ordering here, which array comparison needs.
+                CmpType::Jsonb => return None,
+                c => CmpType::Array(c.to_static()),
+            },
+            SqlType::Unknown | SqlType::Other(_) | SqlType::Json => return None,
         })
     }
 
@@ -121,7 +137,10 @@ impl SqlType {
         enum_labels: Option<&Vec<String>>,
     ) -> SqlType {
         if array_dims > 0 {
-            return SqlType::Other(format!("{type_name}[]"));
+            return match SqlType::of_column(type_name, 0, enum_labels) {
+                SqlType::Other(_) => SqlType::Other(format!("{type_name}[]")),
+                elem => SqlType::Array(Box::new(elem)),
+            };
         }
         if let Some(labels) = enum_labels {
             return SqlType::Enum(Arc::new(EnumDef {
@@ -146,6 +165,9 @@ impl SqlType {
             "time" => SqlType::Time,
             "timestamp" => SqlType::Timestamp,
             "timestamptz" => SqlType::Timestamptz,
+            "interval" => SqlType::Interval,
+            "json" => SqlType::Json,
+            "jsonb" => SqlType::Jsonb,
             other => SqlType::Other(other.to_owned()),
         }
     }
@@ -153,6 +175,16 @@ impl SqlType {
     /// Explicit cast targets (`::T`, `CAST`, `T 'lit'`), from sqlparser's rendering of the
     /// data type, lower-cased. `Err` carries the name for "unsupported type".
     pub fn cast_target(rendered: &str) -> Result<SqlType, String> {
+        // `int[]`, `int[][]`, `int[3]`: PG arrays have no declared dimensions.
+        if let Some(open) = rendered.rfind('[')
+            && rendered.ends_with(']')
+        {
+            let inner = rendered[..open].trim_end();
+            return match SqlType::cast_target(inner)? {
+                SqlType::Array(elem) => Ok(SqlType::Array(elem)),
+                elem => Ok(SqlType::Array(Box::new(elem))),
+            };
+        }
         Ok(match rendered {
             "bool" | "boolean" => SqlType::Bool,
             "int2" | "smallint" => SqlType::Int2,
@@ -170,6 +202,9 @@ impl SqlType {
             "time" | "time without time zone" => SqlType::Time,
             "timestamp" | "timestamp without time zone" => SqlType::Timestamp,
             "timestamptz" | "timestamp with time zone" => SqlType::Timestamptz,
+            "interval" => SqlType::Interval,
+            "json" => SqlType::Json,
+            "jsonb" => SqlType::Jsonb,
             other => return Err(other.to_owned()),
         })
     }
@@ -191,12 +226,44 @@ pub(super) enum CmpType {
     Date,
     Time,
     Timestamp,
+    /// By the normalised span (1 month = 30 days, 1 day = 24 h).
+    Interval,
+    /// jsonb equality (numbers by value); no ordering.
+    Jsonb,
     /// By label position.
     Enum,
+    /// PG's `array_cmp` over elements compared in the inner family.
+    Array(&'static CmpType),
 }
 
 impl CmpType {
+    /// Whether ordering in this family depends on the text collation.
     pub fn is_textual(self) -> bool {
-        matches!(self, CmpType::Text | CmpType::Bpchar)
+        match self {
+            CmpType::Text | CmpType::Bpchar => true,
+            CmpType::Array(inner) => inner.is_textual(),
+            _ => false,
+        }
+    }
+
+    /// The same family as a `'static` reference (for [`CmpType::Array`]).
+    pub fn to_static(self) -> &'static CmpType {
+        match self {
+            CmpType::Bool => &CmpType::Bool,
+            CmpType::Int => &CmpType::Int,
+            CmpType::Numeric => &CmpType::Numeric,
+            CmpType::Float => &CmpType::Float,
+            CmpType::Text => &CmpType::Text,
+            CmpType::Bpchar => &CmpType::Bpchar,
+            CmpType::Uuid => &CmpType::Uuid,
+            CmpType::Date => &CmpType::Date,
+            CmpType::Time => &CmpType::Time,
+            CmpType::Timestamp => &CmpType::Timestamp,
+            CmpType::Interval => &CmpType::Interval,
+            CmpType::Jsonb => &CmpType::Jsonb,
+            CmpType::Enum => &CmpType::Enum,
+            // Arrays of arrays do not exist (an array has dimensions instead).
+            CmpType::Array(inner) => inner,
+        }
     }
 }

@@ -20,6 +20,8 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
+use super::array::ArrayVal;
+use super::interval::Interval;
 use super::types::{CmpType, SqlType};
 
 /// A value during evaluation. Borrowed from the row text or from the compiled constants;
@@ -45,6 +47,8 @@ pub(super) enum Value<'a> {
     Timestamp(i64),
     /// Label position in the enum's sort order.
     Enum(u32),
+    Array(Cow<'a, ArrayVal>),
+    Interval(Interval),
     /// A value of a type we cannot decode; only `IS NULL` looks at it.
     Opaque,
 }
@@ -90,6 +94,8 @@ pub(super) enum OwnedValue {
     Time(i64),
     Timestamp(i64),
     Enum(u32),
+    Array(Box<ArrayVal>),
+    Interval(Interval),
 }
 
 impl OwnedValue {
@@ -105,6 +111,26 @@ impl OwnedValue {
             OwnedValue::Time(t) => Value::Time(*t),
             OwnedValue::Timestamp(t) => Value::Timestamp(*t),
             OwnedValue::Enum(e) => Value::Enum(*e),
+            OwnedValue::Array(a) => Value::Array(Cow::Borrowed(a)),
+            OwnedValue::Interval(v) => Value::Interval(*v),
+        }
+    }
+
+    /// The value as an owned evaluation value.
+    pub fn into_value(self) -> Value<'static> {
+        match self {
+            OwnedValue::Bool(b) => Value::Bool(b),
+            OwnedValue::Int(i) => Value::Int(i),
+            OwnedValue::Float(f) => Value::Float(f),
+            OwnedValue::Numeric(n) => Value::NumericOwned(n),
+            OwnedValue::Text(t) => Value::Text(Cow::Owned(t.into_string())),
+            OwnedValue::Uuid(u) => Value::Uuid(u),
+            OwnedValue::Date(d) => Value::Date(d),
+            OwnedValue::Time(t) => Value::Time(t),
+            OwnedValue::Timestamp(t) => Value::Timestamp(t),
+            OwnedValue::Enum(e) => Value::Enum(e),
+            OwnedValue::Array(a) => Value::Array(Cow::Owned(*a)),
+            OwnedValue::Interval(v) => Value::Interval(v),
         }
     }
 
@@ -123,6 +149,8 @@ impl OwnedValue {
             Value::Time(t) => OwnedValue::Time(t),
             Value::Timestamp(t) => OwnedValue::Timestamp(t),
             Value::Enum(e) => OwnedValue::Enum(e),
+            Value::Array(a) => OwnedValue::Array(Box::new(a.into_owned())),
+            Value::Interval(v) => OwnedValue::Interval(v),
         })
     }
 
@@ -144,6 +172,11 @@ impl OwnedValue {
                     .and_then(|i| def.labels.get(i))
                     .cloned()
                     .unwrap_or_default(),
+                _ => String::new(),
+            },
+            OwnedValue::Interval(v) => v.canonical_text(),
+            OwnedValue::Array(a) => match ty {
+                SqlType::Array(elem) => super::array::canonical_text(a, elem),
                 _ => String::new(),
             },
         }
@@ -169,6 +202,21 @@ pub(super) fn parse_as<'a>(ty: &SqlType, text: &'a str) -> Option<Value<'a>> {
         SqlType::Timestamp => Value::Timestamp(parse_timestamp(text, false)?),
         SqlType::Timestamptz => Value::Timestamp(parse_timestamp(text, true)?),
         SqlType::Enum(def) => Value::Enum(def.position(text)?),
+        SqlType::Json => {
+            super::json::parse(text, false)?;
+            Value::Text(Cow::Borrowed(text))
+        }
+        SqlType::Jsonb => {
+            let v = super::json::parse(text, true)?;
+            let canonical = super::json::jsonb_text(&v.value);
+            if canonical == text {
+                Value::Text(Cow::Borrowed(text))
+            } else {
+                Value::Text(Cow::Owned(canonical))
+            }
+        }
+        SqlType::Interval => Value::Interval(super::interval::parse_interval(text)?),
+        SqlType::Array(elem) => Value::Array(Cow::Owned(super::array::parse_array(elem, text)?)),
         SqlType::Other(_) => Value::Opaque,
     })
 }
@@ -190,6 +238,19 @@ pub(super) fn compare(a: &Value<'_>, b: &Value<'_>, cmp: CmpType) -> Option<Orde
         (CmpType::Time, Value::Time(x), Value::Time(y)) => x.cmp(y),
         (CmpType::Timestamp, Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (CmpType::Enum, Value::Enum(x), Value::Enum(y)) => x.cmp(y),
+        (CmpType::Interval, Value::Interval(x), Value::Interval(y)) => x.cmp_span(y),
+        // Equality only (ordering operators are refused at compile time).
+        (CmpType::Jsonb, Value::Text(x), Value::Text(y)) => {
+            let (a, b) = (super::json::parse(x, true)?, super::json::parse(y, true)?);
+            if super::json::equal(&a.value, &b.value) {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            }
+        }
+        (CmpType::Array(inner), Value::Array(x), Value::Array(y)) => {
+            super::array::cmp_arrays(x, y, *inner)?
+        }
         _ => return None,
     })
 }
@@ -649,17 +710,17 @@ impl NumOwned {
 // dates and times
 
 /// PG's date range, in days since 2000-01-01 (Julian day 0 up to, excluding, 5874898-01-01).
-const MIN_DATE: i64 = -2_451_545;
-const END_DATE: i64 = 2_145_031_949;
+pub(super) const MIN_DATE: i64 = -2_451_545;
+pub(super) const END_DATE: i64 = 2_145_031_949;
 /// PG's timestamp range in µs since 2000-01-01 (4714-11-24 BC up to, excluding, 294277-01-01).
-const MIN_TIMESTAMP: i64 = -211_813_488_000_000_000;
-const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
+pub(super) const MIN_TIMESTAMP: i64 = -211_813_488_000_000_000;
+pub(super) const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
 const USECS_PER_DAY: i64 = 86_400_000_000;
 /// Days from 1970-01-01 to 2000-01-01.
-const UNIX_TO_PG_DAYS: i64 = 10_957;
+pub(super) const UNIX_TO_PG_DAYS: i64 = 10_957;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (astronomical year numbering).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -669,7 +730,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(super) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -682,7 +743,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
+pub(super) fn days_in_month(y: i64, m: i64) -> i64 {
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     match m {
         2 if leap => 29,
