@@ -128,7 +128,8 @@ impl PgUrl {
         .with_tls(tls)
         .with_options(DISPLAY_OPTIONS)
         .with_application_name("ampere-replication")
-        .with_status_interval(Duration::from_secs(1))
+        // Acknowledge durable progress promptly (the slot then releases WAL sooner).
+        .with_status_interval(Duration::from_millis(100))
     }
 }
 
