@@ -26,11 +26,6 @@ impl LogOffset {
     pub const fn new(tx: u64, op: u64) -> LogOffset {
         LogOffset { tx, op }
     }
-
-    /// True in the virtual snapshot region (`0_k`, `0_inf`).
-    pub fn is_snapshot(self) -> bool {
-        self.tx == 0
-    }
 }
 
 impl fmt::Display for LogOffset {

@@ -131,11 +131,6 @@ impl ShapeDef {
             self.table.pk.iter().map(|&i| row.get(i).copied().flatten()),
         )
     }
-
-    /// Whether column `i` is selected.
-    pub fn is_selected(&self, i: usize) -> bool {
-        self.selected.binary_search(&i).is_ok()
-    }
 }
 
 fn select_columns(

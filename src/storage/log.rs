@@ -349,10 +349,7 @@ impl LogWriter {
         self.latest
     }
 
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
+    /// Bytes appended but not yet written to the file.
     pub fn pending_bytes(&self) -> usize {
         self.pending.len()
     }

@@ -3,14 +3,15 @@
 //! ```text
 //! <storage>/
 //!   state.bin                 global state (system id, timeline, handle high-water mark): meta format
-//!   shapes/<handle>/meta.bin  shape definition + snapshot info, written at creation and completion
+//!   shapes/<handle>/meta.bin  shape definition + snapshot info, written once the snapshot is complete
 //!   shapes/<handle>/log       the shape log (see `format`)
 //!   trash/                    removed shape directories, deleted in the background
 //!   pgdata/                   the dev-mode Postgres cluster, when no DATABASE_URL is given
 //! ```
 //!
-//! Invariants: a shape directory without a `meta.bin` whose `snapshot_complete` is true is not a
-//! shape (it is removed at startup); removal renames the directory into `trash/` first, so a
+//! Invariants: a shape directory without a valid `meta.bin` (written, synced with its directory
+//! and the `shapes/` entry, only when the snapshot and its buffered transactions are durable) is
+//! not a shape and is removed at startup; removal renames the directory into `trash/` first, so a
 //! handle disappears atomically.
 
 pub mod format;
