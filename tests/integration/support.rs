@@ -272,7 +272,9 @@ impl Follower {
         if let Some(h) = &self.handle {
             q.push_str(&format!("&handle={h}"));
         }
-        if live {
+        // After a 409 the follower starts over at -1, where a live request is invalid: like the
+        // TS client, it catches up first.
+        if live && self.offset != "-1" {
             q.push_str("&live=true");
         }
         q
