@@ -26,8 +26,6 @@ pub enum AppError {
     Url(#[from] crate::pg::connection::ConnectError),
     #[error("starting the local development Postgres")]
     DevCluster(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("HTTP server")]
-    Http(#[source] std::io::Error),
 }
 
 /// Runs Ampere until `shutdown` turns true.
@@ -130,14 +128,12 @@ pub async fn run(
     }
     let http_shutdown = shutdown.clone();
     let app = crate::http::router(engine.clone());
-    let server = tokio::spawn(async move {
-        let mut s = http_shutdown;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = s.wait_for(|v| *v).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::http::server::serve(
+        listener,
+        app,
+        http_shutdown,
+        config.http,
+    ));
 
     let slot = config.slot_name();
     let publication = config.publication_name();

@@ -118,6 +118,16 @@ pub struct Cli {
     /// Emit logs as JSON lines.
     #[arg(long, env = "AMPERE_LOG_JSON", default_value = "false")]
     pub log_json: String,
+
+    /// Open HTTP connections allowed at once; above it new connections are closed. Default:
+    /// twice the admission caps (so requests above them get their 503), within the descriptor
+    /// limit.
+    #[arg(long, env = "AMPERE_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+
+    /// How long a client may take to send a request's headers (slow-loris bound).
+    #[arg(long, env = "AMPERE_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: String,
 }
 
 /// Validated configuration used by the whole service.
@@ -150,6 +160,8 @@ pub struct Config {
     pub sse_timeout: Duration,
     /// SSE keep-alive comment interval (not configurable in Electric).
     pub sse_keepalive: Duration,
+    /// Connection cap and header deadline of the HTTP listener.
+    pub http: crate::http::server::Limits,
 }
 
 /// Why a configuration is refused.
@@ -187,6 +199,8 @@ pub enum ConfigError {
     RequestLimits(String),
     #[error("ELECTRIC_MAX_SHAPES: {0:?} must be a positive integer")]
     MaxShapes(String),
+    #[error("AMPERE_MAX_CONNECTIONS: {0:?} must be a positive integer")]
+    MaxConnections(String),
 }
 
 fn parse_request_limits(value: &str) -> Result<(usize, usize), ConfigError> {
@@ -283,6 +297,24 @@ impl Cli {
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
+            http: crate::http::server::Limits {
+                max_connections: match self.max_connections.filter(|s| !s.trim().is_empty()) {
+                    None => crate::http::server::default_max_connections(
+                        max_initial_requests,
+                        max_existing_requests,
+                    ),
+                    Some(v) => v
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(ConfigError::MaxConnections(v))?,
+                },
+                header_read_timeout: parse_duration(
+                    "AMPERE_HEADER_READ_TIMEOUT",
+                    &self.header_read_timeout,
+                )?,
+            },
         })
     }
 }
@@ -312,6 +344,10 @@ impl Config {
             log_json: false,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
+            http: crate::http::server::Limits {
+                max_connections: 4096,
+                header_read_timeout: Duration::from_secs(10),
+            },
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod params;
 pub mod response;
+pub mod server;
 mod shape;
 mod sse;
 mod subset;
@@ -85,7 +86,15 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
     };
     let rid = request_id(req.headers());
     let method = req.method().clone();
+    let too_long = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().len() > server::MAX_URI_BYTES);
     let mut resp = match (route, &method) {
+        _ if too_long => response::message(
+            StatusCode::URI_TOO_LONG,
+            "The request URI is too long: send long where clauses and params in a POST body",
+        ),
         (Route::Root, &Method::GET | &Method::HEAD) => {
             with_body(StatusCode::OK, None, Body::empty())
         }

@@ -4,6 +4,7 @@
 mod checklist;
 mod fault_proxy;
 mod faults;
+mod http_hostile;
 mod support;
 mod where_live;
 

@@ -148,6 +148,11 @@ impl Binary {
 
     /// Starts the binary without waiting for it to become active.
     pub fn spawn(pg_url: &str, storage: &Path, port: u16) -> Binary {
+        Binary::spawn_with(pg_url, storage, port, &[])
+    }
+
+    /// Like [`Binary::spawn`], with extra (or overriding) environment variables.
+    pub fn spawn_with(pg_url: &str, storage: &Path, port: u16, env: &[(&str, &str)]) -> Binary {
         let log = storage.with_extension(format!("{port}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -163,6 +168,7 @@ impl Binary {
             .env("ELECTRIC_INSECURE", "true")
             .env("ELECTRIC_LONG_POLL_TIMEOUT", "2000")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
