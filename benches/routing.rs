@@ -9,7 +9,8 @@
 //! at a million shapes. The routing cost must be flat in N for every form.
 //!
 //! Forms: `eq` (`tenant = k`), `in` (`tenant IN (k, k+1)`), `range` (`tenant BETWEEN k AND
-//! k+10`), `range_open` (`tenant < k`), `prefix` (`title LIKE 'p<k>%'`), `is_null` (`note IS
+//! k+10`), `range_open` (`tenant < k`), `prefix` (`title LIKE 'p<k>%'`), `ilike_substring`
+//! (`title ILIKE '%k<k>z%'`, found through the substring automaton), `is_null` (`note IS
 //! NULL`, row with a non-NULL note), `any` (`'t<k>' = ANY(tags)`) and `contains` (`tags @>
 //! '{t<k>,common}'`), with a row whose `tags` holds 8 elements, and `json_path`
 //! (`data->>'kind' = 'k<k>'` on a jsonb column, a 4-key document). `residual_eval` is one `WhereClause::matches` of a
@@ -73,6 +74,10 @@ fn entries_for(form: &str, template: &[IndexEntry], k: u32) -> Vec<IndexEntry> {
             hi: RangeKey::Num(k),
         })],
         "prefix" => vec![with(Condition::Prefix(format!("p{k}")))],
+        "ilike_substring" => vec![with(Condition::Substring {
+            fragment: format!("k{k}z"),
+            case_insensitive: true,
+        })],
         "any" => vec![with(Condition::Contains(vec![IndexKey::Text(format!(
             "t{k}"
         ))]))],
@@ -97,6 +102,7 @@ fn routing(c: &mut Criterion) {
         ("range", "tenant BETWEEN 1 AND 11"),
         ("range_open", "tenant < 1"),
         ("prefix", "title LIKE 'p1%'"),
+        ("ilike_substring", "title ILIKE '%K1z%'"),
         ("is_null", "note IS NULL"),
         ("any", "'t1' = ANY(tags)"),
         ("contains", "tags @> '{t1,common}'"),
@@ -123,7 +129,7 @@ fn routing(c: &mut Criterion) {
                 "range_open" => (n - 3).to_string(),
                 _ => (n / 2).to_string(),
             };
-            let title = format!("p{}x", n / 2);
+            let title = format!("p{}x row k{}Z", n / 2, n / 2);
             let tags = format!("{{a,b,t{},common,\"x y\",t{},c,d}}", n / 2, n / 2 + 1);
             let data = format!(
                 r#"{{"n": 1, "kind": "k{}", "tags": ["a", "b"], "owner": "ann"}}"#,

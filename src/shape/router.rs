@@ -15,7 +15,9 @@
 //!   of its required elements, the others checked on lookup): one hash lookup per distinct
 //!   element of the row's array;
 //! * json paths (`data->>'kind' = 'x'`, `data->'a'->>'b' = …`): per (column, path), the text
-//!   at the path → shapes; one parse of the value and one hash lookup per indexed path.
+//!   at the path → shapes; one parse of the value and one hash lookup per indexed path;
+//! * other `LIKE`/`ILIKE` patterns (`title ILIKE '%needle%'`): per (column, case folding), an
+//!   Aho-Corasick automaton over each pattern's longest literal run; one pass over the value.
 //!
 //! Shapes that cannot be indexed (or have no where clause) are kept in a residual list that
 //! every change of the table visits; their clauses are compiled once and only evaluated by
@@ -28,8 +30,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::where_clause::{
-    Condition, IndexEntry, IndexKey, JsonStep, KeyType, Undecodable, array_keys, index_key,
-    json_path_text, range_key,
+    Condition, IndexEntry, IndexKey, JsonStep, KeyType, Undecodable, array_keys, contains_fragment,
+    index_key, json_path_text, range_key,
 };
 
 /// A shape's slot number in the pipeline.
@@ -74,6 +76,121 @@ struct JsonGroup {
     all: HashSet<ShapeId>,
 }
 
+/// `col LIKE/ILIKE '%frag%…'`: shapes filed under the longest literal run of their pattern.
+///
+/// Aho-Corasick automata over the group's fragments find every fragment a value contains in one
+/// pass over the value per automaton, so the cost per change does not grow with the number of
+/// shapes but with the number of automata, kept logarithmic (the logarithmic method, as for the
+/// interval trees below): new fragments wait in `pending` (at most [`PENDING_MAX`], checked one
+/// by one), then become an automaton of their own, and automata of similar size are merged.
+/// Removed fragments are skipped on lookup (`by_fragment` no longer has them) until they
+/// outnumber the live ones, when everything is rebuilt into one automaton. Each fragment is
+/// rebuilt O(log n) times over its life.
+#[derive(Debug, Default)]
+struct SubstringGroup {
+    by_fragment: HashMap<String, Vec<ShapeId>>,
+    /// Automata, largest first, each with the fragment of each of its pattern ids.
+    levels: Vec<(aho_corasick::AhoCorasick, Vec<String>)>,
+    pending: Vec<String>,
+    /// Fragments in `levels` no longer in `by_fragment`.
+    dead: usize,
+}
+
+const PENDING_MAX: usize = 32;
+
+impl SubstringGroup {
+    fn add(&mut self, fragment: &str, id: ShapeId, case_insensitive: bool) {
+        let v = self.by_fragment.entry(fragment.to_owned()).or_default();
+        if v.is_empty() {
+            self.pending.push(fragment.to_owned());
+        }
+        if !v.contains(&id) {
+            v.push(id);
+        }
+        if self.pending.len() >= PENDING_MAX {
+            let fresh = std::mem::take(&mut self.pending);
+            self.push_level(fresh, case_insensitive);
+        }
+    }
+
+    fn remove(&mut self, fragment: &str, id: ShapeId, case_insensitive: bool) {
+        let Some(v) = self.by_fragment.get_mut(fragment) else {
+            return;
+        };
+        v.retain(|&s| s != id);
+        if !v.is_empty() {
+            return;
+        }
+        self.by_fragment.remove(fragment);
+        if let Some(i) = self.pending.iter().position(|f| f == fragment) {
+            self.pending.swap_remove(i);
+            return;
+        }
+        self.dead += 1;
+        if self.dead > PENDING_MAX && self.dead > self.by_fragment.len() {
+            // Mostly dead: rebuild from the live fragments only.
+            self.levels.clear();
+            self.pending.clear();
+            self.dead = 0;
+            let live: Vec<String> = self.by_fragment.keys().cloned().collect();
+            self.push_level(live, case_insensitive);
+        }
+    }
+
+    /// Adds an automaton over `fragments`, merging it with the smaller levels it outgrows.
+    fn push_level(&mut self, mut fragments: Vec<String>, case_insensitive: bool) {
+        while let Some((_, last)) = self.levels.last() {
+            if last.len() > 2 * fragments.len() {
+                break;
+            }
+            if let Some((_, mut merged)) = self.levels.pop() {
+                let before = merged.len();
+                // Dropping dead fragments while merging keeps `dead` an upper bound.
+                merged.retain(|f| self.by_fragment.contains_key(f));
+                self.dead = self.dead.saturating_sub(before - merged.len());
+                merged.append(&mut fragments);
+                fragments = merged;
+            }
+        }
+        if fragments.is_empty() {
+            return;
+        }
+        let built = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(case_insensitive)
+            .build(&fragments);
+        match built {
+            Ok(ac) => self.levels.push((ac, fragments)),
+            // Too large for an automaton: keep the fragments on the linear path. Correct, only
+            // slower.
+            Err(_) => self.pending.extend(fragments),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_fragment.is_empty()
+    }
+
+    fn candidates(&self, text: &str, case_insensitive: bool, out: &mut Vec<ShapeId>) {
+        for (ac, fragments) in &self.levels {
+            for m in ac.find_overlapping_iter(text) {
+                if let Some(ids) = fragments
+                    .get(m.pattern().as_usize())
+                    .and_then(|f| self.by_fragment.get(f))
+                {
+                    out.extend_from_slice(ids);
+                }
+            }
+        }
+        for f in &self.pending {
+            if contains_fragment(text, f, case_insensitive)
+                && let Some(ids) = self.by_fragment.get(f)
+            {
+                out.extend_from_slice(ids);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct TableRoutes {
     eq: HashMap<(usize, KeyType), EqGroup>,
@@ -82,6 +199,8 @@ struct TableRoutes {
     nulls: HashMap<usize, HashSet<ShapeId>>,
     contains: HashMap<(usize, KeyType), ContainsGroup>,
     json: HashMap<(usize, bool, Vec<JsonStep>), JsonGroup>,
+    /// Keyed by (column, case-insensitive).
+    substrings: HashMap<(usize, bool), SubstringGroup>,
     residual: HashSet<ShapeId>,
     /// Index entries each shape was registered with, and the serials of its intervals.
     registered: HashMap<ShapeId, (Option<Vec<IndexEntry>>, Vec<u64>)>,
@@ -134,6 +253,15 @@ impl Router {
                         }
                         Condition::IsNull => {
                             t.nulls.entry(e.column).or_default().insert(id);
+                        }
+                        Condition::Substring {
+                            fragment,
+                            case_insensitive,
+                        } => {
+                            t.substrings
+                                .entry((e.column, *case_insensitive))
+                                .or_default()
+                                .add(fragment, id, *case_insensitive);
                         }
                         Condition::JsonPath { jsonb, path, value } => {
                             let g = t.json.entry((e.column, *jsonb, path.clone())).or_default();
@@ -217,6 +345,18 @@ impl Router {
                         }
                         if g.by_prefix.is_empty() {
                             t.prefixes.remove(&e.column);
+                        }
+                    }
+                }
+                Condition::Substring {
+                    fragment,
+                    case_insensitive,
+                } => {
+                    let k = (e.column, case_insensitive);
+                    if let Some(g) = t.substrings.get_mut(&k) {
+                        g.remove(&fragment, id, case_insensitive);
+                        if g.is_empty() {
+                            t.substrings.remove(&k);
                         }
                     }
                 }
@@ -318,6 +458,11 @@ impl Router {
                         out.extend_from_slice(v);
                     }
                 }
+            }
+            for (&(col, ci), g) in &t.substrings {
+                // NULL LIKE anything is NULL: never a match.
+                let Some(text) = cell(col) else { continue };
+                g.candidates(text, ci, out);
             }
             for (&col, set) in &t.nulls {
                 if row.get(col).is_some_and(Option::is_none) {
@@ -654,6 +799,13 @@ mod tests {
             (0i32..6).prop_map(|k| format!("score <= {k}.5 OR tenant IS NULL")),
             prop::sample::select(vec!["a%", "ab%", "b_", "%a", "a"])
                 .prop_map(|p| format!("title LIKE '{p}'")),
+            (
+                prop::sample::select(vec![
+                    "%a%", "%ab%", "%b_a%", "%A%", "_B%", "a%b", "%%", "\\%a%"
+                ]),
+                prop::bool::ANY,
+            )
+                .prop_map(|(p, ci)| format!("title {} '{p}'", if ci { "ILIKE" } else { "LIKE" })),
             (0i32..6).prop_map(|k| format!("title >= 'a' AND tenant < {k}")),
             Just("title IS NULL".to_owned()),
             prop::sample::select(vec!["{a}", "{a,b}", "{b,a,a}", "{c}", "{}", "{a,NULL}"])
@@ -690,7 +842,7 @@ mod tests {
         #[test]
         fn never_misses_a_matching_shape(
             clauses in proptest::collection::vec(clause(), 1..30),
-            rows in proptest::collection::vec((value(), value(), proptest::option::of("[ab]{0,2}"), tags()), 1..20),
+            rows in proptest::collection::vec((value(), value(), proptest::option::of("[abAB%]{0,4}"), tags()), 1..20),
         ) {
             let schema = schema();
             let mut router = Router::new();
@@ -715,6 +867,43 @@ mod tests {
             }
             prop_assert!(!router.has_table(7));
         }
+    }
+
+    #[test]
+    fn substring_shapes_are_found_through_the_automaton_across_churn() {
+        let schema = schema();
+        let mut router = Router::new();
+        let clause = |k: u32| {
+            if k.is_multiple_of(2) {
+                format!("title ILIKE '%K{k}z%'")
+            } else {
+                format!("title LIKE '%k{k}z_%'")
+            }
+        };
+        // Enough shapes to cross every rebuild threshold several times, then remove two
+        // thirds (more dead fragments than live), interleaving lookups.
+        for k in 0..3_000u32 {
+            let w = WhereClause::compile(&clause(k), &[], &schema).unwrap();
+            router.add(1, k, w.index_entries());
+        }
+        let mut out = Vec::new();
+        let mut check = |router: &Router, live: &dyn Fn(u32) -> bool| {
+            for k in (0..3_000u32).step_by(7) {
+                let title = format!("row k{k}z!");
+                router.candidates(1, &[&[Some("1"), None, None, Some(&title), None]], &mut out);
+                let want: Vec<u32> = if live(k) { vec![k] } else { vec![] };
+                assert_eq!(out, want, "{title}");
+            }
+        };
+        check(&router, &|_| true);
+        for k in (0..3_000u32).filter(|k| !k.is_multiple_of(3)) {
+            router.remove(1, k);
+        }
+        check(&router, &|k| k.is_multiple_of(3));
+        for k in (0..3_000u32).filter(|k| k.is_multiple_of(3)) {
+            router.remove(1, k);
+        }
+        assert!(!router.has_table(1));
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub enum Condition {
     /// The column is an array holding a non-NULL element equal to each of these keys
     /// (`key_type` is the element's); never empty.
     Contains(Vec<IndexKey>),
+    /// The raw value text contains `fragment` (never empty), comparing ASCII letters without
+    /// case when `case_insensitive` (exactly how `like.rs` folds for ILIKE). Every match of a
+    /// `LIKE`/`ILIKE` pattern contains each literal run of the pattern, so this is a necessary
+    /// condition; it is what makes `title ILIKE '%needle%'` routable without evaluating every
+    /// such shape per change.
+    Substring {
+        fragment: String,
+        case_insensitive: bool,
+    },
 }
 
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
@@ -133,6 +142,10 @@ impl IndexEntry {
                 range_key(self.key_type, text).is_none_or(|k| *lo <= k && k <= *hi)
             }
             Condition::Prefix(p) => text.starts_with(p.as_str()),
+            Condition::Substring {
+                fragment,
+                case_insensitive,
+            } => contains_fragment(text, fragment, *case_insensitive),
             Condition::Contains(keys) => array_keys(self.key_type, text)
                 .is_none_or(|found| keys.iter().all(|k| found.contains(k))),
             Condition::JsonPath { jsonb, path, value } => {
@@ -142,6 +155,20 @@ impl IndexEntry {
                 }
             }
         }
+    }
+}
+
+/// Whether `text` contains `fragment`, ASCII letters folded when `case_insensitive`.
+pub fn contains_fragment(text: &str, fragment: &str, case_insensitive: bool) -> bool {
+    if case_insensitive {
+        let f = fragment.as_bytes();
+        f.is_empty()
+            || text
+                .as_bytes()
+                .windows(f.len())
+                .any(|w| w.eq_ignore_ascii_case(f))
+    } else {
+        memchr::memmem::find(text.as_bytes(), fragment.as_bytes()).is_some()
     }
 }
 
@@ -503,7 +530,7 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
         }
         Node::Like {
             negated: false,
-            case_insensitive: false,
+            case_insensitive,
             text,
             pattern,
         } => {
@@ -517,13 +544,27 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                 return pattern.as_const()?.value.is_none().then(Vec::new);
             };
             let prefix = like_prefix(p);
-            if prefix.is_empty() {
-                return None;
-            }
+            let cond = if !*case_insensitive && !prefix.is_empty() {
+                Condition::Prefix(prefix)
+            } else {
+                let fragment = like_longest_fragment(p);
+                if fragment.is_empty() {
+                    return None;
+                }
+                Condition::Substring {
+                    // Folded once here so equal fragments share one automaton pattern.
+                    fragment: if *case_insensitive {
+                        fragment.to_ascii_lowercase()
+                    } else {
+                        fragment
+                    },
+                    case_insensitive: *case_insensitive,
+                }
+            };
             Some(vec![IndexEntry {
                 column: read.index,
                 key_type: KeyType::Text,
-                cond: Condition::Prefix(prefix),
+                cond,
             }])
         }
         Node::IsNull {
@@ -658,10 +699,19 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
         }
         Node::And(args) => {
             let found: Vec<Vec<IndexEntry>> = args.iter().filter_map(collect).collect();
-            // Prefer equality (hash lookups) over ranges and prefixes, then fewer entries.
+            // Prefer equality (hash lookups) over ranges and prefixes, those over substrings
+            // (least selective, and a scan of the value), then fewer entries.
             let rank = |es: &Vec<IndexEntry>| {
-                let non_eq = es.iter().any(|e| !matches!(e.cond, Condition::Eq(_)));
-                (non_eq, es.len())
+                let class = es
+                    .iter()
+                    .map(|e| match e.cond {
+                        Condition::Eq(_) => 0,
+                        Condition::Substring { .. } => 2,
+                        _ => 1,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                (class, es.len())
             };
             let best = found.iter().min_by_key(|es| rank(es))?.clone();
             Some(intersect_ranges(best, &found))
@@ -711,6 +761,31 @@ fn intersect_ranges(best: Vec<IndexEntry>, siblings: &[Vec<IndexEntry>]) -> Vec<
         key_type: entry.key_type,
         cond: Condition::Range { lo, hi },
     }]
+}
+
+/// The longest run of literal characters in a LIKE pattern (between wildcards, escapes
+/// resolved): every match contains it.
+fn like_longest_fragment(pattern: &str) -> String {
+    let mut best = String::new();
+    let mut cur = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' | '_' => {
+                if cur.len() > best.len() {
+                    best = std::mem::take(&mut cur);
+                } else {
+                    cur.clear();
+                }
+            }
+            '\\' => match chars.next() {
+                Some(escaped) => cur.push(escaped),
+                None => break,
+            },
+            c => cur.push(c),
+        }
+    }
+    if cur.len() > best.len() { cur } else { best }
 }
 
 /// The literal text every match of a LIKE pattern starts with (up to the first wildcard).

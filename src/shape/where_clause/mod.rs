@@ -46,8 +46,8 @@ mod tests;
 
 pub use eval::EvalError;
 pub use index::{
-    Condition, IndexEntry, IndexKey, KeyType, RangeKey, Undecodable, array_keys, index_key,
-    json_path_text, range_key,
+    Condition, IndexEntry, IndexKey, KeyType, RangeKey, Undecodable, array_keys, contains_fragment,
+    index_key, json_path_text, range_key,
 };
 pub use json::Step as JsonStep;
 

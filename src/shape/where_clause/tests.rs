@@ -1170,6 +1170,26 @@ fn index_entries_follow_the_spec_rules() {
         entries("title IS NULL").map(|e| e[0].cond.clone()),
         Some(Condition::IsNull)
     );
+    // Other LIKE/ILIKE patterns: the longest literal run, folded for ILIKE.
+    assert_eq!(
+        entries("title LIKE '%ab%abc\\%d_e'").map(|e| e[0].cond.clone()),
+        Some(Condition::Substring {
+            fragment: "abc%d".to_owned(),
+            case_insensitive: false
+        })
+    );
+    assert_eq!(
+        entries("title ILIKE 'Ab%'").map(|e| e[0].cond.clone()),
+        Some(Condition::Substring {
+            fragment: "ab".to_owned(),
+            case_insensitive: true
+        })
+    );
+    // An equality conjunct is preferred to a substring one.
+    assert_eq!(
+        entries("title ILIKE '%x%' AND priority = 3").map(|e| e[0].cond.clone()),
+        Some(Condition::Eq(IndexKey::Int(3)))
+    );
     assert_eq!(
         entries("priority = 1 OR title > 'b'").map(|e| e.len()),
         Some(2)
@@ -1177,8 +1197,9 @@ fn index_entries_follow_the_spec_rules() {
     for none in [
         "NOT (priority = 1)",
         "priority <> 1",
-        "title LIKE '%a'",
-        "title ILIKE 'a%'",
+        "title LIKE '%_%'",
+        "title ILIKE '%'",
+        "title NOT ILIKE '%a%'",
         "title IS NOT NULL",
         "kind > 'active'",
         "title = status",
