@@ -34,6 +34,7 @@ pub async fn run(
     config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
+    crate::http::shape::clear_tail_cache();
     std::fs::create_dir_all(&config.storage_dir)
         .map_err(|e| AppError::Storage(crate::storage::io_at(&config.storage_dir)(e)))?;
     let storage = Storage::open(&config.storage_dir)?;

@@ -7,7 +7,7 @@
 pub mod params;
 pub mod response;
 pub mod server;
-mod shape;
+pub mod shape;
 mod sse;
 mod subset;
 

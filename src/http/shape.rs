@@ -338,10 +338,7 @@ async fn respond(
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return r;
             }
-            let path = shape.log_path.clone();
-            let buf = match tokio::task::spawn_blocking(move || log::read_range(&path, start, end))
-                .await
-            {
+            let buf = match read_log(&shape.log_path, start, end).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
@@ -399,6 +396,65 @@ async fn respond(
         &etag(&shape.handle, p.offset, response_offset),
     );
     r
+}
+
+/// Reads at most this many bytes inline on the async worker (a page-cache read of a log tail
+/// takes microseconds); larger reads go to the blocking pool.
+const INLINE_READ_MAX: u64 = 256 * 1024;
+/// Recently read small log ranges, shared by every request that reads the same range.
+const TAIL_CACHE_ENTRIES: usize = 64;
+
+/// One cached range: (log path, start, end) → bytes.
+type TailEntry = (std::path::PathBuf, u64, u64, std::sync::Arc<[u8]>);
+
+/// When one write wakes thousands of long-polls on a shape, they all read the same new range
+/// `[start, durable_len)`: the first reads it, the rest share its bytes, instead of each opening
+/// the file on a blocking-pool thread (which spawned hundreds of threads on a 2-core machine).
+/// Cached bytes never go stale: a range below `durable_len` is immutable (only undurable bytes
+/// past it are ever cut), and log paths are unique per shape handle.
+static TAIL_CACHE: std::sync::Mutex<Vec<TailEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// Empties [`TAIL_CACHE`]. Called when storage is opened: a restart in the same process (tests)
+/// may recover a log whose torn tail is then rewritten with different bytes.
+pub fn clear_tail_cache() {
+    TAIL_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
+/// Reads `[start, end)` of a shape log, small ranges inline through [`TAIL_CACHE`].
+async fn read_log(
+    path: &std::path::Path,
+    start: u64,
+    end: u64,
+) -> Result<std::io::Result<std::sync::Arc<[u8]>>, tokio::task::JoinError> {
+    if end.saturating_sub(start) > INLINE_READ_MAX {
+        let path = path.to_owned();
+        return tokio::task::spawn_blocking(move || {
+            log::read_range(&path, start, end).map(std::sync::Arc::from)
+        })
+        .await;
+    }
+    // A poisoned lock only means another reader panicked mid-insert; the entries are whole.
+    let mut cache = TAIL_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, _, bytes)) = cache
+        .iter()
+        .find(|(p, s, e, _)| *s == start && *e == end && p == path)
+    {
+        return Ok(Ok(bytes.clone()));
+    }
+    let bytes: std::sync::Arc<[u8]> = match log::read_range(path, start, end) {
+        Ok(b) => b.into(),
+        Err(e) => return Ok(Err(e)),
+    };
+    if cache.len() >= TAIL_CACHE_ENTRIES {
+        cache.remove(0);
+    }
+    cache.push((path.to_owned(), start, end, bytes.clone()));
+    Ok(Ok(bytes))
 }
 
 /// 304 when `If-None-Match` names the etag this response would carry (§11.3).
