@@ -240,6 +240,10 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
         }
     };
     let (mut ok, mut dropped) = (0usize, 0usize);
+    // One `TableInfo` per distinct table description, shared by its shapes (each meta file
+    // carries its own copy; ~0.5 KiB per shape otherwise).
+    let mut tables: std::collections::HashMap<u32, Vec<Arc<crate::shape::table::TableInfo>>> =
+        std::collections::HashMap::new();
     for handle in handles {
         let dir = engine.storage.shape_dir(&handle);
         let restored = (|| -> Option<(Arc<Shape>, LogWriter, ShapeMeta)> {
@@ -247,7 +251,16 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             if !m.complete || m.handle != handle {
                 return None;
             }
-            let def = ShapeDef::compile(m.request.clone(), Arc::new(m.table.clone())).ok()?;
+            let same_oid = tables.entry(m.table.oid).or_default();
+            let table = match same_oid.iter().find(|t| ***t == m.table) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Arc::new(m.table.clone());
+                    same_oid.push(t.clone());
+                    t
+                }
+            };
+            let def = ShapeDef::compile(m.request.clone(), table).ok()?;
             let view = Arc::new(watch::channel(LogView::empty()).0);
             let log_path = dir.join("log");
             let writer = match LogWriter::recover(

@@ -200,7 +200,7 @@ impl Pipeline {
                     None => return Err(PipelineError::Ended),
                 },
                 cmd = commands.recv(), if !in_txn => match cmd {
-                    Some(cmd) => self.on_command(cmd, Some(client)),
+                    Some(cmd) => self.on_command(cmd),
                     None => return Ok(()),
                 },
                 () = std::future::ready(()), if needs_flush => self.flush(Some(client)),
@@ -249,7 +249,10 @@ impl Pipeline {
 
     /// Handles commands while no stream is connected (e.g. waiting for the lock).
     pub fn on_idle_command(&mut self, cmd: Command) {
-        self.on_command(cmd, None);
+        self.on_command(cmd);
+        if !self.completing.is_empty() {
+            self.flush(None);
+        }
     }
 
     fn on_event(&mut self, client: &ReplicationClient, ev: ReplicationEvent) {
@@ -531,7 +534,7 @@ impl Pipeline {
         }
     }
 
-    fn on_command(&mut self, cmd: Command, client: Option<&ReplicationClient>) {
+    fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Register { shape, reply } => {
                 let id = self.alloc(&shape);
@@ -582,7 +585,9 @@ impl Pipeline {
                     self.dirty.push(id);
                 }
                 self.completing.push((id, snapshot));
-                self.flush(client);
+                // No flush here: the run loop flushes once the stream and the command queue
+                // are momentarily empty, so snapshots finishing together are sealed by one
+                // flush (one sync) instead of one each.
             }
             Command::Remove { handle, reply } => {
                 if let Some(&id) = self.ids.get(&handle) {

@@ -133,7 +133,7 @@ pub fn snapshot_row(def: &ShapeDef, row: &[Option<&str>], out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"value\":");
     write_values(def, row, def.selected.iter().copied(), out);
     out.extend_from_slice(b",\"headers\":{\"operation\":\"insert\",\"relation\":");
-    out.extend_from_slice(&def.relation_json);
+    out.extend_from_slice(def.relation_json.as_bytes());
     out.extend_from_slice(b"}}");
 }
 
@@ -174,7 +174,7 @@ fn headers(
     out.extend_from_slice(b",\"headers\":{\"operation\":\"");
     out.extend_from_slice(op.name());
     out.extend_from_slice(b"\",\"relation\":");
-    out.extend_from_slice(&def.relation_json);
+    out.extend_from_slice(def.relation_json.as_bytes());
     if let Some((k, v)) = extra {
         out.push(b',');
         json::write_str(out, k);

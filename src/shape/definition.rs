@@ -35,6 +35,29 @@ pub enum DefinitionError {
     Where(String),
 }
 
+/// Interned strings shared by shape definitions (schema headers, relation names, key prefixes).
+/// Entries nobody else holds are dropped when the set doubles, so it stays proportional to the
+/// live distinct values (tables × column selections), not to the shapes ever created.
+static INTERNED: std::sync::Mutex<Option<(std::collections::HashSet<Arc<str>>, usize)>> =
+    std::sync::Mutex::new(None);
+
+fn intern(s: String) -> Arc<str> {
+    let mut guard = INTERNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (set, limit) = guard.get_or_insert_with(|| (std::collections::HashSet::new(), 64));
+    if let Some(found) = set.get(s.as_str()) {
+        return found.clone();
+    }
+    if set.len() >= *limit {
+        set.retain(|e| Arc::strong_count(e) > 1);
+        *limit = (set.len() * 2).max(64);
+    }
+    let arc: Arc<str> = s.into();
+    set.insert(arc.clone());
+    arc
+}
+
 /// A compiled, validated shape definition.
 #[derive(Debug)]
 pub struct ShapeDef {
@@ -45,11 +68,11 @@ pub struct ShapeDef {
     pub selected: Vec<usize>,
     pub identity: String,
     /// `electric-schema` header value.
-    pub schema_header: String,
+    pub schema_header: Arc<str>,
     /// `["schema","table"]` as JSON.
-    pub relation_json: Vec<u8>,
+    pub relation_json: Arc<str>,
     /// Key prefix `"schema"."table"`.
-    pub key_prefix: String,
+    pub key_prefix: Arc<str>,
 }
 
 impl ShapeDef {
@@ -99,14 +122,17 @@ impl ShapeDef {
                 "full"
             },
         );
-        let schema_header = table.schema_header(&selected);
+        // Shared between every shape of a table (and column selection): with 100k shapes these
+        // strings would otherwise cost ~300 B each per shape.
+        let schema_header = intern(table.schema_header(&selected));
         let mut relation_json = Vec::new();
         relation_json.push(b'[');
         json::write_str(&mut relation_json, &table.schema);
         relation_json.push(b',');
         json::write_str(&mut relation_json, &table.name);
         relation_json.push(b']');
-        let key_prefix = json::key_prefix(&table.schema, &table.name);
+        let relation_json = intern(String::from_utf8_lossy(&relation_json).into_owned());
+        let key_prefix = intern(json::key_prefix(&table.schema, &table.name));
         Ok(ShapeDef {
             request,
             table,
