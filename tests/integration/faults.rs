@@ -1283,7 +1283,9 @@ async fn t35_hostile_where_clauses_get_400_and_never_reach_postgres() {
     let deep_not = format!("{}id = 1", "NOT ".repeat(5000));
     let hostile: Vec<String> = vec![
         "id = 1; DROP TABLE secret; SELECT 'hostile_marker_semi'".into(),
-        "id IN (SELECT id FROM secret WHERE s = 'hostile_marker_sub')".into(),
+        // `IN (SELECT …)` is supported (shape-semantics.md §8); its refused forms are not.
+        "id IN (SELECT id FROM secret WHERE s = 'hostile_marker_sub' LIMIT 1)".into(),
+        "id IN (SELECT id FROM secret WHERE s = 'hostile_marker_sub2' ORDER BY 1)".into(),
         "EXISTS (SELECT 1 FROM secret WHERE s = 'hostile_marker_exists')".into(),
         "pg_sleep(10) IS NULL OR title = 'hostile_marker_sleep'".into(),
         "title = current_setting('hostile_marker_setting')".into(),

@@ -4,6 +4,7 @@
 mod checklist;
 mod fault_proxy;
 mod faults;
+mod subquery;
 mod support;
 mod where_live;
 

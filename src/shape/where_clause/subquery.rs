@@ -370,7 +370,12 @@ impl SubquerySet {
         self.members.write().remove(t)
     }
 
-    /// Replaces the contents (a TRUNCATE empties the set); returns the tuples that left.
+    /// Replaces the contents (a snapshot was loaded).
+    pub fn replace(&self, members: Members) {
+        *self.members.write() = members;
+    }
+
+    /// Empties the set (a TRUNCATE); returns the tuples that left.
     pub fn clear(&self) -> Vec<Tuple> {
         let mut m = self.members.write();
         let old = std::mem::take(&mut *m);
