@@ -863,6 +863,17 @@ async fn t11_slot_dropped_purges_and_clients_409_converge() {
     let writer = Writer::start(pg.url(), seed, Duration::from_millis(3));
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.stop().await;
+    // The walsender exits asynchronously after the client goes: wait (bounded) until the slot
+    // is released, or the drop fails with "slot is active".
+    for _ in 0..200 {
+        let active = pg
+            .rows("SELECT active::text FROM pg_replication_slots WHERE slot_name = 'electric_slot_test'")
+            .await;
+        if active.first().and_then(|r| r[0].as_deref()) != Some("true") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     pg.exec("SELECT pg_drop_replication_slot('electric_slot_test')")
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
