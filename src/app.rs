@@ -156,6 +156,7 @@ pub async fn run(
             Ok((mut client, start)) => {
                 if !restored {
                     restore_shapes(&engine, &mut pipeline, start.start_lsn);
+                    pipeline.rebuild_dependencies().await;
                     restored = true;
                 }
                 check_continuity(&engine, &mut pipeline, &start);
@@ -260,7 +261,12 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                     t
                 }
             };
-            let def = ShapeDef::compile(m.request.clone(), table).ok()?;
+            let def = ShapeDef::compile_with(
+                m.request.clone(),
+                table,
+                m.inner_tables.iter().cloned().map(Arc::new).collect(),
+            )
+            .ok()?;
             let view = Arc::new(watch::channel(LogView::empty()).0);
             let log_path = dir.join("log");
             let writer = match LogWriter::recover(

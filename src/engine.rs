@@ -75,6 +75,9 @@ pub struct ShapeMeta {
     pub handle: String,
     pub request: ShapeRequest,
     pub table: TableInfo,
+    /// Tables read by the where clause's subqueries (recompiling needs them).
+    #[serde(default)]
+    pub inner_tables: Vec<TableInfo>,
     pub snapshot: Option<PgSnapshot>,
     pub complete: bool,
 }
@@ -175,7 +178,12 @@ impl Engine {
         if shapes.is_empty() {
             return;
         }
-        let mut oids: Vec<u32> = shapes.iter().map(|s| s.def.table.oid).collect();
+        let mut oids: Vec<u32> = shapes
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s.def.table.oid).chain(s.def.inner_tables.iter().map(|t| t.oid))
+            })
+            .collect();
         oids.sort_unstable();
         oids.dedup();
         let live = self
@@ -217,11 +225,15 @@ impl Engine {
             .collect();
         for s in shapes {
             let t = &s.def.table;
-            let same = live
-                .get(&t.oid)
-                .is_some_and(|(sch, name)| sch == &t.schema && name == &t.name);
-            let still_published = published.as_ref().is_none_or(|p| p.contains(&t.oid));
-            let same = same && still_published;
+            // A subquery's table counts like the shape's own: without it the shape cannot
+            // follow its rows.
+            let same = std::iter::once(t)
+                .chain(s.def.inner_tables.iter())
+                .all(|t| {
+                    live.get(&t.oid)
+                        .is_some_and(|(sch, name)| sch == &t.schema && name == &t.name)
+                        && published.as_ref().is_none_or(|p| p.contains(&t.oid))
+                });
             if !same {
                 tracing::info!(handle = %s.handle, table = %t.sql_name(), "table dropped or renamed: shape removed");
                 self.forget_table(t.oid);
@@ -325,7 +337,8 @@ impl Engine {
         Ok(t)
     }
 
-    /// Compiles a request into a definition (loading table info as needed).
+    /// Compiles a request into a definition (loading table info as needed, including the
+    /// tables its subqueries read: each missing one is loaded and the clause compiled again).
     pub async fn resolve(
         &self,
         request: &ShapeRequest,
@@ -334,13 +347,123 @@ impl Engine {
         let table = self
             .load_table(&request.schema, &request.table, fresh)
             .await?;
-        // Compiling outside input is bounded but not free: keep it off the async workers, which
-        // also run the replication pipeline (a stalled worker could miss keepalives).
-        let request = request.clone();
-        tokio::task::spawn_blocking(move || ShapeDef::compile(request, table))
-            .await
-            .map_err(|e| EngineError::Create(Box::new(e)))?
-            .map_err(EngineError::from)
+        let mut inner: Vec<Arc<TableInfo>> = Vec::new();
+        loop {
+            // Compiling outside input is bounded but not free: keep it off the async workers,
+            // which also run the replication pipeline (a stalled worker could miss keepalives).
+            let (request, table, tables) = (request.clone(), table.clone(), inner.clone());
+            let compiled =
+                tokio::task::spawn_blocking(move || ShapeDef::compile_with(request, table, tables))
+                    .await
+                    .map_err(|e| EngineError::Create(Box::new(e)))?;
+            match compiled {
+                Err(DefinitionError::MissingTable {
+                    schema,
+                    name,
+                    message,
+                }) => {
+                    let known = inner.iter().any(|t| t.schema == schema && t.name == name);
+                    // Bounded: every round adds a table the clause names.
+                    let t = match self.load_table(&schema, &name, fresh).await {
+                        Ok(t) if !known => t,
+                        Ok(_) | Err(EngineError::TableNotFound) => {
+                            return Err(EngineError::Definition(DefinitionError::Where(message)));
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    inner.push(t);
+                }
+                other => return other.map_err(EngineError::from),
+            }
+        }
+    }
+
+    /// Makes the dependencies of a clause's subqueries ready (innermost first): each inner
+    /// table is published like a shape's, then the dependency is registered with the pipeline
+    /// and, if new, loaded from its own snapshot. Every dependency ensured is pinned; the
+    /// identities still pinned for the caller are appended to `pinned`.
+    async fn ensure_dependencies(
+        &self,
+        w: &crate::shape::where_clause::WhereClause,
+        tables: &[Arc<TableInfo>],
+        pinned: &mut Vec<String>,
+    ) -> Result<(), EngineError> {
+        let create_err = |m: &str| EngineError::Create(m.to_owned().into());
+        for (sub, _) in w.subqueries() {
+            if let Some(inner) = &sub.where_clause {
+                Box::pin(self.ensure_dependencies(inner, tables, pinned)).await?;
+            }
+            let table = tables
+                .iter()
+                .find(|t| t.oid == sub.table.oid)
+                .ok_or_else(|| create_err("subquery table not resolved"))?
+                .clone();
+            let publication = self.config.publication_name();
+            self.with_admin(async |c| {
+                publication::add_table(c, &publication, &table)
+                    .await
+                    .map_err(|e| EngineError::Create(Box::new(e)))
+            })
+            .await?;
+            let (tx, rx) = oneshot::channel();
+            self.pipeline
+                .send(Command::EnsureDependency {
+                    sub: sub.clone(),
+                    table,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| EngineError::NotReady)?;
+            let ensured = rx
+                .await
+                .map_err(|_| EngineError::NotReady)?
+                .map_err(|e| EngineError::Create(Box::new(e)))?;
+            // `sub` now holds its own subqueries' pins.
+            if let Some(inner) = &sub.where_clause {
+                for (s, _) in inner.subqueries() {
+                    if let Some(i) = pinned.iter().position(|p| p == s.identity()) {
+                        pinned.remove(i);
+                    }
+                }
+            }
+            pinned.push(sub.identity().to_owned());
+            if !ensured.needs_snapshot {
+                continue;
+            }
+            let loaded = {
+                let _slot = self.snapshot_slots.acquire().await;
+                snapshot::run_dependency(&self.query_url, &sub).await
+            };
+            let (snap, members) = match loaded {
+                Ok(x) => x,
+                Err(e) => {
+                    pinned.pop();
+                    let _ = self
+                        .pipeline
+                        .send(Command::ReleaseDependencies {
+                            identities: Vec::new(),
+                            abandoned: Some(ensured.id),
+                        })
+                        .await;
+                    return Err(EngineError::Create(Box::new(e)));
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            self.pipeline
+                .send(Command::DependencySnapshot {
+                    id: ensured.id,
+                    members,
+                    snapshot: snap,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| EngineError::NotReady)?;
+            if let Err(e) = rx.await.map_err(|_| EngineError::NotReady)? {
+                pinned.pop();
+                return Err(EngineError::Create(Box::new(e)));
+            }
+        }
+        Ok(())
     }
 
     /// The live shape for a handle whose stored request equals `request` (the fast path of live
@@ -392,17 +515,33 @@ impl Engine {
         .await
         .inspect_err(|_| self.storage.remove_shape(&handle))?;
 
+        // Subquery dependencies are live before the shape registers, so its snapshot (taken
+        // after registering) is later than theirs (shape-semantics.md §8).
+        let mut pinned = Vec::new();
+        if let Some(w) = &def.where_clause
+            && let Err(e) = self
+                .ensure_dependencies(w, &def.inner_tables, &mut pinned)
+                .await
+        {
+            self.release_dependencies(pinned).await;
+            self.storage.remove_shape(&handle);
+            return Err(e);
+        }
+
         let view = Arc::new(watch::channel(LogView::empty()).0);
         let log_path = dir.join("log");
-        let writer = LogWriter::create(
+        let writer = match LogWriter::create(
             log_path.clone(),
             self.config.chunk_bytes_threshold,
             view.clone(),
-        )
-        .map_err(|e| {
-            self.storage.remove_shape(&handle);
-            create_err(Box::new(e))
-        })?;
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                self.release_dependencies(pinned).await;
+                self.storage.remove_shape(&handle);
+                return Err(create_err(Box::new(e)));
+            }
+        };
         let shape = Arc::new(Shape::new(handle.clone(), Arc::new(def), log_path, view));
         let (tx, rx) = oneshot::channel();
         if self
@@ -446,6 +585,19 @@ impl Engine {
             let _ = pipeline.send(cmd).await;
         });
         Ok(shape)
+    }
+
+    async fn release_dependencies(&self, identities: Vec<String>) {
+        if identities.is_empty() {
+            return;
+        }
+        let _ = self
+            .pipeline
+            .send(Command::ReleaseDependencies {
+                identities,
+                abandoned: None,
+            })
+            .await;
     }
 
     /// Deletes a shape (its readers get 409 from now on).

@@ -31,8 +31,11 @@ use crate::offset::LogOffset;
 use crate::pg::pgoutput::{self, LogicalMessage, Tuple, TupleValue};
 use crate::pg::snapshot::PgSnapshot;
 use crate::shape::convert::{self, OpenEntry, RowChange, TxnInfo};
+use crate::shape::dependency::{DepId, Dependencies, DependencyError, Dependent, Effect, Ensured};
 use crate::shape::registry::Shape;
 use crate::shape::router::{Router, ShapeId};
+use crate::shape::table::TableInfo;
+use crate::shape::where_clause::{Members, Subquery};
 use crate::storage::log::{LogWriter, sync_files};
 
 /// Requests to the pipeline from other tasks.
@@ -52,6 +55,24 @@ pub enum Command {
     Remove {
         handle: String,
         reply: Option<oneshot::Sender<()>>,
+    },
+    /// Find or register the dependency of a subquery (pinned until its shape registers).
+    EnsureDependency {
+        sub: Arc<Subquery>,
+        table: Arc<TableInfo>,
+        reply: oneshot::Sender<Result<Ensured, DependencyError>>,
+    },
+    /// A new dependency's snapshot: load it and apply what it buffered.
+    DependencySnapshot {
+        id: DepId,
+        members: Members,
+        snapshot: PgSnapshot,
+        reply: oneshot::Sender<Result<(), DependencyError>>,
+    },
+    /// A creation failed: release its dependency pins (and drop a dependency still loading).
+    ReleaseDependencies {
+        identities: Vec<String>,
+        abandoned: Option<DepId>,
     },
 }
 
@@ -103,6 +124,8 @@ const SPILL_BYTES: usize = 8 << 20;
 pub struct Pipeline {
     engine: Arc<Engine>,
     router: Router,
+    /// Materialised subquery results, maintained before the shapes see each change.
+    deps: Dependencies,
     slots: HashMap<ShapeId, Slot>,
     ids: HashMap<String, ShapeId>,
     next_id: ShapeId,
@@ -123,6 +146,7 @@ impl Pipeline {
         Pipeline {
             engine,
             router: Router::new(),
+            deps: Dependencies::new(),
             slots: HashMap::new(),
             ids: HashMap::new(),
             next_id: 0,
@@ -143,6 +167,75 @@ impl Pipeline {
         let latest_tx = writer.latest().tx;
         let slot = Slot::new(shape, Some(writer), latest_tx, snapshot, None);
         self.insert_slot(id, slot);
+    }
+
+    /// Startup: rebuilds the subquery dependencies of the restored shapes from fresh snapshots,
+    /// before the stream resumes (replayed changes visible in them are then skipped, with
+    /// the conservative invalidation of the module `shape::dependency`). A shape whose
+    /// dependencies cannot be rebuilt is removed (its clients refetch).
+    pub async fn rebuild_dependencies(&mut self) {
+        let mut with_subqueries: Vec<(ShapeId, Arc<Shape>)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.shape
+                    .def
+                    .where_clause
+                    .as_ref()
+                    .is_some_and(|w| !w.subqueries().is_empty())
+            })
+            .map(|(&id, s)| (id, s.shape.clone()))
+            .collect();
+        with_subqueries.sort_by_key(|(id, _)| *id);
+        for (id, shape) in with_subqueries {
+            let Some(w) = shape.def.where_clause.as_ref() else {
+                continue;
+            };
+            let ok = self.rebuild_clause(w, &shape.def.inner_tables).await
+                && self.deps.attach(Dependent::Shape(id), w, false);
+            if !ok {
+                tracing::warn!(handle = %shape.handle, "subquery dependencies could not be rebuilt: shape removed");
+                self.remove_now(id);
+            }
+        }
+        self.deps.reset_pins();
+    }
+
+    async fn rebuild_clause(
+        &mut self,
+        w: &crate::shape::where_clause::WhereClause,
+        tables: &[Arc<TableInfo>],
+    ) -> bool {
+        for (sub, _) in w.subqueries() {
+            if let Some(inner) = &sub.where_clause
+                && !Box::pin(self.rebuild_clause(inner, tables)).await
+            {
+                return false;
+            }
+            let Some(table) = tables.iter().find(|t| t.oid == sub.table.oid) else {
+                return false;
+            };
+            let ensured = match self.deps.ensure(&sub, table.clone()) {
+                Ok(e) => e,
+                Err(_) => return false,
+            };
+            if !ensured.needs_snapshot {
+                continue;
+            }
+            match crate::pg::snapshot::run_dependency(&self.engine.query_url, &sub).await {
+                Ok((snapshot, members)) => {
+                    if self.deps.load(ensured.id, members, snapshot, true).is_err() {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "subquery snapshot failed");
+                    self.deps.abandon(ensured.id);
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn alloc(&mut self, shape: &Shape) -> ShapeId {
@@ -339,6 +432,26 @@ impl Pipeline {
     /// columns, or lost their table name are invalidated (Electric rotates them all).
     fn on_relation(&mut self, r: pgoutput::Relation) {
         let mut changed = false;
+        if self.deps.has_table(r.oid)
+            && let Some(t) = self.deps.tables().into_iter().find(|t| t.oid == r.oid)
+        {
+            let same_layout = t.schema == r.namespace
+                && t.name == r.name
+                && t.columns.len() == r.columns.len()
+                && t.columns
+                    .iter()
+                    .zip(&r.columns)
+                    .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid));
+            if !same_layout {
+                tracing::info!(
+                    oid = r.oid,
+                    "a subquery's table changed: its dependencies break"
+                );
+                let effects = self.deps.break_table(r.oid);
+                self.apply_effects(effects);
+                changed = true;
+            }
+        }
         for id in self.router.shapes_of(r.oid) {
             let Some(slot) = self.slots.get(&id) else {
                 continue;
@@ -356,7 +469,13 @@ impl Pipeline {
             }
             changed = true;
             let relaid = if slot.buffer.is_none() {
-                relayout(&slot.shape, &r)
+                relayout(&slot.shape, &r).filter(|s| {
+                    // The recompiled clause's subqueries read the same live sets.
+                    s.def
+                        .where_clause
+                        .as_ref()
+                        .is_none_or(|w| self.deps.bind_clause(w))
+                })
             } else {
                 None
             };
@@ -387,6 +506,8 @@ impl Pipeline {
     }
 
     fn invalidate_table(&mut self, oid: u32, why: &str) {
+        let effects = self.deps.break_table(oid);
+        self.apply_effects(effects);
         let ids = self.router.shapes_of(oid);
         if !ids.is_empty() {
             tracing::error!(
@@ -401,24 +522,53 @@ impl Pipeline {
     }
 
     fn on_truncate(&mut self, oid: u32) {
+        if let Some(txn) = self.txn.as_ref() {
+            let effects = self.deps.on_truncate(oid, (txn.lsn, txn.xid));
+            self.apply_effects(effects);
+        }
         for id in self.router.shapes_of(oid) {
-            let Some(txn) = self.txn.as_ref() else { return };
-            let (lsn, xid) = (txn.lsn, txn.xid);
-            let Some(slot) = self.slots.get_mut(&id) else {
-                continue;
-            };
-            if slot.buffer.is_some() {
-                slot.current_truncate = true;
-                if let Some(t) = self.txn.as_mut()
-                    && !t.touched.contains(&id)
-                {
-                    t.touched.push(id);
-                }
-            } else if !slot.decide(lsn, xid)
-                && let Some(t) = self.txn.as_mut()
-            {
-                t.removals.push(id);
+            self.invalidate_in_txn(id);
+        }
+    }
+
+    /// Applies what subquery dependencies ask of their shapes.
+    fn apply_effects(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Invalidate(id) => self.invalidate_in_txn(id),
+                Effect::Remove(id) => match self.txn.as_mut() {
+                    Some(t) => {
+                        if !t.removals.contains(&id) {
+                            t.removals.push(id);
+                        }
+                    }
+                    None => self.remove_now(id),
+                },
             }
+        }
+    }
+
+    /// TRUNCATE's rule: the shape is invalidated by the current transaction unless that
+    /// transaction is visible in its snapshot (or already stored). A shape still taking its
+    /// snapshot decides when the snapshot is known.
+    fn invalidate_in_txn(&mut self, id: ShapeId) {
+        let Some(txn) = self.txn.as_ref() else { return };
+        let (lsn, xid) = (txn.lsn, txn.xid);
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if slot.buffer.is_some() {
+            slot.current_truncate = true;
+            if let Some(t) = self.txn.as_mut()
+                && !t.touched.contains(&id)
+            {
+                t.touched.push(id);
+            }
+        } else if !slot.decide(lsn, xid)
+            && let Some(t) = self.txn.as_mut()
+            && !t.removals.contains(&id)
+        {
+            t.removals.push(id);
         }
     }
 
@@ -426,7 +576,7 @@ impl Pipeline {
         let Some(txn) = self.txn.as_mut() else { return };
         let n = txn.n;
         txn.n += 1;
-        if !self.router.has_table(oid) {
+        if !self.router.has_table(oid) && !self.deps.has_table(oid) {
             return;
         }
         let info = TxnInfo {
@@ -449,6 +599,20 @@ impl Pipeline {
             (Some(o), None) => RowChange::Delete { old: o },
             (None, None) => return,
         };
+        // Subquery sets first: the shapes' changes that follow are evaluated against the
+        // set as of this point of the stream.
+        if self.deps.has_table(oid) {
+            let effects = self.deps.on_change(
+                oid,
+                (info.lsn, info.xid),
+                old_row.as_deref(),
+                new_row.as_deref(),
+            );
+            self.apply_effects(effects);
+            if !self.router.has_table(oid) {
+                return;
+            }
+        }
         let images: Vec<&[Option<&str>]> = [old_row.as_deref(), new_row.as_deref()]
             .into_iter()
             .flatten()
@@ -486,6 +650,7 @@ impl Pipeline {
 
     fn commit(&mut self, _lsn: u64, end_lsn: u64) {
         let Some(txn) = self.txn.take() else { return };
+        self.deps.commit(txn.lsn, txn.xid);
         for id in &txn.touched {
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
@@ -521,6 +686,8 @@ impl Pipeline {
     /// Drops a partially received transaction.
     fn abort_txn(&mut self) {
         let Some(txn) = self.txn.take() else { return };
+        let effects = self.deps.abort();
+        self.apply_effects(effects);
         for id in txn.touched {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.held = None;
@@ -538,9 +705,40 @@ impl Pipeline {
         match cmd {
             Command::Register { shape, reply } => {
                 let id = self.alloc(&shape);
+                // Its subqueries' dependencies were made ready (and pinned) by the engine.
+                let attached = shape.def.where_clause.as_ref().is_none_or(|w| {
+                    let bound = self.deps.bind_clause(w);
+                    self.deps.attach(Dependent::Shape(id), w, true) && bound
+                });
                 let slot = Slot::new(shape, None, 0, None, Some(Vec::new()));
                 self.insert_slot(id, slot);
-                let _ = reply.send(());
+                if attached {
+                    let _ = reply.send(());
+                } else {
+                    // Dropping `reply` fails the creation.
+                    self.remove_now(id);
+                }
+            }
+            Command::EnsureDependency { sub, table, reply } => {
+                let _ = reply.send(self.deps.ensure(&sub, table));
+            }
+            Command::DependencySnapshot {
+                id,
+                members,
+                snapshot,
+                reply,
+            } => {
+                let result = self.deps.load(id, members, snapshot, false);
+                let _ = reply.send(result.map(|effects| self.apply_effects(effects)));
+            }
+            Command::ReleaseDependencies {
+                identities,
+                abandoned,
+            } => {
+                if let Some(id) = abandoned {
+                    self.deps.abandon(id);
+                }
+                self.deps.unpin(&identities);
             }
             Command::SnapshotDone {
                 handle,
@@ -622,6 +820,8 @@ impl Pipeline {
             return;
         };
         self.router.remove(slot.oid, id);
+        self.deps
+            .detach_shape(id, slot.shape.def.where_clause.as_ref());
         self.ids.remove(&slot.shape.handle);
         self.dirty.retain(|&d| d != id);
         self.completing.retain(|(d, _)| *d != id);
@@ -674,6 +874,13 @@ impl Pipeline {
                     handle: slot.shape.handle.clone(),
                     request: slot.shape.def.request.clone(),
                     table: (*slot.shape.def.table).clone(),
+                    inner_tables: slot
+                        .shape
+                        .def
+                        .inner_tables
+                        .iter()
+                        .map(|t| (**t).clone())
+                        .collect(),
                     snapshot: Some(snapshot.clone()),
                     complete: true,
                 };
@@ -831,8 +1038,12 @@ fn relayout(shape: &Shape, r: &pgoutput::Relation) -> Option<Arc<Shape>> {
         has_pk: true,
         generated: old.generated.clone(),
     };
-    let new_def =
-        crate::shape::definition::ShapeDef::compile(def.request.clone(), Arc::new(table)).ok()?;
+    let new_def = crate::shape::definition::ShapeDef::compile_with(
+        def.request.clone(),
+        Arc::new(table),
+        def.inner_tables.clone(),
+    )
+    .ok()?;
     if new_def.identity != def.identity || new_def.schema_header != def.schema_header {
         return None;
     }

@@ -35,7 +35,9 @@ fn engine_error(e: EngineError, p: &ShapeParams) -> Response<Body> {
         EngineError::Definition(DefinitionError::Columns(m)) => {
             response::invalid_one("columns", &m)
         }
-        EngineError::Definition(DefinitionError::Where(m)) => response::invalid_one("where", &m),
+        EngineError::Definition(
+            DefinitionError::Where(m) | DefinitionError::MissingTable { message: m, .. },
+        ) => response::invalid_one("where", &m),
         EngineError::Unavailable(err) => {
             tracing::warn!(error = %err, "database unavailable while validating a shape");
             response::unavailable(

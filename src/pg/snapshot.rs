@@ -12,6 +12,7 @@ use super::copy_text;
 use crate::shape::convert;
 use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
+use crate::shape::where_clause::{Members, Subquery};
 use crate::storage::log::{LogWriter, sync_files};
 
 /// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
@@ -128,6 +129,56 @@ pub async fn run(
     let files: Vec<_> = writer.write_pending()?.into_iter().collect();
     sync_files(&files)?;
     Ok(snapshot)
+}
+
+/// A subquery dependency's snapshot: `COPY (SELECT cols FROM t WHERE w) TO STDOUT` (the SQL
+/// regenerated from our tree) in a REPEATABLE READ transaction whose snapshot is returned with
+/// the multiset of selected tuples.
+pub async fn run_dependency(
+    url: &PgUrl,
+    sub: &Subquery,
+) -> Result<(PgSnapshot, Members), SnapshotError> {
+    let client = url.connect().await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    let row = client
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await?;
+    let snap_text: String = row.get(0);
+    let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
+    client.batch_execute(DISPLAY_SQL).await?;
+    let stream = client
+        .copy_out(&format!("COPY ({}) TO STDOUT", sub.sql()))
+        .await?;
+    futures::pin_mut!(stream);
+    let ncols = sub.columns.len();
+    let width = sub.table.columns.columns.len();
+    let mut members = Members::default();
+    let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
+    let mut carry: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        carry.extend_from_slice(&chunk?);
+        let mut consumed = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
+            let line = &carry[consumed..consumed + nl];
+            consumed += nl + 1;
+            copy_text::decode_line(line, ncols, &mut fields)?;
+            let mut row: Vec<Option<&str>> = vec![None; width];
+            for (slot, &i) in sub.columns.iter().enumerate() {
+                if let Some(cell) = row.get_mut(i) {
+                    *cell = fields.get(slot).and_then(|f| f.as_deref());
+                }
+            }
+            let tuple = sub
+                .tuple_of(&row)
+                .map_err(|_| SnapshotError::BadSnapshot("undecodable subquery value".into()))?;
+            members.add(&tuple);
+        }
+        carry.drain(..consumed);
+    }
+    client.batch_execute("COMMIT").await?;
+    Ok((snapshot, members))
 }
 
 /// `COPY (SELECT <selected> FROM <table> WHERE <shape where> AND <extra> …) TO STDOUT`, every

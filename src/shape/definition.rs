@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json;
 use super::table::TableInfo;
-use super::where_clause::WhereClause;
+use super::where_clause::{InnerTable, WhereClause, WhereError};
 
 /// What a client asked for, in the form we persist (recompiled after a restart).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -33,6 +33,14 @@ pub enum DefinitionError {
     Columns(String),
     #[error("{0}")]
     Where(String),
+    /// A subquery reads a table the caller did not supply: load it and compile again (or
+    /// report `message` under `where` if it does not exist).
+    #[error("{message}")]
+    MissingTable {
+        schema: String,
+        name: String,
+        message: String,
+    },
 }
 
 /// Interned strings shared by shape definitions (schema headers, relation names, key prefixes).
@@ -64,6 +72,8 @@ pub struct ShapeDef {
     pub request: ShapeRequest,
     pub table: Arc<TableInfo>,
     pub where_clause: Option<WhereClause>,
+    /// The tables the where clause's subqueries read (nested ones included).
+    pub inner_tables: Vec<Arc<TableInfo>>,
     /// Selected column indexes in table order (always includes the PK).
     pub selected: Vec<usize>,
     pub identity: String,
@@ -81,11 +91,42 @@ impl ShapeDef {
         request: ShapeRequest,
         table: Arc<TableInfo>,
     ) -> Result<ShapeDef, DefinitionError> {
+        Self::compile_with(request, table, Vec::new())
+    }
+
+    /// Like [`ShapeDef::compile`], with the tables subqueries may read.
+    pub fn compile_with(
+        request: ShapeRequest,
+        table: Arc<TableInfo>,
+        inner_tables: Vec<Arc<TableInfo>>,
+    ) -> Result<ShapeDef, DefinitionError> {
         let selected = select_columns(&table, request.columns.as_deref())?;
+        let inner: Vec<InnerTable> = inner_tables
+            .iter()
+            .map(|t| InnerTable {
+                oid: t.oid,
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                columns: t.where_schema(),
+            })
+            .collect();
         let where_clause = match &request.where_text {
             Some(text) => {
-                let w = WhereClause::compile(text, &request.params, &table.where_schema())
-                    .map_err(|e| DefinitionError::Where(e.to_string()))?;
+                let w =
+                    WhereClause::compile_with(text, &request.params, &table.where_schema(), &inner)
+                        .map_err(|e| {
+                            let message = e.to_string();
+                            match e {
+                                WhereError::UnknownTable { schema, name, .. } => {
+                                    DefinitionError::MissingTable {
+                                        schema,
+                                        name,
+                                        message,
+                                    }
+                                }
+                                _ => DefinitionError::Where(message),
+                            }
+                        })?;
                 let uses_generated = w
                     .referenced_columns()
                     .iter()
@@ -137,6 +178,7 @@ impl ShapeDef {
             request,
             table,
             where_clause,
+            inner_tables,
             selected,
             identity,
             schema_header,

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod definition;
+pub mod dependency;
 pub mod json;
 pub mod registry;
 pub mod router;

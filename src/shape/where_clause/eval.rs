@@ -477,6 +477,8 @@ pub(super) enum Node {
         nested: bool,
         elems: Vec<Node>,
     },
+    /// `lhs IN (SELECT …)`, looked up in the subquery's materialised set.
+    InSubquery(Box<super::subquery::SubLink>),
 }
 
 fn date_arith(op: DateOp, l: &Value<'_>, r: &Value<'_>) -> Result<Value<'static>, EvalError> {
@@ -955,6 +957,7 @@ impl Node {
                     Value::Array(Cow::Owned(ArrayVal::one_dim(out)))
                 }
             }
+            Node::InSubquery(link) => bool_value(link.eval(row)?),
         })
     }
 
@@ -998,6 +1001,8 @@ impl Node {
             | Node::TextCat { left, right } => vec![left, right],
             Node::Like { text, pattern, .. } => vec![text, pattern],
             Node::In { lhs, items, .. } => std::iter::once(lhs.as_ref()).chain(items).collect(),
+            // The inner where clause reads another table: not a child of this tree.
+            Node::InSubquery(link) => link.lhs.iter().collect(),
         }
     }
 

@@ -354,7 +354,7 @@ fn key_type(read: &ColumnRead, cmp: CmpType) -> Option<KeyType> {
 }
 
 /// The key type of a scalar value parsed as `ty`, outside the text family.
-fn scalar_key_type(ty: &SqlType) -> Option<KeyType> {
+pub(super) fn scalar_key_type(ty: &SqlType) -> Option<KeyType> {
     Some(match ty {
         SqlType::Int2 | SqlType::Int4 | SqlType::Int8 => KeyType::Int,
         SqlType::Float4 => KeyType::Float4,

@@ -38,6 +38,7 @@ mod json;
 mod like;
 mod parse;
 mod sql;
+mod subquery;
 mod types;
 mod values;
 
@@ -50,6 +51,10 @@ pub use index::{
     index_key, json_path_text, range_key,
 };
 pub use json::Step as JsonStep;
+pub use subquery::{
+    InnerTable, Members, Move, Polarity, Subquery, SubquerySet, Tuple,
+    Undecodable as TupleUndecodable,
+};
 
 use eval::Node;
 
@@ -156,6 +161,18 @@ pub enum WhereError {
     Type { location: usize, message: String },
     #[error("WHERE clause must return a boolean")]
     NotBoolean,
+    /// A subquery names a table the caller did not resolve: the caller may load it from
+    /// the catalog and compile again, or report it as missing.
+    #[error(
+        "At location {location}: Table {table} does not exist. If the table name contains capitals or special characters you must quote it."
+    )]
+    UnknownTable {
+        location: usize,
+        /// `"schema"."name"` for the message.
+        table: String,
+        schema: String,
+        name: String,
+    },
 }
 
 /// A compiled where clause: immutable, `Send + Sync`, cheap to evaluate.
@@ -174,20 +191,41 @@ impl WhereClause {
         params: &[String],
         schema: &Schema,
     ) -> Result<WhereClause, WhereError> {
+        Self::compile_with(text, params, schema, &[])
+    }
+
+    /// Like [`WhereClause::compile`], with the tables subqueries may read (`x IN (SELECT …
+    /// FROM t)`); a table not in `tables` is [`WhereError::UnknownTable`].
+    pub fn compile_with(
+        text: &str,
+        params: &[String],
+        schema: &Schema,
+        tables: &[InnerTable],
+    ) -> Result<WhereClause, WhereError> {
         check_parentheses(text)?;
-        let root = parse::compile(text, params, schema)?;
+        let root = parse::compile(text, params, schema, tables)?;
+        Ok(Self::from_root(root, schema))
+    }
+
+    fn from_root(root: Node, schema: &Schema) -> WhereClause {
         let mut referenced_columns = Vec::new();
         root.collect_columns(&mut referenced_columns);
         referenced_columns.sort_unstable();
         referenced_columns.dedup();
         let sql = sql::render(&root, schema);
         let needs_text_ordering = root.has_text_ordering();
-        Ok(WhereClause {
+        WhereClause {
             root,
             sql,
             referenced_columns,
             needs_text_ordering,
-        })
+        }
+    }
+
+    /// The subqueries of this clause (not those nested inside them), each once, with how
+    /// they occur (see [`Polarity::affected_by`]).
+    pub fn subqueries(&self) -> Vec<(std::sync::Arc<Subquery>, Polarity)> {
+        subquery::direct_subqueries(&self.root)
     }
 
     /// PG inclusion: TRUE → true; FALSE, NULL or an evaluation error → false.

@@ -28,6 +28,7 @@ use super::eval::{
     Post, TextPre,
 };
 use super::like;
+use super::subquery::InnerTable;
 use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, parse_as};
 use super::{Schema, WhereError};
@@ -45,7 +46,12 @@ pub(super) const MAX_DEPTH: usize = 100;
 /// PG truncates identifiers to NAMEDATALEN - 1 bytes.
 const MAX_IDENTIFIER_BYTES: usize = 63;
 
-pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<Node, WhereError> {
+pub(super) fn compile(
+    text: &str,
+    params: &[String],
+    schema: &Schema,
+    tables: &[InnerTable],
+) -> Result<Node, WhereError> {
     if text.len() > MAX_WHERE_BYTES {
         return Err(WhereError::TooLong {
             max: MAX_WHERE_BYTES,
@@ -61,6 +67,7 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
             source: None,
         })?;
     let (tokens, symmetric) = prepass(tokens)?;
+    check_subquery_spans(&tokens, &positions)?;
     let landmarks = landmarks(&tokens);
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_DEPTH)
@@ -89,6 +96,7 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
         let mut converter = Converter {
             params,
             schema,
+            tables,
             positions: &positions,
             landmarks: &landmarks,
             symmetric,
@@ -278,6 +286,13 @@ fn dismantle(expr: Expr) {
                 stack.push(*time_zone);
             }
             Expr::Tuple(items) => stack.extend(items),
+            Expr::InSubquery { expr, subquery, .. } => {
+                stack.push(*expr);
+                stack.extend(subquery_where(*subquery));
+            }
+            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } => {
+                stack.extend(subquery_where(*q));
+            }
             Expr::Array(a) => stack.extend(a.elem),
             Expr::CompoundFieldAccess { root, .. } => stack.push(*root),
             Expr::Function(f) => {
@@ -534,7 +549,9 @@ fn is_catalogue_operator(op: &BinaryOperator) -> bool {
 
 struct Converter<'a> {
     params: &'a [String],
+    /// The table column references resolve against (the inner table inside a subquery).
     schema: &'a Schema,
+    tables: &'a [InnerTable],
     positions: &'a Positions<'a>,
     landmarks: &'a [Landmark],
     symmetric: Vec<Location>,
@@ -732,8 +749,16 @@ impl Converter<'_> {
                 self.cast(arg, &target, true, loc)
             }
             Expr::Function(f) => self.function(f, e, d, loc),
-            Expr::InSubquery { .. } | Expr::Subquery(_) | Expr::Exists { .. } => {
-                Err(self.unsupported(e, "subqueries are not supported yet"))
+            Expr::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => self.in_subquery(expr, subquery, *negated, e, d, loc),
+            Expr::Subquery(_) | Expr::Exists { .. } => Err(self.unsupported(e, SUBLINK_FORMS)),
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. }
+                if matches!(right.as_ref(), Expr::Subquery(_)) =>
+            {
+                Err(self.unsupported(e, SUBLINK_FORMS))
             }
             Expr::AnyOp {
                 left,
@@ -2644,4 +2669,336 @@ fn landmarks(tokens: &[TokenWithSpan]) -> Vec<Landmark> {
             },
         })
         .collect()
+}
+
+/// Electric's message for sublinks other than `IN (SELECT …)`.
+const SUBLINK_FORMS: &str = "only `value IN (SELECT ...)` sublinks are supported right now";
+
+/// Most tokens a parenthesised subquery may span. The parser builds long operator chains
+/// iteratively, but parts of a subquery we refuse are dropped recursively: bounding the
+/// span bounds that recursion.
+const MAX_SUBQUERY_TOKENS: usize = 4096;
+
+/// Refuses a `( … SELECT … )` group longer than [`MAX_SUBQUERY_TOKENS`] tokens.
+fn check_subquery_spans(
+    tokens: &[TokenWithSpan],
+    positions: &Positions<'_>,
+) -> Result<(), WhereError> {
+    // (index of the opening parenthesis, whether the group holds a SELECT)
+    let mut open: Vec<(usize, bool)> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        match &t.token {
+            Token::LParen => open.push((i, false)),
+            Token::RParen => {
+                if let Some((start, true)) = open.pop()
+                    && i - start > MAX_SUBQUERY_TOKENS
+                {
+                    return Err(WhereError::Unsupported {
+                        location: positions.offset(tokens[start].span.start),
+                        message: format!(
+                            "subquery is too long (more than {MAX_SUBQUERY_TOKENS} tokens)"
+                        ),
+                    });
+                }
+            }
+            Token::Word(w) if w.keyword == Keyword::SELECT => {
+                if let Some(last) = open.last_mut() {
+                    last.1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The inner WHERE of a sublink's query, taken out so it is dropped iteratively.
+fn subquery_where(q: sqlparser::ast::Query) -> Option<Expr> {
+    match *q.body {
+        sqlparser::ast::SetExpr::Select(select) => select.selection,
+        _ => None,
+    }
+}
+
+/// The canonical key type of values of `ty` compared with `=` (subquery membership).
+fn membership_key_type(ty: &SqlType) -> Option<super::index::KeyType> {
+    use super::index::KeyType;
+    match ty {
+        SqlType::Bpchar => Some(KeyType::Bpchar),
+        t if t.is_string() => Some(KeyType::Text),
+        t => super::index::scalar_key_type(t),
+    }
+}
+
+impl<'a> Converter<'a> {
+    /// `lhs [NOT] IN (SELECT c… FROM t [WHERE w])` (shape-semantics.md §8).
+    #[inline(never)]
+    fn in_subquery(
+        &mut self,
+        lhs: &Expr,
+        query: &sqlparser::ast::Query,
+        negated: bool,
+        e: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        use std::sync::Arc;
+
+        use super::subquery::{SubLink, Subquery};
+
+        let mut left_exprs: Vec<&Expr> = match lhs {
+            Expr::Tuple(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for x in &mut left_exprs {
+            while let Expr::Nested(inner) = x {
+                *x = inner;
+            }
+        }
+        let mut left = Vec::with_capacity(left_exprs.len());
+        for x in left_exprs {
+            match self.convert(x, d)? {
+                Typed::Node {
+                    node: Node::Column(read),
+                    ty,
+                    ..
+                } if read.is_raw() => left.push((read, ty)),
+                _ => {
+                    return Err(self.unsupported(
+                        x,
+                        "the left side of `IN (SELECT ...)` must be a column or a row of columns",
+                    ));
+                }
+            }
+        }
+        let select = self.plain_select(query, e)?;
+        let table = self.inner_table(select, e)?;
+        let outer = std::mem::replace(&mut self.schema, &table.columns);
+        let inner = self.inner_parts(select, e, d);
+        self.schema = outer;
+        let (selected, where_clause) = inner?;
+
+        if selected.len() != left.len() {
+            return Err(WhereError::Type {
+                location: loc,
+                message: if selected.len() > left.len() {
+                    "subquery has too many columns".to_owned()
+                } else {
+                    "subquery has too few columns".to_owned()
+                },
+            });
+        }
+        let mut key_types = Vec::with_capacity(left.len());
+        for ((_, lt), (_, rt)) in left.iter().zip(&selected) {
+            if lt != rt {
+                return Err(WhereError::Type {
+                    location: loc,
+                    message: format!(
+                        "left side of `IN (SELECT ...)` has type {} but subquery returns {}",
+                        lt.pg_name(),
+                        rt.pg_name()
+                    ),
+                });
+            }
+            key_types.push(membership_key_type(lt).ok_or_else(|| WhereError::Type {
+                location: loc,
+                message: format!(
+                    "values of type {} cannot be compared in `IN (SELECT ...)`",
+                    lt.pg_name()
+                ),
+            })?);
+        }
+        let sub = Subquery::new(
+            table.clone(),
+            selected.iter().map(|(i, _)| *i).collect(),
+            key_types,
+            where_clause,
+        );
+        let link = Node::InSubquery(Box::new(SubLink {
+            lhs: left.into_iter().map(|(r, _)| Node::Column(r)).collect(),
+            sub: Arc::new(sub),
+        }));
+        let node = if negated {
+            Node::Not(Box::new(link))
+        } else {
+            link
+        };
+        Ok(bool_node(node, loc))
+    }
+
+    /// The query's single plain SELECT, refusing every other clause.
+    fn plain_select<'q>(
+        &self,
+        q: &'q sqlparser::ast::Query,
+        e: &Expr,
+    ) -> Result<&'q sqlparser::ast::Select, WhereError> {
+        use sqlparser::ast::{GroupByExpr, SetExpr};
+        let refuse =
+            |what: &str| Err(self.unsupported(e, format!("{what} is not supported in subqueries")));
+        if q.with.is_some() {
+            return refuse("WITH");
+        }
+        if q.order_by.is_some() {
+            return refuse("ORDER BY");
+        }
+        if q.limit_clause.is_some() || q.fetch.is_some() {
+            return refuse("LIMIT/OFFSET/FETCH");
+        }
+        if !q.locks.is_empty() || q.for_clause.is_some() {
+            return refuse("FOR UPDATE/SHARE");
+        }
+        if q.settings.is_some() || q.format_clause.is_some() || !q.pipe_operators.is_empty() {
+            return refuse("this clause");
+        }
+        let SetExpr::Select(s) = q.body.as_ref() else {
+            return refuse("anything but a plain SELECT");
+        };
+        let grouped = match &s.group_by {
+            GroupByExpr::All(_) => true,
+            GroupByExpr::Expressions(v, m) => !v.is_empty() || !m.is_empty(),
+        };
+        if s.distinct.is_some() {
+            return refuse("DISTINCT");
+        }
+        if grouped || s.having.is_some() {
+            return refuse("GROUP BY/HAVING");
+        }
+        if !s.named_window.is_empty() || s.qualify.is_some() {
+            return refuse("WINDOW");
+        }
+        if s.top.is_some()
+            || s.into.is_some()
+            || !s.lateral_views.is_empty()
+            || s.prewhere.is_some()
+            || !s.cluster_by.is_empty()
+            || !s.distribute_by.is_empty()
+            || !s.sort_by.is_empty()
+            || s.connect_by.is_some()
+            || s.exclude.is_some()
+            || s.value_table_mode.is_some()
+        {
+            return refuse("this clause");
+        }
+        Ok(s)
+    }
+
+    /// Resolves the single table in FROM (default schema `public`).
+    fn inner_table(
+        &self,
+        s: &sqlparser::ast::Select,
+        e: &Expr,
+    ) -> Result<&'a InnerTable, WhereError> {
+        use sqlparser::ast::TableFactor;
+        let [from] = s.from.as_slice() else {
+            return Err(self.unsupported(e, "a subquery must read exactly one table"));
+        };
+        let TableFactor::Table {
+            name,
+            args: None,
+            with_hints,
+            version: None,
+            with_ordinality: false,
+            partitions,
+            json_path: None,
+            sample: None,
+            ..
+        } = &from.relation
+        else {
+            return Err(self.unsupported(e, "a subquery must read exactly one table"));
+        };
+        if !from.joins.is_empty() || !with_hints.is_empty() || !partitions.is_empty() {
+            return Err(self.unsupported(e, "a subquery must read exactly one table"));
+        }
+        let mut parts = Vec::with_capacity(2);
+        for p in &name.0 {
+            match p {
+                ObjectNamePart::Identifier(i) => parts.push(i),
+                ObjectNamePart::Function(_) => {
+                    return Err(self.unsupported(e, "a subquery must read exactly one table"));
+                }
+            }
+        }
+        let (schema, table, at) = match parts.as_slice() {
+            [t] => ("public".to_owned(), fold_identifier(t), t.span.start),
+            [s, t] => (fold_identifier(s), fold_identifier(t), s.span.start),
+            _ => {
+                return Err(self.unsupported(
+                    e,
+                    format!("Invalid relation identifier, too many delimiters: {name}"),
+                ));
+            }
+        };
+        let tables: &'a [InnerTable] = self.tables;
+        tables
+            .iter()
+            .find(|t| t.schema == schema && t.name == table)
+            .ok_or_else(|| WhereError::UnknownTable {
+                location: self.positions.offset(at),
+                table: format!(
+                    "\"{}\".\"{}\"",
+                    schema.replace('"', "\"\""),
+                    table.replace('"', "\"\"")
+                ),
+                schema,
+                name: table,
+            })
+    }
+
+    /// The selected columns (index, type) and the inner where clause, resolved against the
+    /// inner table (`self.schema` is that table's while this runs).
+    #[allow(clippy::type_complexity)]
+    fn inner_parts(
+        &mut self,
+        s: &sqlparser::ast::Select,
+        e: &Expr,
+        d: usize,
+    ) -> Result<(Vec<(usize, SqlType)>, Option<super::WhereClause>), WhereError> {
+        use sqlparser::ast::SelectItem;
+        let mut selected = Vec::with_capacity(s.projection.len());
+        for item in &s.projection {
+            let ident = match item {
+                SelectItem::UnnamedExpr(Expr::Identifier(i))
+                | SelectItem::ExprWithAlias {
+                    expr: Expr::Identifier(i),
+                    ..
+                } => i,
+                SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } => {
+                    return Err(self.unsupported(
+                        x,
+                        "only plain column references can be selected in a subquery",
+                    ));
+                }
+                _ => {
+                    return Err(self.unsupported(
+                        e,
+                        "only plain column references can be selected in a subquery",
+                    ));
+                }
+            };
+            let loc = self.positions.offset(ident.span.start);
+            match self.column(ident, loc)? {
+                Typed::Node {
+                    node: Node::Column(read),
+                    ty,
+                    ..
+                } => selected.push((read.index, ty)),
+                _ => return Err(self.unsupported(e, "unexpected subquery column")),
+            }
+        }
+        let where_clause = match &s.selection {
+            None => None,
+            Some(w) => {
+                let typed = self.convert(w, d)?;
+                let root = self.coerce_bool(typed, "WHERE")?;
+                match root {
+                    Node::Const(Const {
+                        value: Some(OwnedValue::Bool(true)),
+                        ..
+                    }) => None,
+                    root => Some(super::WhereClause::from_root(root, self.schema)),
+                }
+            }
+        };
+        Ok((selected, where_clause))
+    }
 }

@@ -352,6 +352,19 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_list(out, elems, ", ", schema);
             out.push(']');
         }
+        Node::InSubquery(link) => {
+            out.push('(');
+            if let [single] = link.lhs.as_slice() {
+                write_node(out, single, schema);
+            } else {
+                out.push('(');
+                write_list(out, &link.lhs, ", ", schema);
+                out.push(')');
+            }
+            out.push_str(" IN (");
+            out.push_str(link.sub.sql());
+            out.push_str("))");
+        }
     }
 }
 
