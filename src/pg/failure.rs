@@ -100,7 +100,7 @@ pub fn classify(err: &(dyn Error + 'static)) -> Disposition {
                 }
                 // Handshake I/O failures (a reset mid-handshake) are transient; refusals of the
                 // certificate, of TLS itself, or of our TLS settings are not.
-                pgwire_replication::PgWireError::Tls(msg) if !msg.contains("io error") => {
+                pgwire_replication::PgWireError::Tls(msg) if tls_text_is_fatal(msg) => {
                     return Disposition::Fatal(format!("{chain} (check sslmode and sslrootcert)"));
                 }
                 _ => {}
@@ -138,6 +138,21 @@ fn fatal_sqlstate(code: &str, message: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// pgwire-replication reports TLS problems as text only.
+fn tls_text_is_fatal(msg: &str) -> bool {
+    [
+        "certificate",
+        "does not support TLS",
+        "config error",
+        "UnknownIssuer",
+        "invalid peer",
+        "SNI",
+        "AlertReceived",
+    ]
+    .iter()
+    .any(|n| msg.contains(n))
 }
 
 fn tls_is_fatal(e: &rustls::Error) -> bool {
@@ -182,6 +197,19 @@ mod tests {
             std::io::ErrorKind::ConnectionRefused,
         )));
         assert_eq!(classify(&io), Disposition::Retry);
+        let tls = |m: &str| classify(&pgwire_replication::PgWireError::Tls(m.to_owned()));
+        assert_eq!(
+            tls("TLS handshake failed: connection reset by peer"),
+            Disposition::Retry
+        );
+        assert!(matches!(
+            tls("TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+            Disposition::Fatal(_)
+        ));
+        assert!(matches!(
+            tls("server does not support TLS (SSLRequest rejected)"),
+            Disposition::Fatal(_)
+        ));
     }
 
     #[test]

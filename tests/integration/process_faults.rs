@@ -391,6 +391,7 @@ async fn t19_tls_modes() {
     let url = |host: &str, q: &str| format!("postgres://tls_user@{host}:{port}/postgres?{q}");
 
     for (case, u) in [
+        ("no sslmode (prefer)", url("127.0.0.1", "")),
         ("require", url("127.0.0.1", "sslmode=require")),
         (
             "verify-full",
@@ -460,6 +461,34 @@ async fn t19_tls_modes() {
         "",
     )
     .await;
+    expect_fatal(
+        &url(
+            "localhost",
+            "sslmode=verify-full&sslrootcert=/nonexistent/root.crt",
+        ),
+        &[],
+        &["root certificate file"],
+        "",
+    )
+    .await;
+    // A CA file with sslmode=disable is refused before anything starts (exit status 2).
+    let (_dir, storage) = test_storage();
+    let mut bin = Binary::spawn_with(
+        &url("127.0.0.1", "sslmode=disable"),
+        &storage,
+        free_port(),
+        &[(
+            "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE",
+            &certs.path("ca.crt"),
+        )],
+    );
+    let status = bin.wait_exit(Duration::from_secs(60)).await.expect("exits");
+    assert_eq!(status.code(), Some(2), "{}", bin.log_text());
+    assert!(
+        bin.log_text().contains("CA_CERTIFICATE_FILE"),
+        "{}",
+        bin.log_text()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -782,31 +811,49 @@ async fn t02_sigkill_during_a_large_snapshot() {
     let full_handle = count_until(&base, &query(0), rows).await;
     let full = log_size(&storage, &full_handle);
     let mut live = std::collections::HashSet::from([full_handle]);
-    for (k, fraction) in [(1, 0.1), (2, 0.5), (3, 0.99)] {
-        let r = reqwest::get(format!("{base}/v1/shape?{}&offset=-1", query(k)))
-            .await
-            .unwrap();
-        let handle = r.headers()["electric-handle"].to_str().unwrap().to_owned();
-        let target = (full as f64 * fraction) as u64;
+    for (k, fraction) in [(1, 0.05), (2, 0.4), (3, 0.8)] {
+        // The response starts only with the first full chunk (10 MiB), so the request runs in
+        // the background and the new shape is found by its directory.
+        let url = format!("{base}/v1/shape?{}&offset=-1", query(k));
+        let request = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+        let mut handle = String::new();
         wait_for(
-            "the snapshot to reach the kill point",
-            Duration::from_secs(120),
+            "the new shape's directory",
+            Duration::from_secs(60),
             async || {
-                log_size(&storage, &handle) >= target
-                    || storage
-                        .join("shapes")
-                        .join(&handle)
-                        .join("meta.bin")
-                        .exists()
+                let found = std::fs::read_dir(storage.join("shapes"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .find(|h| !live.contains(h));
+                if let Some(h) = found {
+                    handle = h;
+                }
+                !handle.is_empty()
             },
         )
         .await;
+        let target = (full as f64 * fraction) as u64;
+        // A tight poll: the snapshot grows by megabytes per 100 ms.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while log_size(&storage, &handle) < target
+            && !storage
+                .join("shapes")
+                .join(&handle)
+                .join("meta.bin")
+                .exists()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the snapshot never reached the kill point"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         bin.kill9();
         eprintln!(
             "t02: killed at {} of {full} bytes",
             log_size(&storage, &handle)
         );
-        drop(r);
+        request.abort();
         bin = Binary::start(&pg.url(), &storage, port).await;
         let again = get(&base, &format!("{}&offset=-1&handle={handle}", query(k))).await;
         assert!(
