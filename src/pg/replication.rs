@@ -2,6 +2,13 @@
 //! streaming (operations.md §2.2). Knows nothing about shapes: it hands the pipeline a started
 //! [`ReplicationClient`] and the facts the pipeline needs to decide whether stored shapes are
 //! still valid.
+//!
+//! Invariants: configuration problems (`wal_level`, the role's REPLICATION right, a publication
+//! it may not create) are found before anything is created and reported as errors
+//! [`ReplicationError::is_configuration`] marks; the slot is touched only while holding the
+//! advisory lock; an invalidated slot (`wal_status = 'lost'`) is dropped and recreated, which
+//! reports `continuity_broken` (the app purges); only the handshake is time-bounded, never the
+//! lock or slot-creation waits.
 
 use std::time::Duration;
 

@@ -1015,13 +1015,23 @@ async fn t10_slot_invalidated_by_max_slot_wal_keep_size_purges_and_409_converges
     })
     .await;
     bin.signal(libc::SIGCONT);
-    // Changes already in the socket buffer may still arrive on the old handles first.
-    wait_for(
-        "Ampere to notice the invalidation",
-        Duration::from_secs(60),
-        async || bin.log_text().contains("replication slot invalidated"),
-    )
+    // Changes already in the socket buffer may still arrive on the old handles first: wait
+    // for the purge itself (an old handle answers 409).
+    let probe = format!(
+        "{}&offset={}&handle={}",
+        oracles[0].query,
+        oracles[0].offset,
+        oracles[0].handle.clone().unwrap()
+    );
+    wait_for("the purge", Duration::from_secs(60), async || {
+        get(&base, &probe).await.status == 409
+    })
     .await;
+    assert!(
+        bin.log_text().contains("replication slot invalidated"),
+        "{}",
+        bin.log_text()
+    );
     let old: Vec<Option<String>> = oracles.iter().map(|o| o.handle.clone()).collect();
     let handles = converge_all(&http, &base, &pg, &mut oracles).await;
     for (o, h) in oracles.iter().zip(&old) {
@@ -1031,11 +1041,6 @@ async fn t10_slot_invalidated_by_max_slot_wal_keep_size_purges_and_409_converges
             o.query
         );
     }
-    assert!(
-        bin.log_text().contains("replication slot invalidated"),
-        "{}",
-        bin.log_text()
-    );
     check_hygiene(&pg, "electric_slot_default", &storage, &handles).await;
     drop(bin);
 }
