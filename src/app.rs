@@ -1,5 +1,11 @@
 //! Wiring: storage recovery, the HTTP server, and the replication supervisor, under one shutdown
 //! signal. `run` takes a bound listener so tests run the real server in-process on port 0.
+//!
+//! The supervisor loop (operations.md §4.1): every failed attempt is classified
+//! ([`crate::pg::failure`]). Transient ones are retried after a backoff that starts at 1 s and
+//! doubles to 10 s (reset after 5 s of healthy streaming), with one log line per attempt naming
+//! the next delay; configuration errors end `run` with [`AppError::Fatal`] (the binary exits
+//! non-zero) before the service ever reports `active`; continuity breaks purge every shape.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +17,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Health, ShapeMeta};
 use crate::pg::connection::PgUrl;
 use crate::pg::local_cluster::{ClusterOptions, LocalCluster};
-use crate::pg::replication;
+use crate::pg::{failure, replication};
 use crate::pipeline::{Command, Pipeline};
 use crate::shape::definition::ShapeDef;
 use crate::shape::registry::{Registry, Shape};
@@ -26,7 +32,17 @@ pub enum AppError {
     Url(#[from] crate::pg::connection::ConnectError),
     #[error("starting the local development Postgres")]
     DevCluster(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Retrying cannot help: the message says what to change.
+    #[error("cannot replicate from Postgres: {0}")]
+    Fatal(String),
 }
+
+/// Reconnect backoff bounds, and how long streaming must last to count as healthy again.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const HEALTHY_AFTER: Duration = Duration::from_secs(5);
+/// How long a graceful stop waits for in-flight HTTP responses (Electric's bound).
+const DRAIN_BOUND: Duration = Duration::from_secs(10);
 
 /// Runs Ampere until `shutdown` turns true.
 pub async fn run(
@@ -51,7 +67,7 @@ pub async fn run(
                     data_dir: Some(data_dir),
                     port: None,
                     high_lsn_and_xid_epoch: false,
-                    extra_settings: Vec::new(),
+                    ..ClusterOptions::default()
                 })
             })
             .await
@@ -63,9 +79,9 @@ pub async fn run(
             url
         }
     };
-    let url = PgUrl::parse(&database_url)?;
+    let url = PgUrl::parse(&database_url)?.with_overrides(&config.connection);
     let query_url = match &config.pooled_database_url {
-        Some(u) => Some(PgUrl::parse(u)?),
+        Some(u) => Some(PgUrl::parse(u)?.with_overrides(&config.connection)),
         None => None,
     };
 
@@ -138,8 +154,11 @@ pub async fn run(
 
     let slot = config.slot_name();
     let publication = config.publication_name();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = BACKOFF_FIRST;
+    let mut attempt: u64 = 0;
+    let mut fatal: Option<String> = None;
     while !*shutdown.borrow() {
+        attempt += 1;
         let waiting = {
             let e = engine.clone();
             move || {
@@ -164,21 +183,41 @@ pub async fn run(
                     .global_lsn
                     .fetch_max(start.start_lsn, std::sync::atomic::Ordering::AcqRel);
                 let _ = engine.health.send_replace(Health::Active);
-                tracing::info!(slot = %slot, start_lsn = start.start_lsn, "replication streaming");
+                tracing::info!(slot = %slot, start_lsn = start.start_lsn, attempt, "replication streaming");
+                let streaming_since = tokio::time::Instant::now();
                 let result = pipeline.run(&mut client, &mut cmd_rx, &mut shutdown).await;
                 let _ = engine.health.send_replace(Health::Starting);
                 client.stop();
                 match result {
                     Ok(()) => break,
                     Err(e) => {
-                        tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "replication stream failed; reconnecting");
-                        backoff = Duration::from_secs(1);
+                        if streaming_since.elapsed() >= HEALTHY_AFTER {
+                            backoff = BACKOFF_FIRST;
+                        }
+                        tracing::warn!(
+                            attempt,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            error = %failure::Chain(&e),
+                            "replication stream failed; reconnecting"
+                        );
                     }
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), retry_in_ms = backoff.as_millis() as u64, "cannot start replication; retrying");
-            }
+            Err(e) => match failure::classify(&e) {
+                failure::Disposition::Fatal(message) => {
+                    tracing::error!(attempt, error = %message, "cannot replicate from Postgres; stopping (retrying cannot fix this)");
+                    fatal = Some(message);
+                    break;
+                }
+                failure::Disposition::Retry => {
+                    tracing::warn!(
+                        attempt,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        error = %failure::Chain(&e),
+                        "cannot start replication; retrying"
+                    );
+                }
+            },
         }
         // Back off, still serving commands (e.g. DELETE) meanwhile.
         let until = tokio::time::Instant::now() + backoff;
@@ -192,9 +231,30 @@ pub async fn run(
                 _ = shutdown.wait_for(|v| *v) => break,
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-    let _ = server.await;
+    if let Some(message) = fatal {
+        // Nothing was served from this database: stop answering at once.
+        server.abort();
+        engine.stopping.send_replace(true);
+        if let Some(cluster) = dev_cluster {
+            let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+        }
+        return Err(AppError::Fatal(message));
+    }
+    // Graceful stop: parked long-polls wake at once (`stopping`), in-flight responses finish —
+    // but a client that stopped reading must not hold the process forever.
+    let mut server = server;
+    if tokio::time::timeout(DRAIN_BOUND, &mut server)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            bound_s = DRAIN_BOUND.as_secs(),
+            "HTTP connections still open after the drain bound; closing them"
+        );
+        server.abort();
+    }
     if let Some(cluster) = dev_cluster {
         // Stopping runs pg_ctl: keep it off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;

@@ -112,6 +112,26 @@ pub struct Cli {
     pub schema_reconciler_period: String,
 
     /// Log level (error, warning, info, debug). RUST_LOG wins when set.
+    /// CA bundle for the database connections: TLS with full verification becomes mandatory.
+    #[arg(long, env = "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE")]
+    pub database_ca_certificate_file: Option<PathBuf>,
+
+    /// TCP keepalive idle time for database connections (duration; whole seconds, min 1).
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_IDLE")]
+    pub database_tcp_keepalive_idle: Option<String>,
+
+    /// TCP keepalive probe interval for database connections (duration).
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_INTERVAL")]
+    pub database_tcp_keepalive_interval: Option<String>,
+
+    /// TCP keepalive probe count for database connections.
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_KEEPALIVE_COUNT")]
+    pub database_tcp_keepalive_count: Option<String>,
+
+    /// Linux TCP_USER_TIMEOUT for database connections (duration).
+    #[arg(long, env = "ELECTRIC_DATABASE_TCP_USER_TIMEOUT")]
+    pub database_tcp_user_timeout: Option<String>,
+
     #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
@@ -156,6 +176,8 @@ pub struct Config {
     pub schema_reconciler_period: Duration,
     pub log_level: String,
     pub log_json: bool,
+    /// Database connection settings given outside the URLs (CA file, keepalive).
+    pub connection: crate::pg::connection::ConnectionOverrides,
     /// SSE response lifetime (not configurable in Electric).
     pub sse_timeout: Duration,
     /// SSE keep-alive comment interval (not configurable in Electric).
@@ -201,6 +223,21 @@ pub enum ConfigError {
     MaxShapes(String),
     #[error("AMPERE_MAX_CONNECTIONS: {0:?} must be a positive integer")]
     MaxConnections(String),
+    #[error("ELECTRIC_DATABASE_TCP_KEEPALIVE_COUNT: {0:?} must be a positive integer")]
+    KeepaliveCount(String),
+    #[error(
+        "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE is set but a database URL has sslmode=disable: \
+         a CA file requires TLS"
+    )]
+    CaWithoutTls,
+}
+
+/// Whole seconds, at least one (keepalive timers have a one-second resolution).
+fn parse_seconds(name: &'static str, value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| parse_duration(name, v).map(|d| Duration::from_secs(d.as_secs().max(1))))
+        .transpose()
 }
 
 fn parse_request_limits(value: &str) -> Result<(usize, usize), ConfigError> {
@@ -266,6 +303,44 @@ impl Cli {
         if let Some(url) = &pooled {
             validate_database_url(url)?;
         }
+        let connection = crate::pg::connection::ConnectionOverrides {
+            ca_certificate_file: self
+                .database_ca_certificate_file
+                .filter(|p| !p.as_os_str().is_empty()),
+            keepalive_idle: parse_seconds(
+                "ELECTRIC_DATABASE_TCP_KEEPALIVE_IDLE",
+                self.database_tcp_keepalive_idle.as_deref(),
+            )?,
+            keepalive_interval: parse_seconds(
+                "ELECTRIC_DATABASE_TCP_KEEPALIVE_INTERVAL",
+                self.database_tcp_keepalive_interval.as_deref(),
+            )?,
+            keepalive_count: match self.database_tcp_keepalive_count.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| ConfigError::KeepaliveCount(v.to_owned()))?,
+                ),
+            },
+            tcp_user_timeout: self
+                .database_tcp_user_timeout
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| parse_duration("ELECTRIC_DATABASE_TCP_USER_TIMEOUT", v))
+                .transpose()?,
+        };
+        if connection.ca_certificate_file.is_some()
+            && [&database_url, &pooled].into_iter().flatten().any(|u| {
+                url::Url::parse(u).is_ok_and(|u| {
+                    u.query_pairs()
+                        .any(|(k, v)| k == "sslmode" && v == "disable")
+                })
+            })
+        {
+            return Err(ConfigError::CaWithoutTls);
+        }
         Ok(Config {
             database_url,
             pooled_database_url: pooled,
@@ -295,6 +370,7 @@ impl Cli {
             )?,
             log_level: self.log_level,
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
+            connection,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
             http: crate::http::server::Limits {
@@ -342,6 +418,7 @@ impl Config {
             schema_reconciler_period: Duration::from_secs(60),
             log_level: "info".into(),
             log_json: false,
+            connection: Default::default(),
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
             http: crate::http::server::Limits {
@@ -452,14 +529,10 @@ fn validate_database_url(value: &str) -> Result<(), ConfigError> {
     }
     for (k, v) in url.query_pairs() {
         match (k.as_ref(), v.as_ref()) {
-            ("sslmode", "verify-ca" | "verify-full") => {
-                return Err(ConfigError::DatabaseUrl(
-                    "sslmode=verify-ca/verify-full are not supported here; \
-                     use ELECTRIC_DATABASE_CA_CERTIFICATE_FILE"
-                        .into(),
-                ));
-            }
-            ("sslmode", "disable" | "allow" | "prefer" | "require") => {}
+            (
+                "sslmode",
+                "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full",
+            ) => {}
             ("sslmode", other) => {
                 return Err(ConfigError::DatabaseUrl(format!(
                     "unknown sslmode {other:?}"
@@ -567,7 +640,8 @@ mod tests {
         assert!(validate_database_url("postgresql://u:p@h:5432/db?sslmode=disable").is_ok());
         assert!(validate_database_url("mysql://u@h/db").is_err());
         assert!(validate_database_url("postgres://h/db").is_err());
-        assert!(validate_database_url("postgres://u@h/db?sslmode=verify-full").is_err());
+        assert!(validate_database_url("postgres://u@h/db?sslmode=verify-full").is_ok());
+        assert!(validate_database_url("postgres://u@h/db?sslmode=bogus").is_err());
         assert!(validate_database_url("postgres://u@h/db?replication=database").is_err());
     }
 }

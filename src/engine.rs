@@ -95,6 +95,10 @@ pub enum EngineError {
     Create(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the service is not ready")]
     NotReady,
+    /// The role lacks a privilege the shape needs; the message says which (no retry helps
+    /// until an operator grants it, but the request is valid, hence 503 like Electric).
+    #[error("{0}")]
+    Permission(String),
 }
 
 /// State shared by every task.
@@ -508,9 +512,38 @@ impl Engine {
         let table = def.table.clone();
         let publication = self.config.publication_name();
         self.with_admin(async |c| {
+            // The snapshot would fail later with nothing but a generic error for the client.
+            let can_select: bool = c
+                .query_one(
+                    "SELECT has_table_privilege($1::oid, 'SELECT')",
+                    &[&table.oid],
+                )
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))?
+                .get(0);
+            if !can_select {
+                return Err(EngineError::Permission(format!(
+                    "Unable to create initial snapshot: permission denied for table {}",
+                    table.sql_name()
+                )));
+            }
             publication::add_table(c, &publication, &table)
                 .await
-                .map_err(|e| EngineError::Create(Box::new(e)))
+                .map_err(|e| match &e {
+                    publication::PublicationError::Add { source, .. }
+                        if crate::pg::connection::sqlstate(source) == Some("42501") =>
+                    {
+                        EngineError::Permission(format!(
+                            "Database table {} is missing from the publication {publication} and \
+                             Ampere lacks privileges to add it ({})",
+                            table.sql_name(),
+                            source
+                                .as_db_error()
+                                .map_or("permission denied", |d| d.message())
+                        ))
+                    }
+                    _ => EngineError::Create(Box::new(e)),
+                })
         })
         .await
         .inspect_err(|_| self.storage.remove_shape(&handle))?;

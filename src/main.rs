@@ -33,8 +33,12 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = tx.send(true);
     });
-    ampere::app::run(listener, config, rx)
-        .await
-        .context("ampere stopped with an error")?;
+    if let Err(e) = ampere::app::run(listener, config, rx).await {
+        // One line that says what to fix (no credentials: see pg::failure).
+        let line = ampere::pg::failure::Chain(&e).to_string();
+        tracing::error!(error = %line, "ampere stopped");
+        eprintln!("ampere: fatal: {line}");
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -52,6 +52,10 @@ fn engine_error(e: EngineError, p: &ShapeParams) -> Response<Body> {
         EngineError::NotReady => {
             response::unavailable("Timeout waiting for replication client to be ready", 5)
         }
+        EngineError::Permission(m) => {
+            tracing::warn!(error = %m, "shape refused: missing privilege");
+            response::unavailable(&m, 5)
+        }
     }
 }
 

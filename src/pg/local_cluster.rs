@@ -113,6 +113,13 @@ pub struct ClusterOptions {
     pub high_lsn_and_xid_epoch: bool,
     /// Extra `postgresql.conf` settings, applied after (and overriding) ours.
     pub extra_settings: Vec<(String, String)>,
+    /// Extra `initdb` arguments (e.g. `--wal-segsize=1`).
+    pub initdb_args: Vec<String>,
+    /// Replaces `pg_hba.conf` (written before every start) — e.g. TLS-only access rules.
+    pub hba: Option<String>,
+    /// Files written into the data dir before every start, owned by the server's OS user:
+    /// (name, contents, mode) — e.g. a TLS certificate and key for `ssl_cert_file`.
+    pub files: Vec<(String, Vec<u8>, u32)>,
 }
 
 /// Errors of cluster management. Command failures carry stderr and the
@@ -227,6 +234,8 @@ pub struct LocalCluster {
     port: u16,
     /// Whether this handle started the postmaster and has not stopped it.
     running: bool,
+    /// What it was created with (reinitialisation repeats it).
+    opts: ClusterOptions,
 }
 
 impl LocalCluster {
@@ -268,6 +277,7 @@ impl LocalCluster {
             temp_root,
             port: 0,
             running: false,
+            opts: opts.clone(),
         };
         cluster.check_accessible()?;
 
@@ -280,6 +290,7 @@ impl LocalCluster {
             }
         }
         cluster.write_conf(&settings)?;
+        cluster.write_files()?;
 
         if let Some(port) = cluster.live_postmaster_port()? {
             if opts.port.is_some_and(|p| p != port) {
@@ -377,6 +388,26 @@ impl LocalCluster {
         }
         self.stop(StopMode::Fast)?;
         self.start_with_port(Some(self.port))
+    }
+
+    /// Replaces the cluster by a freshly initialised one in the same data dir and on the same
+    /// port (a new system identifier: "another database at the same URL"). Temp clusters only.
+    ///
+    /// # Errors
+    /// As [`LocalCluster::start`].
+    pub fn reinitialize(&mut self) -> Result<(), ClusterError> {
+        self.stop(StopMode::Immediate)?;
+        fs::remove_dir_all(&self.data_dir).map_err(io_err("remove", &self.data_dir))?;
+        create_private_dir(&self.data_dir, self.run_as.as_ref(), false)?;
+        self.initdb(self.temp_root.is_some())?;
+        let high = self.opts.high_lsn_and_xid_epoch && self.raise_lsn_and_xid_epoch()?;
+        self.write_conf(&render_settings(&self.opts)?)?;
+        self.write_files()?;
+        self.start_with_port(Some(self.port))?;
+        if high {
+            self.verify_high_positions()?;
+        }
+        Ok(())
     }
 
     /// Runs `sql` (a script; `;`-separated statements and psql meta-commands
@@ -499,6 +530,7 @@ impl LocalCluster {
                 // Nothing in a throwaway cluster needs to survive power loss.
                 cmd.arg("--no-sync");
             }
+            cmd.args(&self.opts.initdb_args);
             self.run(cmd, "initdb", false)
         };
         match attempt("--locale=C.UTF-8") {
@@ -564,6 +596,23 @@ impl LocalCluster {
                 "\n# Added by Ampere; settings are rewritten on every start.\n{CONF_INCLUDE}"
             )
             .map_err(io_err("append to", &main))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `pg_hba.conf` (when replaced) and the extra files.
+    fn write_files(&self) -> Result<(), ClusterError> {
+        let hba = self
+            .opts
+            .hba
+            .as_ref()
+            .map(|h| ("pg_hba.conf".to_owned(), h.clone().into_bytes(), 0o600));
+        for (name, contents, mode) in hba.iter().chain(&self.opts.files) {
+            let path = self.data_dir.join(name);
+            fs::write(&path, contents).map_err(io_err("write", &path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(*mode))
+                .map_err(io_err("chmod", &path))?;
+            self.give_to_pg_user(&path)?;
         }
         Ok(())
     }

@@ -5,8 +5,10 @@
 pub mod catalog;
 pub mod connection;
 pub mod copy_text;
+pub mod failure;
 pub mod local_cluster;
 pub mod pgoutput;
 pub mod publication;
 pub mod replication;
 pub mod snapshot;
+pub mod tls;

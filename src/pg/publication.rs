@@ -22,6 +22,30 @@ pub enum PublicationError {
     },
     #[error("publication query failed")]
     Db(#[from] tokio_postgres::Error),
+    #[error(
+        "publication {publication:?} does not exist and the DATABASE_URL role may not create it: \
+         grant it CREATE on the database, or create the publication as its owner"
+    )]
+    Missing {
+        publication: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "publication {publication:?} does not publish all required operations: INSERT, UPDATE, \
+         DELETE, TRUNCATE"
+    )]
+    MissingOperations { publication: String },
+}
+
+impl PublicationError {
+    /// Errors that no retry can fix.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            PublicationError::Missing { .. } | PublicationError::MissingOperations { .. }
+        )
+    }
 }
 
 /// Creates the publication. Returns true if it was created now (so the slot must be recreated
@@ -48,6 +72,27 @@ pub async fn ensure_publication(
                 tracing::warn!(error = %e, "cannot set publish_via_partition_root on the publication");
             }
             Ok(false)
+        }
+        // Not allowed to create it: a publication made by its owner will do, if complete.
+        Err(e) if sqlstate(&e) == Some("42501") => {
+            let complete: Option<bool> = client
+                .query_opt(
+                    "SELECT pubinsert AND pubupdate AND pubdelete AND pubtruncate \
+                     FROM pg_publication WHERE pubname = $1",
+                    &[&publication],
+                )
+                .await?
+                .map(|r| r.get(0));
+            match complete {
+                None => Err(PublicationError::Missing {
+                    publication: publication.to_owned(),
+                    source: e,
+                }),
+                Some(false) => Err(PublicationError::MissingOperations {
+                    publication: publication.to_owned(),
+                }),
+                Some(true) => Ok(false),
+            }
         }
         Err(e) => Err(e.into()),
     }

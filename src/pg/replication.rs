@@ -2,10 +2,19 @@
 //! streaming (operations.md §2.2). Knows nothing about shapes: it hands the pipeline a started
 //! [`ReplicationClient`] and the facts the pipeline needs to decide whether stored shapes are
 //! still valid.
+//!
+//! Invariants: configuration problems (`wal_level`, the role's REPLICATION right, a publication
+//! it may not create) are found before anything is created and reported as errors
+//! [`ReplicationError::is_configuration`] marks; the slot is touched only while holding the
+//! advisory lock; an invalidated slot (`wal_status = 'lost'`) is dropped and recreated, which
+//! reports `continuity_broken` (the app purges); only the handshake is time-bounded, never the
+//! lock or slot-creation waits.
+
+use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient};
 
-use super::connection::{PgUrl, sqlstate};
+use super::connection::PgUrl;
 use super::publication;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +29,29 @@ pub enum ReplicationError {
     Publication(#[from] publication::PublicationError),
     #[error("unexpected reply: {0}")]
     Protocol(String),
+    #[error(
+        "wal_level is {0:?}, but Ampere requires wal_level = logical: set it in postgresql.conf \
+         and restart Postgres"
+    )]
+    WalLevel(String),
+    #[error(
+        "role {0:?} may not stream changes: it needs the REPLICATION attribute \
+         (ALTER ROLE ... WITH REPLICATION) or superuser"
+    )]
+    NotReplicationRole(String),
+    #[error("the replication connection did not finish its handshake within {} s", .0.as_secs())]
+    HandshakeTimeout(Duration),
+}
+
+impl ReplicationError {
+    /// Errors that no retry can fix: the database or the role must be changed first.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            ReplicationError::WalLevel(_) | ReplicationError::NotReplicationRole(_) => true,
+            ReplicationError::Publication(p) => p.is_configuration(),
+            _ => false,
+        }
+    }
 }
 
 /// What the connection learned while starting.
@@ -33,9 +65,15 @@ pub struct StreamStart {
     pub start_lsn: u64,
 }
 
-/// Opens the replication session: takes the advisory lock (waiting while another instance holds
-/// it), makes sure the publication and slot exist, then starts streaming from the slot's
-/// confirmed position.
+/// First warning while slot creation waits for older transactions, then every
+/// [`SLOT_WAIT_REPEAT`].
+const SLOT_WAIT_FIRST: Duration = Duration::from_secs(2);
+const SLOT_WAIT_REPEAT: Duration = Duration::from_secs(10);
+
+/// Opens the replication session: checks the server settings and the role, takes the advisory
+/// lock (waiting while another instance holds it), makes sure the publication and slot exist
+/// (an invalidated slot is dropped and recreated: continuity broken), then starts streaming
+/// from the slot's confirmed position.
 pub async fn connect(
     url: &PgUrl,
     slot: &str,
@@ -43,11 +81,19 @@ pub async fn connect(
     on_waiting: impl Fn(),
 ) -> Result<(ReplicationClient, StreamStart), ReplicationError> {
     let admin = url.connect().await?;
+    let server_version = preflight(&admin).await?;
     let publication_created = publication::ensure_publication(&admin, publication_name).await?;
 
     let cfg = url.replication_config(slot, publication_name);
-    let mut client = ReplicationClient::connect_gated(cfg).await?;
-    let system = client.identify_system().await?;
+    // The handshake is bounded (a server that accepts TCP but never answers must not hang the
+    // reconnect loop); the waits that follow (lock, slot creation) are legitimate and are not.
+    let (mut client, system) = tokio::time::timeout(url.connect_timeout, async {
+        let mut client = ReplicationClient::connect_gated(cfg).await?;
+        let system = client.identify_system().await?;
+        Ok::<_, ReplicationError>((client, system))
+    })
+    .await
+    .map_err(|_| ReplicationError::HandshakeTimeout(url.connect_timeout))??;
 
     // The same key Electric uses, so an Electric instance and ours exclude each other too.
     let lock_sql = format!(
@@ -74,22 +120,28 @@ pub async fn connect(
 
     if publication_created {
         // A slot that predates a recreated publication keeps a stale reference.
-        let _ = admin
-            .execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                 WHERE slot_name = $1 AND NOT active",
-                &[&slot],
-            )
-            .await;
+        drop_inactive_slot(&admin, slot).await;
     }
-    let create = format!("CREATE_REPLICATION_SLOT \"{slot}\" LOGICAL pgoutput NOEXPORT_SNAPSHOT");
-    let slot_created = match client.simple_query(&create).await {
-        Ok(_) => true,
-        Err(pgwire_replication::PgWireError::Server(msg)) if msg.contains("already exists") => {
-            false
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let status: Option<Option<String>> = admin
+        .query_opt(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if let Some(Some(status)) = &status
+        && status == "lost"
+    {
+        // Postgres removed WAL the slot still needed (max_slot_wal_keep_size): the changes in
+        // between are gone for good, so every shape must be rebuilt from a new slot.
+        tracing::error!(
+            slot,
+            "replication slot invalidated (wal_status = lost: it fell further behind than \
+             max_slot_wal_keep_size allows); dropping and recreating it, every shape will be purged"
+        );
+        drop_inactive_slot(&admin, slot).await;
+    }
+    let slot_created = create_slot(&mut client, &admin, slot, server_version).await?;
     let row = admin
         .query_one(
             "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
@@ -103,7 +155,6 @@ pub async fn connect(
         .map_or(0, |l| l.0);
     client.start().await?;
     client.wait_started().await?;
-    let _ = sqlstate;
     Ok((
         client,
         StreamStart {
@@ -113,4 +164,109 @@ pub async fn connect(
             start_lsn,
         },
     ))
+}
+
+/// Checks what no retry can fix before touching anything: `wal_level` and the role's right to
+/// replicate. Returns `server_version_num`.
+async fn preflight(admin: &tokio_postgres::Client) -> Result<i32, ReplicationError> {
+    let row = admin
+        .query_one(
+            "SELECT current_setting('wal_level'), \
+             COALESCE((SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), false), \
+             current_user::text, current_setting('server_version_num')::int",
+            &[],
+        )
+        .await?;
+    let wal_level: String = row.get(0);
+    if wal_level != "logical" {
+        return Err(ReplicationError::WalLevel(wal_level));
+    }
+    let may_replicate: bool = row.get(1);
+    if !may_replicate {
+        return Err(ReplicationError::NotReplicationRole(row.get(2)));
+    }
+    Ok(row.get(3))
+}
+
+async fn drop_inactive_slot(admin: &tokio_postgres::Client, slot: &str) {
+    if let Err(e) = admin
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND NOT active",
+            &[&slot],
+        )
+        .await
+    {
+        tracing::warn!(slot, error = %e, "cannot drop the replication slot");
+    }
+}
+
+/// Creates the slot unless it exists; returns whether it was created. Creation waits for every
+/// transaction open at that moment to finish (it needs a consistent starting point): while it
+/// waits, a warning names the oldest open transaction, and on PG 16+ a standby snapshot is
+/// logged so the wait ends as soon as those transactions do, even on an idle database.
+async fn create_slot(
+    client: &mut ReplicationClient,
+    admin: &tokio_postgres::Client,
+    slot: &str,
+    server_version: i32,
+) -> Result<bool, ReplicationError> {
+    let create = format!("CREATE_REPLICATION_SLOT \"{slot}\" LOGICAL pgoutput NOEXPORT_SNAPSHOT");
+    let creating = client.simple_query(&create);
+    tokio::pin!(creating);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + SLOT_WAIT_FIRST,
+        SLOT_WAIT_REPEAT,
+    );
+    let started = tokio::time::Instant::now();
+    let result = loop {
+        tokio::select! {
+            r = &mut creating => break r,
+            _ = tick.tick() => warn_slot_wait(admin, slot, started.elapsed(), server_version).await,
+        }
+    };
+    match result {
+        Ok(_) => {
+            tracing::info!(slot, "replication slot created");
+            Ok(true)
+        }
+        Err(pgwire_replication::PgWireError::Server(msg)) if msg.contains("already exists") => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn warn_slot_wait(
+    admin: &tokio_postgres::Client,
+    slot: &str,
+    waited: Duration,
+    server_version: i32,
+) {
+    let oldest = admin
+        .query_opt(
+            "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start)::bigint FROM pg_stat_activity \
+             WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+             ORDER BY xact_start LIMIT 1",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| (r.get::<_, i32>(0), r.get::<_, Option<i64>>(1).unwrap_or(0)));
+    tracing::warn!(
+        slot,
+        waited_s = waited.as_secs(),
+        oldest_open_transaction_pid = oldest.map(|o| o.0),
+        oldest_open_transaction_age_s = oldest.map(|o| o.1),
+        "waiting for the replication slot to be created: Postgres waits for transactions that \
+         were open when creation started to finish (check for long-running transactions)"
+    );
+    if server_version >= 160_000
+        && let Err(e) = admin
+            .batch_execute("SELECT pg_log_standby_snapshot()")
+            .await
+    {
+        tracing::debug!(error = %e, "cannot log a standby snapshot");
+    }
 }

@@ -5,6 +5,7 @@ mod checklist;
 mod fault_proxy;
 mod faults;
 mod http_hostile;
+mod process_faults;
 mod subquery;
 mod support;
 mod where_live;

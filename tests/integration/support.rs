@@ -29,8 +29,39 @@ impl Pg {
         Pg { cluster, client }
     }
 
+    /// A throwaway cluster with options (high LSN and xid epoch always on).
+    pub async fn start_with(opts: ampere::pg::local_cluster::ClusterOptions) -> Pg {
+        let opts = ampere::pg::local_cluster::ClusterOptions {
+            high_lsn_and_xid_epoch: true,
+            ..opts
+        };
+        let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(opts))
+            .await
+            .unwrap()
+            .expect("start a throwaway Postgres");
+        let client = connect(&cluster.url()).await;
+        Pg { cluster, client }
+    }
+
     pub fn url(&self) -> String {
         self.cluster.url()
+    }
+
+    /// The URL of a role on the `postgres` database, with optional password and query string.
+    pub fn url_as(&self, user: &str, password: Option<&str>, query: &str) -> String {
+        let auth = match password {
+            Some(p) => format!("{user}:{p}"),
+            None => user.to_owned(),
+        };
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        format!(
+            "postgres://{auth}@127.0.0.1:{}/postgres{q}",
+            self.cluster.port()
+        )
     }
 
     pub async fn exec(&self, sql: &str) {
@@ -151,7 +182,7 @@ impl Binary {
         Binary::spawn_with(pg_url, storage, port, &[])
     }
 
-    /// Like [`Binary::spawn`], with extra (or overriding) environment variables.
+    /// Starts the binary with extra environment variables, without waiting.
     pub fn spawn_with(pg_url: &str, storage: &Path, port: u16, env: &[(&str, &str)]) -> Binary {
         let log = storage.with_extension(format!("{port}.log"));
         let out = std::fs::OpenOptions::new()
@@ -159,22 +190,29 @@ impl Binary {
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ampere"))
-            .env_clear()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ampere"));
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("DATABASE_URL", pg_url)
             .env("ELECTRIC_PORT", port.to_string())
             .env("ELECTRIC_STORAGE_DIR", storage)
             .env("ELECTRIC_INSECURE", "true")
             .env("ELECTRIC_LONG_POLL_TIMEOUT", "2000")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
             .expect("spawn ampere");
         let base = format!("http://127.0.0.1:{port}");
         Binary { base, child, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
     }
 
     /// `GET /v1/health` status code, if the server answers.
@@ -185,14 +223,68 @@ impl Binary {
             .map(|r| r.status().as_u16())
     }
 
+    /// The binary's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT, SIGTERM, …).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let r = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(r, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Waits (bounded) for the process to exit by itself; `None` if it is still running.
+    pub async fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then waits up to `bound` for a clean exit; SIGKILL if it did not come (and then
+    /// `None`).
+    pub async fn terminate(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(bound).await;
+        if status.is_none() {
+            self.kill9();
+        }
+        status
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kb * 1024
     }
 }
 
 impl Drop for Binary {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // A stopped process must be continued before it can die of SIGKILL promptly.
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+        }
         self.kill9();
     }
 }
