@@ -150,6 +150,9 @@ pub struct Config {
     pub sse_timeout: Duration,
     /// SSE keep-alive comment interval (not configurable in Electric).
     pub sse_keepalive: Duration,
+    /// The file system storage goes through (the real one; tests put failpoints and a
+    /// crash-consistency recorder here).
+    pub storage_fs: crate::storage::io::Fs,
 }
 
 /// Why a configuration is refused.
@@ -283,6 +286,7 @@ impl Cli {
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
+            storage_fs: crate::storage::io::Fs::real(),
         })
     }
 }
@@ -312,6 +316,7 @@ impl Config {
             log_json: false,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
+            storage_fs: crate::storage::io::Fs::real(),
         }
     }
 

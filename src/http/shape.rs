@@ -339,8 +339,11 @@ async fn respond(
                 return r;
             }
             let path = shape.log_path.clone();
-            let buf = match tokio::task::spawn_blocking(move || log::read_range(&path, start, end))
-                .await
+            let fs = engine.storage.fs().clone();
+            let buf = match tokio::task::spawn_blocking(move || {
+                log::read_range(&fs, &path, start, end)
+            })
+            .await
             {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {

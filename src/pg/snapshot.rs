@@ -12,7 +12,7 @@ use super::copy_text;
 use crate::shape::convert;
 use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
-use crate::storage::log::{LogWriter, sync_files};
+use crate::storage::log::LogWriter;
 
 /// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,8 +125,7 @@ pub async fn run(
         snapshot.xmax,
         &snapshot.xip,
     ));
-    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
-    sync_files(&files)?;
+    writer.write_and_sync()?;
     Ok(snapshot)
 }
 
@@ -214,8 +213,7 @@ async fn copy_rows(
 }
 
 fn flush_chunk(writer: &mut LogWriter) -> std::io::Result<()> {
-    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
-    sync_files(&files)?;
+    writer.write_and_sync()?;
     writer.publish();
     Ok(())
 }
