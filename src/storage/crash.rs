@@ -20,6 +20,10 @@
 //! mutating operation fails with EIO, as on a machine that lost power, so the process that
 //! produced the image can acknowledge nothing more.
 //!
+//! A failed sync (an injected failpoint) drops the unsynced writes of the file concerned for good
+//! (every file's, for `syncfs`), while reads still show them: the "fsyncgate" behaviour of Linux,
+//! where a later fsync succeeds without having written the lost pages.
+//!
 //! Not modelled: reordering of unsynced writes within one file (later pages reaching the disk
 //! before earlier ones); recovery treats such a hole as damage and drops the shape, which is
 //! conservative (a 409, never wrong data).
@@ -311,6 +315,20 @@ impl Model {
         {
             durable.clone_from(current);
             pending.clear();
+        }
+    }
+
+    /// A sync of `path` failed (`syncfs` of the whole recorded tree when `path` is empty or a
+    /// directory): the unsynced writes of the files concerned are lost for good.
+    pub(crate) fn sync_failed(&mut self, path: &Path) {
+        let inos: Vec<Ino> = match self.lookup(path) {
+            Some(ino) if matches!(self.nodes[ino], Node::File { .. }) => vec![ino],
+            _ => (0..self.nodes.len()).collect(),
+        };
+        for ino in inos {
+            if let Node::File { pending, .. } = &mut self.nodes[ino] {
+                pending.clear();
+            }
         }
     }
 

@@ -65,6 +65,16 @@ impl TestFs {
         record: impl FnOnce(&mut super::crash::Model, &T),
     ) -> io::Result<T> {
         if let Some(Action::Fail(errno)) = self.faults.check(op, path) {
+            if op == Op::Sync
+                && let Some(r) = &self.recorder
+            {
+                // "fsyncgate": after a failed fsync the kernel may have dropped the dirty pages
+                // (while reads still show them); those writes never become durable.
+                let _ = r.with(|m| {
+                    m.sync_failed(path);
+                    Ok(())
+                });
+            }
             return Err(io::Error::from_raw_os_error(errno));
         }
         match &self.recorder {
@@ -277,9 +287,8 @@ impl Fs {
             };
             #[cfg(any(test, feature = "failpoints"))]
             if let Some(t) = &self.test {
-                let path = first.test.as_ref().map(|(_, p, _)| p.clone());
-                let path = path.unwrap_or_default();
-                return t.mutate(Op::Sync, &path, real, |m, ()| m.sync_everything());
+                // syncfs concerns every file: its failpoint path is empty.
+                return t.mutate(Op::Sync, Path::new(""), real, |m, ()| m.sync_everything());
             }
             return real();
         }

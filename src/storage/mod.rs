@@ -26,6 +26,8 @@ pub mod format;
 pub mod io;
 pub mod log;
 pub mod meta;
+#[cfg(test)]
+mod power_loss_tests;
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +79,13 @@ impl Storage {
         for sub in ["shapes", "trash"] {
             let p = root.join(sub);
             fs.create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        // The entries of `shapes/` and `trash/` (and of the root itself, when this start created
+        // it) must be durable before any shape is: sealing a shape syncs `shapes/`, not its
+        // parents.
+        fs.sync_dir(root).map_err(io_at(root))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(io_at(parent))?;
         }
         let s = Storage {
             root: root.to_path_buf(),
