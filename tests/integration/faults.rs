@@ -31,7 +31,7 @@ use crate::support::*;
 // Knobs
 
 /// The run's seed: `AMPERE_SEED` or a fresh one, printed so a failure can be replayed.
-fn seed(test: &str) -> u64 {
+pub(crate) fn seed(test: &str) -> u64 {
     let seed = std::env::var("AMPERE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -41,7 +41,7 @@ fn seed(test: &str) -> u64 {
 }
 
 /// `fast` normally, `soak` under `AMPERE_SOAK=1` (the long tier).
-fn scale(fast: usize, soak: usize) -> usize {
+pub(crate) fn scale(fast: usize, soak: usize) -> usize {
     if std::env::var("AMPERE_SOAK").is_ok_and(|v| v == "1") {
         soak
     } else {
@@ -52,26 +52,26 @@ fn scale(fast: usize, soak: usize) -> usize {
 // ---------------------------------------------------------------------------------------------
 // The workload: items (where clauses, column lists, PK updates) and a transfer table.
 
-const TRANSFER_TOTAL: i64 = 20 * 1000;
+pub(crate) const TRANSFER_TOTAL: i64 = 20 * 1000;
 
-const SCHEMA: &str = "CREATE TABLE items (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL, note text);
+pub(crate) const SCHEMA: &str = "CREATE TABLE items (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL, note text);
      INSERT INTO items SELECT g, g % 4, g % 100, CASE WHEN g % 7 = 0 THEN NULL ELSE 'n' || g END FROM generate_series(1, 100) g;
      CREATE TABLE acc (id int PRIMARY KEY, balance int NOT NULL);
      INSERT INTO acc SELECT g, 1000 FROM generate_series(1, 20) g";
 
 /// A shape and the query that computes what its clients must hold.
-struct ShapeSpec {
-    query: String,
-    sql: &'static str,
-    cols: &'static [&'static str],
-    transfer: bool,
+pub(crate) struct ShapeSpec {
+    pub(crate) query: String,
+    pub(crate) sql: &'static str,
+    pub(crate) cols: &'static [&'static str],
+    pub(crate) transfer: bool,
 }
 
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
-fn shapes() -> Vec<ShapeSpec> {
+pub(crate) fn shapes() -> Vec<ShapeSpec> {
     let w = |t: &str, w: &str, extra: &str| format!("table={t}&where={}{extra}", enc(w));
     vec![
         ShapeSpec {
@@ -200,14 +200,14 @@ async fn try_connect(url: &str) -> Option<tokio_postgres::Client> {
 
 /// A writer running seeded transactions until `stop`, surviving Postgres restarts (a failed
 /// transaction is simply not part of the expected state). Returns the committed count.
-struct Writer {
+pub(crate) struct Writer {
     stop: Arc<AtomicBool>,
     committed: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
-    fn start(url: String, seed: u64, pause: Duration) -> Writer {
+    pub(crate) fn start(url: String, seed: u64, pause: Duration) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let committed = Arc::new(AtomicU64::new(0));
         let (s, c) = (stop.clone(), committed.clone());
@@ -246,7 +246,7 @@ impl Writer {
         }
     }
 
-    async fn finish(self) -> u64 {
+    pub(crate) async fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.unwrap();
         self.committed.load(Ordering::Relaxed)
@@ -271,25 +271,25 @@ fn parse_offset(s: &str) -> (u64, u64) {
 
 /// Follows one shape like the TS client and checks every message it gets.
 #[derive(Debug, Clone)]
-struct Oracle {
-    query: String,
-    handle: Option<String>,
-    offset: String,
-    rows: BTreeMap<String, serde_json::Map<String, Value>>,
-    transfer: bool,
-    refetches: usize,
+pub(crate) struct Oracle {
+    pub(crate) query: String,
+    pub(crate) handle: Option<String>,
+    pub(crate) offset: String,
+    pub(crate) rows: BTreeMap<String, serde_json::Map<String, Value>>,
+    pub(crate) transfer: bool,
+    pub(crate) refetches: usize,
     /// Statuses other than 200/409/503 and transport errors, for the report.
-    errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// Last change offset delivered on the current handle.
-    last_change: (u64, u64),
-    up_to_dates: usize,
+    pub(crate) last_change: (u64, u64),
+    pub(crate) up_to_dates: usize,
     /// Set when the shape's definition became invalid (400 after a 409, or any 400 when
     /// `accept_invalid`).
-    invalid: Option<String>,
-    accept_invalid: bool,
+    pub(crate) invalid: Option<String>,
+    pub(crate) accept_invalid: bool,
 }
 
-enum Step {
+pub(crate) enum Step {
     UpToDate,
     More,
     /// 503, a transport error, or a 5xx: retry after a pause.
@@ -297,7 +297,7 @@ enum Step {
 }
 
 impl Oracle {
-    fn new(query: &str, transfer: bool) -> Oracle {
+    pub(crate) fn new(query: &str, transfer: bool) -> Oracle {
         Oracle {
             query: query.to_owned(),
             handle: None,
@@ -324,7 +324,7 @@ impl Oracle {
         u
     }
 
-    async fn step(&mut self, http: &reqwest::Client, base: &str, live: bool) -> Step {
+    pub(crate) async fn step(&mut self, http: &reqwest::Client, base: &str, live: bool) -> Step {
         let live = live && self.offset != "-1";
         let resp = match http
             .get(self.url(base, live))
@@ -439,7 +439,7 @@ impl Oracle {
     }
 
     /// Catches up until up-to-date (retrying through outages, bounded).
-    async fn sync(&mut self, http: &reqwest::Client, base: &str) {
+    pub(crate) async fn sync(&mut self, http: &reqwest::Client, base: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match self.step(http, base, false).await {
@@ -451,7 +451,7 @@ impl Oracle {
         panic!("{}: never up to date; errors {:?}", self.query, self.errors);
     }
 
-    fn table(&self, cols: &[&str]) -> Vec<Vec<Option<String>>> {
+    pub(crate) fn table(&self, cols: &[&str]) -> Vec<Vec<Option<String>>> {
         let mut v: Vec<Vec<Option<String>>> = self
             .rows
             .values()
@@ -466,7 +466,7 @@ impl Oracle {
     }
 
     /// Convergence: follows (live) until the rows equal `sql` on Postgres.
-    async fn converge(
+    pub(crate) async fn converge(
         &mut self,
         http: &reqwest::Client,
         base: &str,
@@ -502,7 +502,7 @@ impl Oracle {
 }
 
 /// Runs an oracle in the background (live) until stopped; returns it for the final checks.
-fn follow_in_background(
+pub(crate) fn follow_in_background(
     mut o: Oracle,
     base: String,
     stop: Arc<AtomicBool>,
@@ -520,7 +520,7 @@ fn follow_in_background(
 }
 
 /// Every shape of [`shapes`], synced once.
-async fn start_oracles(http: &reqwest::Client, base: &str) -> Vec<Oracle> {
+pub(crate) async fn start_oracles(http: &reqwest::Client, base: &str) -> Vec<Oracle> {
     let mut out = Vec::new();
     for s in shapes() {
         let mut o = Oracle::new(&s.query, s.transfer);
@@ -531,7 +531,7 @@ async fn start_oracles(http: &reqwest::Client, base: &str) -> Vec<Oracle> {
 }
 
 /// Convergence for every oracle and for a fresh client of each shape; returns the handles.
-async fn converge_all(
+pub(crate) async fn converge_all(
     http: &reqwest::Client,
     base: &str,
     pg: &Pg,
@@ -557,7 +557,7 @@ async fn converge_all(
 
 /// Exactly one slot (ours); every shape directory belongs to a live handle; the slot's
 /// confirmed position passes WAL written on an unpublished table while shapes are idle.
-async fn check_hygiene(pg: &Pg, slot: &str, storage: &Path, live: &HashSet<String>) {
+pub(crate) async fn check_hygiene(pg: &Pg, slot: &str, storage: &Path, live: &HashSet<String>) {
     let slots = pg
         .rows("SELECT slot_name FROM pg_replication_slots ORDER BY 1")
         .await;
@@ -578,7 +578,7 @@ async fn check_hygiene(pg: &Pg, slot: &str, storage: &Path, live: &HashSet<Strin
 
 /// Writes WAL on an unpublished table and waits until the slot's confirmed position passes it
 /// (everything before is acknowledged).
-async fn wait_slot_passes_current_wal(pg: &Pg, slot: &str) {
+pub(crate) async fn wait_slot_passes_current_wal(pg: &Pg, slot: &str) {
     pg.exec("CREATE TABLE IF NOT EXISTS hygiene_unpublished (id serial PRIMARY KEY, t text); INSERT INTO hygiene_unpublished (t) SELECT 'x' FROM generate_series(1, 100)").await;
     let target = pg.rows("SELECT pg_current_wal_lsn()::text").await[0][0]
         .clone()
@@ -603,7 +603,7 @@ async fn wait_slot_passes_current_wal(pg: &Pg, slot: &str) {
 
 /// Makes Postgres send keepalives often (the idle-advancement check relies on them) and log
 /// every statement it receives.
-async fn tune_pg(pg: &Pg, extra: &[&str]) {
+pub(crate) async fn tune_pg(pg: &Pg, extra: &[&str]) {
     // ALTER SYSTEM refuses to run inside the implicit transaction of a multi-statement batch.
     pg.exec("ALTER SYSTEM SET wal_sender_timeout = '2s'").await;
     for sql in extra {
@@ -612,7 +612,7 @@ async fn tune_pg(pg: &Pg, extra: &[&str]) {
     pg.exec("SELECT pg_reload_conf()").await;
 }
 
-fn test_storage() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn test_storage() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let storage = dir.path().join("storage");
     (dir, storage)

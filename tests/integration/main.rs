@@ -4,6 +4,7 @@
 mod checklist;
 mod fault_proxy;
 mod faults;
+mod storage_faults;
 mod support;
 mod where_live;
 
