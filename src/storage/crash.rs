@@ -318,12 +318,17 @@ impl Model {
         }
     }
 
-    /// A sync of `path` failed (`syncfs` of the whole recorded tree when `path` is empty or a
-    /// directory): the unsynced writes of the files concerned are lost for good.
+    /// A sync of `path` failed (`syncfs`, of every file, when `path` is empty): the unsynced
+    /// writes of the files concerned are lost for good. A failed directory fsync loses nothing
+    /// more than its own pending entries might (they stay pending, and may or may not survive).
     pub(crate) fn sync_failed(&mut self, path: &Path) {
-        let inos: Vec<Ino> = match self.lookup(path) {
-            Some(ino) if matches!(self.nodes[ino], Node::File { .. }) => vec![ino],
-            _ => (0..self.nodes.len()).collect(),
+        let inos: Vec<Ino> = if path.as_os_str().is_empty() {
+            (0..self.nodes.len()).collect()
+        } else {
+            self.lookup(path)
+                .filter(|&ino| matches!(self.nodes[ino], Node::File { .. }))
+                .into_iter()
+                .collect()
         };
         for ino in inos {
             if let Node::File { pending, .. } = &mut self.nodes[ino] {
