@@ -436,7 +436,7 @@ fn seeds() -> Vec<u64> {
         return vec![s];
     }
     let n = if std::env::var("AMPERE_LONG_TESTS").is_ok_and(|v| v == "1") {
-        3000
+        1000
     } else {
         // Each seed does real fsyncs: ≈ 5 s on an idle 2-core machine.
         100
