@@ -20,7 +20,7 @@
 //! - `convert`: one row change → one shape's JSON log entry (insert, update with the default
 //!   replica mode, update with `replica=full`). Paid once per (change, matching shape).
 //! - `log_append`: 1,000 entries of ~200 bytes appended to a `LogWriter`, then one flush
-//!   (`write_pending` + `sync_files` + `publish`), in entries/s; plus the same without the fsync
+//!   (`write_pending` + `Fs::sync_files` + `publish`), in entries/s; plus the same without the fsync
 //!   and the appends alone (encoding + CRC), to separate CPU, `write` and the device's flush
 //!   latency. The pipeline batches exactly like this: one flush per batch, never one per entry.
 //!   The file is replaced every 256 batches, untimed, so long runs stay small on disk.
@@ -36,7 +36,8 @@ use ampere::shape::definition::{ShapeDef, ShapeRequest};
 use ampere::shape::router::Router;
 use ampere::shape::table::{ColumnInfo, TableInfo};
 use ampere::shape::where_clause::{Column, Schema, WhereClause};
-use ampere::storage::log::{LogView, LogWriter, sync_files};
+use ampere::storage::io::Fs;
+use ampere::storage::log::{LogView, LogWriter};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::watch;
@@ -337,7 +338,8 @@ fn fresh_log(path: &std::path::Path) -> LogWriter {
     // Ignoring the error is right: the first call finds no file to remove.
     let _ = std::fs::remove_file(path);
     let (tx, _rx) = watch::channel(LogView::empty());
-    LogWriter::create(path.to_path_buf(), CHUNK_BYTES, Arc::new(tx)).expect("create log")
+    LogWriter::create(&Fs::real(), path.to_path_buf(), CHUNK_BYTES, Arc::new(tx))
+        .expect("create log")
 }
 
 fn bench_log_append(c: &mut Criterion) {
@@ -352,8 +354,13 @@ fn bench_log_append(c: &mut Criterion) {
     // is never committed, so `discard_uncommitted` rolls the buffer back to empty).
     {
         let (tx, _rx) = watch::channel(LogView::empty());
-        let mut w = LogWriter::create(dir.path().join("append_only"), CHUNK_BYTES, Arc::new(tx))
-            .expect("create log");
+        let mut w = LogWriter::create(
+            &Fs::real(),
+            dir.path().join("append_only"),
+            CHUNK_BYTES,
+            Arc::new(tx),
+        )
+        .expect("create log");
         let mut lsn = 1u64;
         g.bench_function("1000_entries_append_only", |b| {
             b.iter(|| {
@@ -390,10 +397,12 @@ fn bench_log_append(c: &mut Criterion) {
                         let last = op + 1 == BATCH;
                         w.append_entry(LogOffset::new(lsn, op * 2), black_box(entry), last);
                     }
-                    let file = w.write_pending().expect("write").expect("pending bytes");
+                    assert!(w.write_pending().expect("write"), "pending bytes");
                     if fsync {
-                        sync_files(std::slice::from_ref(&file)).expect("sync");
+                        let file = w.unsynced_file().expect("unsynced bytes");
+                        Fs::real().sync_files(&[file]).expect("sync");
                     }
+                    w.mark_synced();
                     w.publish();
                     timed += started.elapsed();
                 }

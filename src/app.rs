@@ -51,9 +51,10 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     crate::http::shape::clear_tail_cache();
-    std::fs::create_dir_all(&config.storage_dir)
+    let fs = config.storage_fs.clone();
+    fs.create_dir_all(&config.storage_dir)
         .map_err(|e| AppError::Storage(crate::storage::io_at(&config.storage_dir)(e)))?;
-    let storage = Storage::open(&config.storage_dir)?;
+    let storage = Storage::open(&config.storage_dir, fs)?;
 
     // Dev mode: no DATABASE_URL → a persistent local cluster inside the storage dir.
     let mut dev_cluster: Option<LocalCluster> = None;
@@ -85,7 +86,19 @@ pub async fn run(
         None => None,
     };
 
-    let global = storage.read_global()?;
+    // A global state file that does not check out says nothing about which cluster, timeline or
+    // slot the stored shapes came from: they are dropped (clients refetch) rather than trusted.
+    // An I/O error (say, an unreadable storage root) stays fatal.
+    let (global, global_lost) = match storage.read_global() {
+        Ok(g) => (g, false),
+        Err(crate::storage::StorageError::Meta(
+            e @ (meta::MetaError::Corrupt(_) | meta::MetaError::Json { .. }),
+        )) => {
+            tracing::error!(error = %e, "global state unreadable: every stored shape will be dropped");
+            (crate::storage::GlobalState::default(), true)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<Command>(1024);
     let registry = Registry::new(global.handle_high_water);
     let engine = Arc::new(Engine::new(
@@ -174,6 +187,9 @@ pub async fn run(
         match connected {
             Ok((mut client, start)) => {
                 if !restored {
+                    if global_lost && let Err(e) = engine.storage.remove_all_shapes() {
+                        tracing::error!(error = %e, "cannot drop the stored shapes");
+                    }
                     restore_shapes(&engine, &mut pipeline, start.start_lsn);
                     pipeline.rebuild_dependencies().await;
                     restored = true;
@@ -265,9 +281,8 @@ pub async fn run(
 /// Purges every shape when WAL continuity with stored shapes is broken (new slot or publication,
 /// another cluster, another timeline), then records the new identity.
 fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replication::StreamStart) {
-    let Ok(mut global) = engine.storage.read_global() else {
-        return;
-    };
+    // Unreadable state was dealt with at startup (shapes dropped): start it afresh.
+    let mut global = engine.storage.read_global().unwrap_or_default();
     let identity_changed = global
         .system_id
         .as_ref()
@@ -300,6 +315,8 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             return;
         }
     };
+    // This instance owns the storage now: temp files of interrupted metadata writes are orphans.
+    engine.storage.remove_temp_files(&handles);
     let (mut ok, mut dropped) = (0usize, 0usize);
     // One `TableInfo` per distinct table description, shared by its shapes (each meta file
     // carries its own copy; ~0.5 KiB per shape otherwise).
@@ -308,7 +325,15 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
     for handle in handles {
         let dir = engine.storage.shape_dir(&handle);
         let restored = (|| -> Option<(Arc<Shape>, LogWriter, ShapeMeta)> {
-            let m: ShapeMeta = meta::read_json(&dir.join("meta.bin")).ok()??;
+            let m: ShapeMeta = match engine.storage.read_shape_meta(&handle) {
+                Ok(Some(m)) => m,
+                // No metadata: a shape whose snapshot never completed (or a stray directory).
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
+                    return None;
+                }
+            };
             if !m.complete || m.handle != handle {
                 return None;
             }
@@ -330,6 +355,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             let view = Arc::new(watch::channel(LogView::empty()).0);
             let log_path = dir.join("log");
             let writer = match LogWriter::recover(
+                engine.storage.fs(),
                 log_path.clone(),
                 engine.config.chunk_bytes_threshold,
                 view.clone(),

@@ -184,6 +184,9 @@ pub struct Config {
     pub sse_keepalive: Duration,
     /// Connection cap and header deadline of the HTTP listener.
     pub http: crate::http::server::Limits,
+    /// The file system storage goes through (the real one; tests put failpoints and a
+    /// crash-consistency recorder here).
+    pub storage_fs: crate::storage::io::Fs,
 }
 
 /// Why a configuration is refused.
@@ -391,6 +394,7 @@ impl Cli {
                     &self.header_read_timeout,
                 )?,
             },
+            storage_fs: crate::storage::io::Fs::real(),
         })
     }
 }
@@ -425,6 +429,7 @@ impl Config {
                 max_connections: 4096,
                 header_read_timeout: Duration::from_secs(10),
             },
+            storage_fs: crate::storage::io::Fs::real(),
         }
     }
 

@@ -34,6 +34,10 @@ pub enum Health {
     /// Another instance holds the replication lock.
     Waiting,
     Active,
+    /// Streaming, but storage is failing (disk full, I/O errors): existing shapes are served
+    /// up to their durable data, nothing new is acknowledged or published, new shapes are
+    /// refused (503) until it recovers.
+    Degraded,
 }
 
 /// Which admission pool a request draws from (http-protocol.md §14).
@@ -112,6 +116,8 @@ pub struct Engine {
     /// The last commit LSN the pipeline made durable (`G` of http-protocol.md §8.3).
     pub global_lsn: AtomicU64,
     pub health: watch::Sender<Health>,
+    /// Set by the pipeline while storage writes or syncs fail (see [`Health::Degraded`]).
+    pub storage_failing: std::sync::atomic::AtomicBool,
     /// Turns true when the service shuts down: parked requests answer at once.
     pub stopping: watch::Sender<bool>,
     pipeline: mpsc::Sender<Command>,
@@ -152,6 +158,7 @@ impl Engine {
             registry,
             global_lsn: AtomicU64::new(0),
             health: watch::channel(Health::Starting).0,
+            storage_failing: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
             pipeline,
             admin: tokio::sync::Mutex::new(None),
@@ -286,7 +293,12 @@ impl Engine {
     }
 
     pub fn health(&self) -> Health {
-        *self.health.borrow()
+        let h = *self.health.borrow();
+        if h == Health::Active && self.storage_failing.load(Ordering::Acquire) {
+            Health::Degraded
+        } else {
+            h
+        }
     }
 
     /// Forgets cached table info (after DDL was seen).
@@ -564,6 +576,7 @@ impl Engine {
         let view = Arc::new(watch::channel(LogView::empty()).0);
         let log_path = dir.join("log");
         let writer = match LogWriter::create(
+            self.storage.fs(),
             log_path.clone(),
             self.config.chunk_bytes_threshold,
             view.clone(),

@@ -17,10 +17,17 @@
 //! - Commands that change the shape set run between transactions, never inside one.
 //! - A shape whose snapshot has not completed does not survive a restart, so transactions it
 //!   buffers in memory may be acknowledged before it completes.
+//! - Storage failures (ENOSPC, EIO) stop the pipeline where it is: nothing more is read from the
+//!   stream (the replication client keeps answering keepalives), published or acknowledged, and
+//!   the failed step is retried with backoff. A failed write leaves its bytes pending and is
+//!   simply retried. A failed sync is never retried ("fsyncgate": the kernel may have dropped
+//!   the dirty pages): every log it covered is cut back to its last durable length and the
+//!   stream restarts from the acknowledged position, so Postgres resends exactly what was lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
@@ -36,7 +43,8 @@ use crate::shape::registry::Shape;
 use crate::shape::router::{Router, ShapeId};
 use crate::shape::table::TableInfo;
 use crate::shape::where_clause::{Members, Subquery};
-use crate::storage::log::{LogWriter, sync_files};
+use crate::storage::io::FsFile;
+use crate::storage::log::{LogWriter, RecoverError};
 
 /// Requests to the pipeline from other tasks.
 pub enum Command {
@@ -84,7 +92,43 @@ pub enum PipelineError {
     Ended,
     #[error("undecodable replication message")]
     Decode(#[source] pgoutput::DecodeError),
+    #[error(
+        "a storage sync failed: logs were cut back to their durable length; the stream restarts \
+         from the acknowledged position"
+    )]
+    StorageRewound,
 }
+
+/// Why making a batch durable failed.
+#[derive(Debug, thiserror::Error)]
+enum FlushFailure {
+    #[error("shape log write failed")]
+    Write(#[source] std::io::Error),
+    #[error("shape log sync failed")]
+    Sync(#[source] std::io::Error),
+    #[error("shape metadata write failed")]
+    Seal(#[source] crate::storage::StorageError),
+    #[error("cutting a log back to its durable length failed")]
+    Rewind(#[source] RecoverError),
+}
+
+/// A storage failure the pipeline is waiting out (see the module invariants).
+struct StorageFault {
+    /// A sync failed: unsynced log bytes are lost; rewind them, then restart the stream.
+    rewind: bool,
+    since: std::time::Instant,
+    attempts: u32,
+    backoff: Duration,
+    retry_at: tokio::time::Instant,
+    last_report: std::time::Instant,
+}
+
+/// Retry delays after a storage failure: doubling from the first to the cap.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// While a failure lasts, a reminder is logged at most this often (one error line when it
+/// starts, one info line when it ends: never a line per attempt).
+const FAULT_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 struct BufferedTxn {
     xid: u32,
@@ -139,6 +183,7 @@ pub struct Pipeline {
     /// Approximate log bytes produced since the last write-out (keeps this O(1) per change).
     unwritten: usize,
     decode_error: Option<pgoutput::DecodeError>,
+    fault: Option<StorageFault>,
 }
 
 impl Pipeline {
@@ -158,6 +203,7 @@ impl Pipeline {
             entries: Vec::new(),
             unwritten: 0,
             decode_error: None,
+            fault: None,
         }
     }
 
@@ -279,11 +325,18 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         loop {
             let in_txn = self.txn.is_some();
-            let needs_flush = !in_txn && (self.unflushed.is_some() || !self.dirty.is_empty());
+            // While storage fails, the stream is not read: the client's channel fills and it
+            // keeps answering keepalives with the (unchanged) acknowledged position.
+            let healthy = self.fault.is_none();
+            let needs_flush =
+                healthy && !in_txn && (self.unflushed.is_some() || !self.dirty.is_empty());
+            let retry_at = self.fault.as_ref().map(|f| f.retry_at);
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
-                ev = client.recv() => match ev? {
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if retry_at.is_some() => self.retry_storage(client)?,
+                ev = client.recv(), if healthy => match ev? {
                     Some(ev) => {
                         self.on_event(client, ev);
                         if let Some(e) = self.decode_error.take() {
@@ -298,7 +351,7 @@ impl Pipeline {
                 },
                 () = std::future::ready(()), if needs_flush => self.flush(Some(client)),
             }
-            if self.unwritten > SPILL_BYTES {
+            if self.fault.is_none() && self.unwritten > SPILL_BYTES {
                 if self.txn.is_none() {
                     self.flush(Some(client));
                 } else {
@@ -318,25 +371,24 @@ impl Pipeline {
             .as_ref()
             .map(|t| t.touched.clone())
             .unwrap_or_default();
-        let mut failed = Vec::new();
-        tokio::task::block_in_place(|| {
+        let written = tokio::task::block_in_place(|| {
             for id in dirty.iter().chain(touched.iter()) {
                 let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else {
                     continue;
                 };
-                if let Err(e) = w.write_pending() {
-                    tracing::error!(error = %e, "spilling a large transaction failed");
-                    failed.push(*id);
-                }
+                w.write_pending()?;
             }
+            Ok(())
         });
+        // Written or not, these logs now hold unsynced or pending bytes the flush must cover.
         for id in touched {
             if !self.dirty.contains(&id) {
                 self.dirty.push(id);
             }
         }
-        for id in failed {
-            self.remove_now(id);
+        match written {
+            Ok(()) => self.storage_recovered(),
+            Err(e) => self.storage_failed(FlushFailure::Write(e)),
         }
     }
 
@@ -834,64 +886,26 @@ impl Pipeline {
     }
 
     /// Writes and syncs every dirty log, marks completed snapshots durable, publishes the new
-    /// views, advances `G`, and acknowledges the last commit.
+    /// views, advances `G`, and acknowledges the last commit. Skipped while storage is failing
+    /// (the retry timer flushes then).
     fn flush(&mut self, client: Option<&ReplicationClient>) {
-        if self.txn.is_some() {
+        if self.txn.is_some() || self.fault.is_some() {
             return;
         }
+        self.try_flush(client);
+    }
+
+    fn try_flush(&mut self, client: Option<&ReplicationClient>) {
         self.unwritten = 0;
         let dirty = std::mem::take(&mut self.dirty);
         let completing = std::mem::take(&mut self.completing);
-        let mut failed: Vec<ShapeId> = Vec::new();
-        tokio::task::block_in_place(|| {
-            let mut files = Vec::with_capacity(dirty.len());
-            for id in &dirty {
-                let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) else {
-                    continue;
-                };
-                match w.write_pending() {
-                    Ok(Some(f)) => files.push(f),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "shape log write failed");
-                        failed.push(*id);
-                    }
-                }
-            }
-            if let Err(e) = sync_files(&files) {
-                // We cannot tell which file failed: none of them is durable.
-                tracing::error!(error = %e, "shape log sync failed");
-                failed.extend(dirty.iter().copied());
-            }
-            for (id, snapshot) in &completing {
-                if failed.contains(id) {
-                    continue;
-                }
-                let Some(slot) = self.slots.get(id) else {
-                    continue;
-                };
-                let meta = ShapeMeta {
-                    handle: slot.shape.handle.clone(),
-                    request: slot.shape.def.request.clone(),
-                    table: (*slot.shape.def.table).clone(),
-                    inner_tables: slot
-                        .shape
-                        .def
-                        .inner_tables
-                        .iter()
-                        .map(|t| (**t).clone())
-                        .collect(),
-                    snapshot: Some(snapshot.clone()),
-                    complete: true,
-                };
-                if let Err(e) = self.engine.storage.seal_shape(&slot.shape.handle, &meta) {
-                    tracing::error!(error = %e, "shape metadata write failed");
-                    failed.push(*id);
-                }
-            }
-        });
-        for id in failed.iter().copied() {
-            self.remove_now(id);
+        let durable = tokio::task::block_in_place(|| self.make_durable(&dirty, &completing));
+        if let Err(failure) = durable {
+            // Nothing was published or acknowledged: the whole batch is retried.
+            self.dirty = dirty;
+            self.completing = completing;
+            self.storage_failed(failure);
+            return;
         }
         if let Some((lsn, _)) = self.unflushed {
             self.engine.global_lsn.fetch_max(lsn, Ordering::AcqRel);
@@ -904,6 +918,175 @@ impl Pipeline {
         if let (Some((_, end)), Some(c)) = (self.unflushed.take(), client) {
             c.update_applied_lsn(Lsn(end));
         }
+        self.storage_recovered();
+    }
+
+    /// Writes every dirty log, syncs them together, then seals completed snapshots. Stops at
+    /// the first failure.
+    fn make_durable(
+        &mut self,
+        dirty: &[ShapeId],
+        completing: &[(ShapeId, PgSnapshot)],
+    ) -> Result<(), FlushFailure> {
+        for id in dirty {
+            if let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) {
+                w.write_pending().map_err(FlushFailure::Write)?;
+            }
+        }
+        let files: Vec<&FsFile> = dirty
+            .iter()
+            .filter_map(|id| self.slots.get(id)?.writer.as_ref()?.unsynced_file())
+            .collect();
+        self.engine
+            .storage
+            .fs()
+            .sync_files(&files)
+            .map_err(FlushFailure::Sync)?;
+        for id in dirty {
+            if let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) {
+                w.mark_synced();
+            }
+        }
+        for (id, snapshot) in completing {
+            let Some(slot) = self.slots.get(id) else {
+                continue;
+            };
+            let meta = ShapeMeta {
+                handle: slot.shape.handle.clone(),
+                request: slot.shape.def.request.clone(),
+                table: (*slot.shape.def.table).clone(),
+                inner_tables: slot
+                    .shape
+                    .def
+                    .inner_tables
+                    .iter()
+                    .map(|t| (**t).clone())
+                    .collect(),
+                snapshot: Some(snapshot.clone()),
+                complete: true,
+            };
+            self.engine
+                .storage
+                .seal_shape(&slot.shape.handle, &meta)
+                .map_err(FlushFailure::Seal)?;
+        }
+        Ok(())
+    }
+
+    /// Enters (or stays in) the storage-failure state and schedules the next attempt.
+    fn storage_failed(&mut self, failure: FlushFailure) {
+        let rewind = matches!(failure, FlushFailure::Sync(_));
+        let now = std::time::Instant::now();
+        match self.fault.as_mut() {
+            None => {
+                tracing::error!(
+                    error = %failure,
+                    source = ?std::error::Error::source(&failure),
+                    "storage is failing: nothing more is acknowledged or published until it \
+                     recovers; retrying with backoff"
+                );
+                self.engine.storage_failing.store(true, Ordering::Release);
+                self.fault = Some(StorageFault {
+                    rewind,
+                    since: now,
+                    attempts: 1,
+                    backoff: RETRY_FIRST,
+                    retry_at: tokio::time::Instant::now() + RETRY_FIRST,
+                    last_report: now,
+                });
+            }
+            Some(f) => {
+                f.rewind |= rewind;
+                f.attempts += 1;
+                f.backoff = (f.backoff * 2).min(RETRY_MAX);
+                f.retry_at = tokio::time::Instant::now() + f.backoff;
+                if now.duration_since(f.last_report) >= FAULT_REPORT_EVERY {
+                    f.last_report = now;
+                    tracing::warn!(
+                        error = %failure,
+                        source = ?std::error::Error::source(&failure),
+                        attempts = f.attempts,
+                        failing_for_s = now.duration_since(f.since).as_secs(),
+                        "storage still failing"
+                    );
+                } else {
+                    tracing::debug!(error = %failure, attempts = f.attempts, "storage retry failed");
+                }
+            }
+        }
+    }
+
+    fn storage_recovered(&mut self) {
+        if let Some(f) = self.fault.take() {
+            tracing::info!(
+                attempts = f.attempts,
+                failed_for_ms = u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "storage recovered"
+            );
+            self.engine.storage_failing.store(false, Ordering::Release);
+        }
+    }
+
+    /// The retry timer fired: redo the failed step.
+    fn retry_storage(&mut self, client: &ReplicationClient) -> Result<(), PipelineError> {
+        let Some(fault) = self.fault.as_ref() else {
+            return Ok(());
+        };
+        if fault.rewind {
+            return match tokio::task::block_in_place(|| self.rewind_unsynced()) {
+                Ok(()) => {
+                    self.storage_recovered();
+                    Err(PipelineError::StorageRewound)
+                }
+                Err(e) => {
+                    self.storage_failed(FlushFailure::Rewind(e));
+                    Ok(())
+                }
+            };
+        }
+        if self.txn.is_some() {
+            self.spill();
+        } else {
+            self.try_flush(Some(client));
+        }
+        Ok(())
+    }
+
+    /// After a failed sync: cuts every log the sync covered back to its durable length and
+    /// forgets the transactions received since the last acknowledgement (Postgres resends them
+    /// when the stream restarts). Shapes still being created are removed instead (their
+    /// clients refetch): the transactions buffered for them may lie below the acknowledged
+    /// position, which Postgres would not resend.
+    fn rewind_unsynced(&mut self) -> Result<(), RecoverError> {
+        let creating: Vec<ShapeId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.buffer.is_some())
+            .map(|(id, _)| *id)
+            .chain(self.completing.iter().map(|(id, _)| *id))
+            .collect();
+        for id in creating {
+            tracing::warn!(handle = ?self.slots.get(&id).map(|s| s.shape.handle.clone()), "shape being created dropped after a storage sync failure");
+            self.remove_now(id);
+        }
+        for id in self.dirty.clone() {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            let Some(w) = slot.writer.as_mut() else {
+                continue;
+            };
+            w.rewind()?;
+            slot.latest_tx = w.latest().tx;
+            slot.held = None;
+            slot.current.clear();
+            slot.current_truncate = false;
+            slot.txn_mark = 0;
+        }
+        self.dirty.clear();
+        self.unflushed = None;
+        self.unwritten = 0;
+        Ok(())
     }
 }
 

@@ -149,6 +149,8 @@ fn health(engine: &Engine) -> Response<Body> {
         Health::Active => (StatusCode::OK, r#"{"status":"active"}"#),
         Health::Waiting => (StatusCode::ACCEPTED, r#"{"status":"waiting"}"#),
         Health::Starting => (StatusCode::ACCEPTED, r#"{"status":"starting"}"#),
+        // Storage is failing: data is served, but nothing new arrives until it recovers.
+        Health::Degraded => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"degraded"}"#),
     };
     let mut r = with_body(status, Some(JSON), body);
     set(

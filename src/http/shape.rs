@@ -344,7 +344,7 @@ async fn respond(
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return r;
             }
-            let buf = match read_log(&shape.log_path, start, end).await {
+            let buf = match read_log(engine.storage.fs(), &shape.log_path, start, end).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
@@ -431,14 +431,16 @@ pub fn clear_tail_cache() {
 
 /// Reads `[start, end)` of a shape log, small ranges inline through [`TAIL_CACHE`].
 async fn read_log(
+    fs: &crate::storage::io::Fs,
     path: &std::path::Path,
     start: u64,
     end: u64,
 ) -> Result<std::io::Result<std::sync::Arc<[u8]>>, tokio::task::JoinError> {
     if end.saturating_sub(start) > INLINE_READ_MAX {
         let path = path.to_owned();
+        let fs = fs.clone();
         return tokio::task::spawn_blocking(move || {
-            log::read_range(&path, start, end).map(std::sync::Arc::from)
+            log::read_range(&fs, &path, start, end).map(std::sync::Arc::from)
         })
         .await;
     }
@@ -452,7 +454,7 @@ async fn read_log(
     {
         return Ok(Ok(bytes.clone()));
     }
-    let bytes: std::sync::Arc<[u8]> = match log::read_range(path, start, end) {
+    let bytes: std::sync::Arc<[u8]> = match log::read_range(fs, path, start, end) {
         Ok(b) => b.into(),
         Err(e) => return Ok(Err(e)),
     };

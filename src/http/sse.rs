@@ -70,6 +70,7 @@ pub fn stream(
     let lifetime = engine.config.sse_timeout;
     let keepalive = engine.config.sse_keepalive;
     let mut stopping = engine.stopping.subscribe();
+    let fs = engine.storage.fs().clone();
     tokio::spawn(async move {
         let mut views = shape.subscribe();
         let end = Instant::now() + lifetime;
@@ -108,8 +109,10 @@ pub fn stream(
                     break;
                 };
                 let path = shape.log_path.clone();
+                let fs = fs.clone();
                 let Ok(Ok(buf)) =
-                    tokio::task::spawn_blocking(move || log::read_range(&path, start, stop)).await
+                    tokio::task::spawn_blocking(move || log::read_range(&fs, &path, start, stop))
+                        .await
                 else {
                     return;
                 };

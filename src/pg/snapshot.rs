@@ -13,7 +13,7 @@ use crate::shape::convert;
 use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
 use crate::shape::where_clause::{Members, Subquery};
-use crate::storage::log::{LogWriter, sync_files};
+use crate::storage::log::LogWriter;
 
 /// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -126,8 +126,7 @@ pub async fn run(
         snapshot.xmax,
         &snapshot.xip,
     ));
-    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
-    sync_files(&files)?;
+    writer.write_and_sync()?;
     Ok(snapshot)
 }
 
@@ -265,8 +264,7 @@ async fn copy_rows(
 }
 
 fn flush_chunk(writer: &mut LogWriter) -> std::io::Result<()> {
-    let files: Vec<_> = writer.write_pending()?.into_iter().collect();
-    sync_files(&files)?;
+    writer.write_and_sync()?;
     writer.publish();
     Ok(())
 }

@@ -263,7 +263,11 @@ pub fn scan(body: &[u8]) -> ScanResult {
 /// transaction was hit.
 fn cut_short(rest: &[u8]) -> bool {
     // A file extended but never written (zeros after a power loss) holds no record of ours.
-    if rest.iter().all(|&b| b == 0) {
+    // Likewise a file that ends in a zero byte: its size reached the disk before the last of
+    // its data did (a power loss during an append). No complete entry record ends in a zero
+    // byte (the payload is JSON); a damaged chunk-end record of an acknowledged transaction
+    // would, and the acknowledged-position check in recovery catches it.
+    if rest.last().is_none_or(|&b| b == 0) {
         return true;
     }
     let Some(len) = rest
@@ -335,6 +339,37 @@ mod tests {
         let kept = &b[..usize::try_from(r.committed_len).unwrap()];
         assert_eq!(records(kept).count(), 5);
         assert_eq!(r.open_chunk_bytes, 2 + 2);
+    }
+
+    #[test]
+    fn a_record_whose_data_never_reached_the_disk_is_an_interrupted_append() {
+        let mut b = Vec::new();
+        encode_record(
+            &mut b,
+            KIND_ENTRY,
+            FLAG_TXN_END,
+            LogOffset::new(10, 0),
+            b"{}",
+        );
+        let committed = b.len();
+        encode_record(
+            &mut b,
+            KIND_ENTRY,
+            FLAG_TXN_END,
+            LogOffset::new(20, 0),
+            b"{\"a\":1}",
+        );
+        // The size reached the disk, the last bytes did not: zeros.
+        let n = b.len();
+        b[n - 4..].fill(0);
+        let r = scan(&b);
+        assert_eq!(r.committed_len, committed as u64);
+        assert!(r.clean_end, "a zero-filled tail is an interrupted append");
+        assert_eq!(r.dropped_min_tx, Some(20));
+        // A flipped byte leaves no zero at the end: damage.
+        let mut f = b.clone();
+        f[n - 4..].copy_from_slice(b"1}}}");
+        assert!(!scan(&f).clean_end);
     }
 
     #[test]

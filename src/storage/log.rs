@@ -7,10 +7,14 @@
 //! - Offsets strictly increase within the file; chunk boundaries are records in the file, so they
 //!   survive restarts unchanged (a cached chunk URL keeps meaning the same bytes).
 //! - A response never crosses a chunk boundary.
+//! - The writer knows the file length that is durable (`synced_len`: everything before it was
+//!   written and then synced without error). After a failed sync nothing past it is trusted:
+//!   [`LogWriter::rewind`] cuts the file back to it rather than syncing again (a retried fsync
+//!   can succeed after the kernel dropped the dirty pages of the failed one).
+//! - Unsynced bytes are written and synced through the same descriptor, kept open only while
+//!   there are unsynced bytes (an idle shape holds no descriptor).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,6 +23,7 @@ use tokio::sync::watch;
 use super::format::{
     self, FILE_HEADER_LEN, FLAG_SNAPSHOT_END, FLAG_TXN_END, KIND_CHUNK_END, KIND_ENTRY,
 };
+use super::io::{Fs, FsFile};
 use crate::offset::{LogOffset, RequestOffset};
 
 /// Spacing of the seek points kept inside the open chunk, so a live reader near the tail scans at
@@ -181,12 +186,10 @@ fn plan_log_read(view: &LogView, o: LogOffset) -> ReadPlan {
 }
 
 /// Reads `[start, end)` of a log file (record bytes; see [`append_payloads`]).
-pub fn read_range(path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
+pub fn read_range(fs: &Fs, path: &Path, start: u64, end: u64) -> io::Result<Vec<u8>> {
     let len = usize::try_from(end.saturating_sub(start))
         .map_err(|_| io::Error::other("range too large"))?;
-    let mut buf = vec![0u8; len];
-    File::open(path)?.read_exact_at(&mut buf, start)?;
-    Ok(buf)
+    fs.read_at(path, start, len)
 }
 
 /// The JSON payloads of the entries in a buffer read by [`read_range`] after `after`.
@@ -216,9 +219,14 @@ pub fn append_payloads(buf: &[u8], after: Option<LogOffset>, out: &mut Vec<u8>) 
 /// The single writer of one shape log.
 #[derive(Debug)]
 pub struct LogWriter {
+    fs: Fs,
     path: PathBuf,
     /// Bytes already written to the file.
     file_len: u64,
+    /// Bytes of the file known durable (written, then synced without error).
+    synced_len: u64,
+    /// The descriptor unsynced bytes were written through (`None` when everything is synced).
+    unsynced: Option<FsFile>,
     pending: Vec<u8>,
     threshold: u64,
     open_chunk_bytes: u64,
@@ -240,21 +248,22 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Creates a new, empty log file (with its header, synced) for a fresh shape.
+    /// Creates a new, empty log file (with its header, not yet synced) for a fresh shape.
     pub fn create(
+        fs: &Fs,
         path: PathBuf,
         threshold: u64,
         view: Arc<watch::Sender<LogView>>,
     ) -> io::Result<LogWriter> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        f.write_all(&format::file_header())?;
+        let f = fs.create_new(&path)?;
+        f.write_all_at(&format::file_header(), 0)?;
         // Not synced here: the snapshot syncs the file (header included) before publishing.
         Ok(LogWriter {
+            fs: fs.clone(),
             path,
             file_len: FILE_HEADER_LEN,
+            synced_len: 0,
+            unsynced: Some(f),
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: 0,
@@ -275,12 +284,13 @@ impl LogWriter {
     /// Opens an existing log after a restart: validates the header, truncates a torn or partial
     /// tail to the last complete transaction, rebuilds the chunk index and publishes the view.
     pub fn recover(
+        fs: &Fs,
         path: PathBuf,
         threshold: u64,
         view: Arc<watch::Sender<LogView>>,
         acknowledged_lsn: u64,
     ) -> Result<LogWriter, RecoverError> {
-        let bytes = std::fs::read(&path)?;
+        let bytes = fs.read(&path)?;
         format::check_file_header(&bytes)?;
         let body = &bytes[usize::try_from(FILE_HEADER_LEN).unwrap_or(16)..];
         let scan = format::scan(body);
@@ -300,7 +310,7 @@ impl LogWriter {
         }
         let file_len = FILE_HEADER_LEN + scan.committed_len;
         if scan.dropped_tail {
-            let f = OpenOptions::new().write(true).open(&path)?;
+            let f = fs.open_write(&path)?;
             f.set_len(file_len)?;
             f.sync_all()?;
         }
@@ -318,8 +328,13 @@ impl LogWriter {
             _ => LogOffset::SNAPSHOT_END,
         };
         let mut w = LogWriter {
+            fs: fs.clone(),
             path,
             file_len,
+            // Read back from the file: durable as far as this process can tell (a file written
+            // before a crash was either synced or cut at an interrupted append above).
+            synced_len: file_len,
+            unsynced: None,
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: scan.open_chunk_bytes,
@@ -410,11 +425,15 @@ impl LogWriter {
         if self.committed_len < self.file_len {
             // Part of the transaction was spilled to the file: cut it off again. Readers never
             // saw it (views stop at the committed length).
-            match OpenOptions::new()
-                .write(true)
-                .open(&self.path)
-                .and_then(|f| f.set_len(self.committed_len))
-            {
+            let cut = match self.unsynced.take() {
+                Some(f) => Ok(f),
+                None => self.fs.open_write(&self.path),
+            }
+            .and_then(|f| {
+                f.set_len(self.committed_len)?;
+                Ok(f)
+            });
+            match cut.map(|f| self.unsynced = Some(f)) {
                 Ok(()) => self.file_len = self.committed_len,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot truncate a partial transaction; recovery will")
@@ -455,17 +474,72 @@ impl LogWriter {
         }
     }
 
-    /// Writes pending bytes to the file (not yet synced). Returns the open file so the caller
-    /// can sync many logs together; `None` when there was nothing to write.
-    pub fn write_pending(&mut self) -> io::Result<Option<File>> {
-        if self.pending.is_empty() {
-            return Ok(None);
+    /// Writes pending bytes to the file (not yet synced). Returns whether the file now holds
+    /// unsynced bytes (then [`LogWriter::unsynced_file`] is the descriptor to sync, so the
+    /// caller can sync many logs together). On error nothing counts as written: the bytes stay
+    /// pending and the next attempt writes them again at the same position.
+    pub fn write_pending(&mut self) -> io::Result<bool> {
+        if !self.pending.is_empty() {
+            let f = match self.unsynced.take() {
+                Some(f) => f,
+                None => self.fs.open_write(&self.path)?,
+            };
+            let written = f.write_all_at(&self.pending, self.file_len);
+            self.unsynced = Some(f);
+            written?;
+            self.file_len += self.pending.len() as u64;
+            self.pending.clear();
         }
-        let mut f = OpenOptions::new().append(true).open(&self.path)?;
-        f.write_all(&self.pending)?;
-        self.file_len += self.pending.len() as u64;
-        self.pending.clear();
-        Ok(Some(f))
+        Ok(self.unsynced.is_some())
+    }
+
+    /// The descriptor unsynced bytes were written through, if any.
+    pub fn unsynced_file(&self) -> Option<&FsFile> {
+        self.unsynced.as_ref()
+    }
+
+    /// Records that the unsynced bytes were synced without error.
+    pub fn mark_synced(&mut self) {
+        self.unsynced = None;
+        self.synced_len = self.file_len;
+    }
+
+    /// Writes and syncs this log alone (the snapshot's chunk flushes).
+    pub fn write_and_sync(&mut self) -> io::Result<()> {
+        if self.write_pending()? {
+            if let Some(f) = &self.unsynced {
+                f.sync_data()?;
+            }
+            self.mark_synced();
+        }
+        Ok(())
+    }
+
+    /// Length of the file known durable.
+    pub fn synced_len(&self) -> u64 {
+        self.synced_len
+    }
+
+    /// After a failed sync: forgets everything past the last successful sync. The file is cut
+    /// back to `synced_len` (and that cut synced) through a fresh descriptor, and the writer is
+    /// rebuilt from the file, as after a restart. Readers are unaffected: they never saw past
+    /// the durable length. The caller must have Postgres resend what was lost (restart the
+    /// stream from the acknowledged position, which never passes a durable one).
+    pub fn rewind(&mut self) -> Result<(), RecoverError> {
+        self.unsynced = None;
+        let f = self.fs.open_write(&self.path)?;
+        f.set_len(self.synced_len)?;
+        f.sync_all()?;
+        drop(f);
+        let fresh = LogWriter::recover(
+            &self.fs,
+            self.path.clone(),
+            self.threshold,
+            self.view.clone(),
+            0,
+        )?;
+        *self = fresh;
+        Ok(())
     }
 
     /// Publishes the durable state to readers. Call only after the written bytes were synced.
@@ -515,38 +589,18 @@ pub enum RecoverError {
     Damaged,
 }
 
-/// Makes written logs durable: one `fdatasync` per file for a few files, one `syncfs` for many
-/// (a single syscall regardless of how many shapes a batch touched).
-pub fn sync_files(files: &[File]) -> io::Result<()> {
-    const SYNCFS_ABOVE: usize = 8;
-    if files.len() > SYNCFS_ABOVE {
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs takes a valid open descriptor, which `files[0]` is for this call.
-        let rc = unsafe { libc::syncfs(files[0].as_raw_fd()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        return Ok(());
-    }
-    for f in files {
-        f.sync_data()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn writer(dir: &Path, threshold: u64) -> (LogWriter, watch::Receiver<LogView>) {
         let (tx, rx) = watch::channel(LogView::empty());
-        let w = LogWriter::create(dir.join("log"), threshold, Arc::new(tx)).unwrap();
+        let w = LogWriter::create(&Fs::real(), dir.join("log"), threshold, Arc::new(tx)).unwrap();
         (w, rx)
     }
 
     fn flush(w: &mut LogWriter) {
-        let f = w.write_pending().unwrap();
-        sync_files(&f.into_iter().collect::<Vec<_>>()).unwrap();
+        w.write_and_sync().unwrap();
         w.publish();
     }
 
@@ -558,7 +612,7 @@ mod tests {
                 after,
                 response,
             } => {
-                let buf = read_range(path, start, end).unwrap();
+                let buf = read_range(&Fs::real(), path, start, end).unwrap();
                 let mut out = vec![b'['];
                 append_payloads(&buf, after, &mut out);
                 out.push(b']');
@@ -634,7 +688,7 @@ mod tests {
         w.write_pending().unwrap();
         drop(w);
         let (tx2, rx2) = watch::channel(LogView::empty());
-        let w2 = LogWriter::recover(p.clone(), 10, Arc::new(tx2), 0).unwrap();
+        let w2 = LogWriter::recover(&Fs::real(), p.clone(), 10, Arc::new(tx2), 0).unwrap();
         let v2 = rx2.borrow().clone();
         assert_eq!(v2.latest, LogOffset::new(300, 0));
         assert_eq!(*v2.chunks, *v.chunks);
@@ -714,7 +768,7 @@ mod tests {
         w.write_pending().unwrap();
         let with_partial = std::fs::read(&path).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15).unwrap();
+        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
         // The same unfinished transaction below the acknowledged position: it was durable whole
@@ -722,7 +776,7 @@ mod tests {
         std::fs::write(&path, &with_partial).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(path.clone(), 1000, Arc::new(tx), 25),
+            LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 25),
             Err(RecoverError::Damaged)
         ));
         std::fs::write(&path, &good).unwrap();
@@ -733,7 +787,7 @@ mod tests {
         std::fs::write(&path, &bad).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15),
+            LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15),
             Err(RecoverError::Damaged)
         ));
         // A record cut short by the end of the file is an interrupted append (never
@@ -742,7 +796,7 @@ mod tests {
         torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
         std::fs::write(&path, &torn).unwrap();
         let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(path.clone(), 1000, Arc::new(tx), 15).unwrap();
+        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
     }
@@ -755,7 +809,7 @@ mod tests {
         flush(&mut w);
         let (tx, _) = watch::channel(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(w.path().to_path_buf(), 1000, Arc::new(tx), 0),
+            LogWriter::recover(&Fs::real(), w.path().to_path_buf(), 1000, Arc::new(tx), 0),
             Err(RecoverError::IncompleteSnapshot)
         ));
     }

@@ -11,9 +11,10 @@
 //! | 16..20 | CRC-32 of the payload, u32 LE |
 //! | 20.. | payload (JSON) |
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
+
+use super::io::Fs;
 
 const MAGIC: &[u8; 8] = b"AMPMETA\n";
 const VERSION: u32 = 1;
@@ -71,38 +72,34 @@ pub fn decode(bytes: &[u8]) -> Option<&[u8]> {
         .then_some(payload)
 }
 
-/// Fsyncs a directory so a rename or create inside it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Atomically and durably replaces `path` with `value` serialised as JSON.
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), MetaError> {
+/// Atomically and durably replaces `path` with `value` serialised as JSON. The temp file is
+/// `path` with the extension `tmp`; one left by a crash is removed at startup.
+pub fn write_json<T: serde::Serialize>(fs: &Fs, path: &Path, value: &T) -> Result<(), MetaError> {
     let payload = serde_json::to_vec(value).map_err(|source| MetaError::Json {
         path: path.display().to_string(),
         source,
     })?;
     let tmp = path.with_extension("tmp");
+    // Every retry rewrites the whole temp file and renames it again, so a failed fsync is never
+    // retried as if the earlier bytes were safe.
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        f.write_all(&encode(&payload)).map_err(io_err(&tmp))?;
+        let f = fs.create_truncate(&tmp).map_err(io_err(&tmp))?;
+        f.write_all_at(&encode(&payload), 0).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    fs.rename(&tmp, path).map_err(io_err(path))?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir).map_err(io_err(dir))?;
+        fs.sync_dir(dir).map_err(io_err(dir))?;
     }
     Ok(())
 }
 
 /// Reads a metadata file; `Ok(None)` when it does not exist.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, MetaError> {
-    let bytes = match fs::read(path) {
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    fs: &Fs,
+    path: &Path,
+) -> Result<Option<T>, MetaError> {
+    let bytes = match fs.read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(path)(e)),
@@ -125,19 +122,29 @@ mod tests {
     fn round_trip_and_flipped_byte() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.bin");
-        write_json(&p, &serde_json::json!({"a": 1})).unwrap();
-        let v: serde_json::Value = read_json(&p).unwrap().unwrap();
+        let fs = Fs::real();
+        write_json(&fs, &p, &serde_json::json!({"a": 1})).unwrap();
+        let v: serde_json::Value = read_json(&fs, &p).unwrap().unwrap();
         assert_eq!(v["a"], 1);
-        let mut bytes = fs::read(&p).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        let mut bytes = good.clone();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        fs::write(&p, &bytes).unwrap();
+        std::fs::write(&p, &bytes).unwrap();
         assert!(matches!(
-            read_json::<serde_json::Value>(&p),
+            read_json::<serde_json::Value>(&fs, &p),
             Err(MetaError::Corrupt(_))
         ));
+        // Every truncation is refused too.
+        for n in 0..good.len() {
+            std::fs::write(&p, &good[..n]).unwrap();
+            assert!(
+                read_json::<serde_json::Value>(&fs, &p).is_err(),
+                "cut at {n}"
+            );
+        }
         assert!(
-            read_json::<serde_json::Value>(&dir.path().join("none"))
+            read_json::<serde_json::Value>(&fs, &dir.path().join("none"))
                 .unwrap()
                 .is_none()
         );

@@ -7,22 +7,33 @@
 //!   shapes/<handle>/log       the shape log (see `format`)
 //!   trash/                    removed shape directories, deleted in the background
 //!   pgdata/                   the dev-mode Postgres cluster, when no DATABASE_URL is given
+//!   *.tmp, shapes/<h>/*.tmp   temp files of metadata being replaced (removed at startup)
 //! ```
+//!
+//! Every file operation goes through [`io::Fs`], the seam tests replace with failpoints and a
+//! crash-consistency recorder ([`crash`]).
 //!
 //! Invariants: a shape directory without a valid `meta.bin` (written, synced with its directory
 //! and the `shapes/` entry, only when the snapshot and its buffered transactions are durable) is
-//! not a shape and is removed at startup; removal renames the directory into `trash/` first, so a
-//! handle disappears atomically.
+//! not a shape and is removed at startup, as is one whose `meta.bin` does not check out; removal
+//! renames the directory into `trash/` first, so a handle disappears atomically.
 
+#[cfg(any(test, feature = "failpoints"))]
+pub mod crash;
+#[cfg(any(test, feature = "failpoints"))]
+pub mod failpoints;
 pub mod format;
+pub mod io;
 pub mod log;
 pub mod meta;
+#[cfg(test)]
+mod power_loss_tests;
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use self::io::Fs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -30,13 +41,13 @@ pub enum StorageError {
     Io {
         path: String,
         #[source]
-        source: io::Error,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Meta(#[from] meta::MetaError),
 }
 
-pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.display().to_string(),
         source,
@@ -59,17 +70,26 @@ pub struct GlobalState {
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    fs: Fs,
 }
 
 impl Storage {
     /// Opens (creating if needed) the storage root.
-    pub fn open(root: &Path) -> Result<Storage, StorageError> {
+    pub fn open(root: &Path, fs: Fs) -> Result<Storage, StorageError> {
         for sub in ["shapes", "trash"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io_at(&p))?;
+            fs.create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        // The entries of `shapes/` and `trash/` (and of the root itself, when this start created
+        // it) must be durable before any shape is: sealing a shape syncs `shapes/`, not its
+        // parents.
+        fs.sync_dir(root).map_err(io_at(root))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(io_at(parent))?;
         }
         let s = Storage {
             root: root.to_path_buf(),
+            fs,
         };
         s.empty_trash();
         Ok(s)
@@ -79,36 +99,80 @@ impl Storage {
         &self.root
     }
 
+    /// The file system every storage operation goes through.
+    pub fn fs(&self) -> &Fs {
+        &self.fs
+    }
+
     pub fn shape_dir(&self, handle: &str) -> PathBuf {
         self.root.join("shapes").join(handle)
     }
 
     pub fn read_global(&self) -> Result<GlobalState, StorageError> {
-        Ok(meta::read_json(&self.root.join("state.bin"))?.unwrap_or_default())
+        Ok(meta::read_json(&self.fs, &self.root.join("state.bin"))?.unwrap_or_default())
     }
 
     pub fn write_global(&self, state: &GlobalState) -> Result<(), StorageError> {
-        Ok(meta::write_json(&self.root.join("state.bin"), state)?)
+        Ok(meta::write_json(
+            &self.fs,
+            &self.root.join("state.bin"),
+            state,
+        )?)
+    }
+
+    /// Reads a shape's `meta.bin`: `Ok(None)` when it is missing, an error when it does not
+    /// check out (the shape is then dropped).
+    pub fn read_shape_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        handle: &str,
+    ) -> Result<Option<T>, StorageError> {
+        Ok(meta::read_json(
+            &self.fs,
+            &self.shape_dir(handle).join("meta.bin"),
+        )?)
     }
 
     /// Handles of every shape directory present.
     pub fn list_shapes(&self) -> Result<Vec<String>, StorageError> {
         let dir = self.root.join("shapes");
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
-            let entry = entry.map_err(io_at(&dir))?;
-            if let Some(name) = entry.file_name().to_str() {
-                out.push(name.to_owned());
+        let names = self.fs.read_dir(&dir).map_err(io_at(&dir))?;
+        Ok(names
+            .into_iter()
+            .filter_map(|n| n.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Removes the temp files a crash in the middle of a metadata replacement left behind (the
+    /// file they were replacing is intact: the rename never happened, or it did and the temp
+    /// name is gone). Called once this instance owns the storage.
+    pub fn remove_temp_files(&self, handles: &[String]) {
+        let roots =
+            std::iter::once(self.root.clone()).chain(handles.iter().map(|h| self.shape_dir(h)));
+        for dir in roots {
+            let Ok(names) = self.fs.read_dir(&dir) else {
+                continue;
+            };
+            for n in names {
+                if Path::new(&n).extension().is_some_and(|e| e == "tmp") {
+                    let p = dir.join(&n);
+                    match self.fs.remove_file(&p) {
+                        Ok(()) => {
+                            tracing::info!(path = %p.display(), "removed an orphan temp file")
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %p.display(), error = %e, "cannot remove an orphan temp file")
+                        }
+                    }
+                }
             }
         }
-        Ok(out)
     }
 
     /// Creates a shape directory. Not synced: [`Storage::seal_shape`] makes it durable once the
     /// shape is complete.
     pub fn create_shape_dir(&self, handle: &str) -> Result<PathBuf, StorageError> {
         let dir = self.shape_dir(handle);
-        fs::create_dir(&dir).map_err(io_at(&dir))?;
+        self.fs.create_dir(&dir).map_err(io_at(&dir))?;
         Ok(dir)
     }
 
@@ -120,9 +184,9 @@ impl Storage {
         meta_value: &T,
     ) -> Result<(), StorageError> {
         let dir = self.shape_dir(handle);
-        meta::write_json(&dir.join("meta.bin"), meta_value)?;
+        meta::write_json(&self.fs, &dir.join("meta.bin"), meta_value)?;
         let parent = self.root.join("shapes");
-        meta::sync_dir(&parent).map_err(io_at(&parent))?;
+        self.fs.sync_dir(&parent).map_err(io_at(&parent))?;
         Ok(())
     }
 
@@ -135,12 +199,12 @@ impl Storage {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        match fs::rename(&dir, &dest) {
+        match self.fs.rename(&dir, &dest) {
             Ok(()) => {
-                let _ = meta::sync_dir(&self.root.join("shapes"));
-                let _ = fs::remove_dir_all(&dest);
+                let _ = self.fs.sync_dir(&self.root.join("shapes"));
+                let _ = self.fs.remove_dir_all(&dest);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(error = %e, "could not move a removed shape to the trash"),
         }
     }
@@ -155,9 +219,9 @@ impl Storage {
 
     fn empty_trash(&self) {
         let trash = self.root.join("trash");
-        if let Ok(rd) = fs::read_dir(&trash) {
-            for e in rd.flatten() {
-                let _ = fs::remove_dir_all(e.path());
+        if let Ok(names) = self.fs.read_dir(&trash) {
+            for n in names {
+                let _ = self.fs.remove_dir_all(&trash.join(n));
             }
         }
     }

@@ -277,17 +277,17 @@ pub(crate) struct Oracle {
     pub(crate) handle: Option<String>,
     pub(crate) offset: String,
     pub(crate) rows: BTreeMap<String, serde_json::Map<String, Value>>,
-    transfer: bool,
+    pub(crate) transfer: bool,
     pub(crate) refetches: usize,
     /// Statuses other than 200/409/503 and transport errors, for the report.
     pub(crate) errors: Vec<String>,
     /// Last change offset delivered on the current handle.
-    last_change: (u64, u64),
-    up_to_dates: usize,
+    pub(crate) last_change: (u64, u64),
+    pub(crate) up_to_dates: usize,
     /// Set when the shape's definition became invalid (400 after a 409, or any 400 when
     /// `accept_invalid`).
-    invalid: Option<String>,
-    accept_invalid: bool,
+    pub(crate) invalid: Option<String>,
+    pub(crate) accept_invalid: bool,
 }
 
 pub(crate) enum Step {
@@ -452,7 +452,7 @@ impl Oracle {
         panic!("{}: never up to date; errors {:?}", self.query, self.errors);
     }
 
-    fn table(&self, cols: &[&str]) -> Vec<Vec<Option<String>>> {
+    pub(crate) fn table(&self, cols: &[&str]) -> Vec<Vec<Option<String>>> {
         let mut v: Vec<Vec<Option<String>>> = self
             .rows
             .values()

@@ -6,6 +6,7 @@ mod fault_proxy;
 mod faults;
 mod http_hostile;
 mod process_faults;
+mod storage_faults;
 mod subquery;
 mod support;
 mod where_live;
