@@ -14,7 +14,8 @@
 //!
 //! Invariants:
 //! * Compiling never panics and never recurses deeper than [`parse::MAX_DEPTH`] levels;
-//!   input longer than [`parse::MAX_WHERE_BYTES`] is refused before parsing.
+//!   input longer than [`parse::MAX_WHERE_BYTES`] is refused before parsing, and so is any
+//!   literal or parameter value longer than [`parse::MAX_LITERAL_BYTES`].
 //! * Anything outside the supported subset is a [`WhereError`], never a silent approximation.
 //! * `matches` is PG's inclusion rule: TRUE only. A value that fails to decode, or an
 //!   evaluation error PG would raise (e.g. `'abc'::int4` on a row), means "not included".
@@ -144,6 +145,15 @@ pub enum WhereError {
     MissingParameter { location: usize, number: String },
     #[error("At location {location}: {message}")]
     Unsupported { location: usize, message: String },
+    #[error(
+        "At location {location}: {what} is too long ({len} bytes; at most {max} bytes are accepted)"
+    )]
+    LiteralTooLong {
+        location: usize,
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("At location {location}: Could not select an operator overload")]
     NoOperatorOverload { location: usize },
     #[error("At location {location}: invalid syntax for type {type_name}: {value}")]

@@ -39,6 +39,13 @@ const NO_TIME_ZONES: &str = "AT TIME ZONE and timezone() are not supported: the 
 
 /// libpg_query's limit, which Electric inherits.
 pub(super) const MAX_WHERE_BYTES: usize = 65_536;
+/// Longest string literal, number or `$n` value accepted (bytes, after unescaping).
+///
+/// Electric cannot receive a longer one in a shape request at all: its HTTP server (Bandit)
+/// refuses request lines over 10 000 bytes, and a literal travels percent-encoded in the URL.
+/// Anything longer is an attempt to make every replicated row compare against a huge value
+/// and to ship it to Postgres in the snapshot query, so it is refused with a 400 instead.
+pub(super) const MAX_LITERAL_BYTES: usize = 10_000;
 /// Deepest expression nesting we accept.
 pub(super) const MAX_DEPTH: usize = 100;
 
@@ -113,31 +120,52 @@ pub(super) fn compile(text: &str, params: &[String], schema: &Schema) -> Result<
 }
 
 /// Byte offsets of sqlparser locations (1-based line and character column).
-struct Positions<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
+///
+/// Lookups are O(1) (a table of every character's byte offset), because every node asks
+/// for its location: a per-lookup scan of the line made a 2000-term one-line clause
+/// quadratic to compile.
+struct Positions {
+    /// Byte offset of every character, then `text.len()` as a sentinel.
+    char_starts: Vec<usize>,
+    /// For each line, the index into `char_starts` of its first character.
+    line_first_char: Vec<usize>,
 }
 
-impl<'a> Positions<'a> {
-    fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Positions { text, line_starts }
+impl Positions {
+    fn new(text: &str) -> Self {
+        let mut char_starts = Vec::with_capacity(text.len() + 1);
+        let mut line_first_char = vec![0];
+        for (i, c) in text.char_indices() {
+            char_starts.push(i);
+            if c == '\n' {
+                line_first_char.push(char_starts.len());
+            }
+        }
+        char_starts.push(text.len());
+        Positions {
+            char_starts,
+            line_first_char,
+        }
     }
 
     fn offset(&self, loc: Location) -> usize {
         let line = usize::try_from(loc.line).unwrap_or(0);
         let column = usize::try_from(loc.column).unwrap_or(0);
-        let Some(&start) = line.checked_sub(1).and_then(|l| self.line_starts.get(l)) else {
+        let Some(&first) = line
+            .checked_sub(1)
+            .and_then(|l| self.line_first_char.get(l))
+        else {
             return 0;
         };
-        let rest = self.text.get(start..).unwrap_or("");
-        let within: usize = rest
-            .chars()
-            .take(column.saturating_sub(1))
-            .map(char::len_utf8)
-            .sum();
-        start + within
+        // Past the end of the line (or the text) clamps like the old scan did: to the end.
+        let next_line = self
+            .line_first_char
+            .get(line)
+            .map_or(self.char_starts.len() - 1, |&n| n.saturating_sub(1));
+        let index = first
+            .saturating_add(column.saturating_sub(1))
+            .min(next_line);
+        self.char_starts.get(index).copied().unwrap_or(0)
     }
 }
 
@@ -197,7 +225,7 @@ fn prepass(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Locati
     Ok((out, symmetric))
 }
 
-fn check_end(next: &TokenWithSpan, positions: &Positions<'_>) -> Result<(), WhereError> {
+fn check_end(next: &TokenWithSpan, positions: &Positions) -> Result<(), WhereError> {
     match &next.token {
         Token::EOF => Ok(()),
         Token::Word(w)
@@ -535,7 +563,7 @@ fn is_catalogue_operator(op: &BinaryOperator) -> bool {
 struct Converter<'a> {
     params: &'a [String],
     schema: &'a Schema,
-    positions: &'a Positions<'a>,
+    positions: &'a Positions,
     landmarks: &'a [Landmark],
     symmetric: Vec<Location>,
     symmetric_used: usize,
@@ -818,8 +846,21 @@ impl Converter<'_> {
     }
 
     fn literal(&self, v: &SqlValue, e: &Expr, loc: usize) -> Result<Typed, WhereError> {
+        let too_long = |what: &'static str, len: usize| {
+            (len > MAX_LITERAL_BYTES).then_some(WhereError::LiteralTooLong {
+                location: loc,
+                what,
+                len,
+                max: MAX_LITERAL_BYTES,
+            })
+        };
         let text = match v {
-            SqlValue::Number(n, _) => return number_literal(n, loc),
+            SqlValue::Number(n, _) => {
+                if let Some(err) = too_long("number", n.len()) {
+                    return Err(err);
+                }
+                return number_literal(n, loc);
+            }
             SqlValue::Boolean(b) => return Ok(const_bool(Some(*b), loc)),
             SqlValue::Null => return Ok(Typed::Unknown { text: None, loc }),
             SqlValue::Placeholder(p) => {
@@ -830,6 +871,14 @@ impl Converter<'_> {
                     .and_then(|n| n.checked_sub(1))
                     .and_then(|i| self.params.get(i));
                 return match value {
+                    Some(value) if value.len() > MAX_LITERAL_BYTES => {
+                        Err(WhereError::LiteralTooLong {
+                            location: loc,
+                            what: "parameter value",
+                            len: value.len(),
+                            max: MAX_LITERAL_BYTES,
+                        })
+                    }
                     Some(value) => Ok(Typed::Unknown {
                         text: Some(value.clone()),
                         loc,
@@ -850,6 +899,9 @@ impl Converter<'_> {
             }
             _ => return Err(self.unsupported(e, "this kind of literal is not supported")),
         };
+        if let Some(err) = too_long("string literal", text.len()) {
+            return Err(err);
+        }
         if text.contains('\0') {
             return Err(WhereError::InvalidLiteral {
                 location: loc,
