@@ -266,6 +266,12 @@ pub(super) enum DateOp {
     TimeMinusTime,
     IntervalPlus,
     IntervalMinus,
+    /// `interval * float8`.
+    IntervalMulFloat,
+    /// `float8 * interval`.
+    FloatMulInterval,
+    /// `interval / float8`.
+    IntervalDivFloat,
 }
 
 impl DateOp {
@@ -278,6 +284,8 @@ impl DateOp {
             | DateOp::TimeMinusInterval
             | DateOp::TimeMinusTime
             | DateOp::IntervalMinus => "-",
+            DateOp::IntervalMulFloat | DateOp::FloatMulInterval => "*",
+            DateOp::IntervalDivFloat => "/",
             _ => "+",
         }
     }
@@ -460,6 +468,8 @@ pub(super) enum Node {
         kind: Justify,
         arg: Box<Node>,
     },
+    /// Unary minus on an interval (`interval_um`).
+    IntervalNeg(Box<Node>),
     /// `json(b) -> step` / `->>` (`step` is text or int4).
     JsonGet {
         jsonb: bool,
@@ -519,6 +529,13 @@ fn date_arith(op: DateOp, l: &Value<'_>, r: &Value<'_>) -> Result<Value<'static>
         }
         (DateOp::IntervalMinus, V::Interval(a), V::Interval(b)) => {
             V::Interval(interval::add(*a, *b, true)?)
+        }
+        (DateOp::IntervalMulFloat, V::Interval(v), V::Float(f))
+        | (DateOp::FloatMulInterval, V::Float(f), V::Interval(v)) => {
+            V::Interval(interval::scale(*v, *f, false)?)
+        }
+        (DateOp::IntervalDivFloat, V::Interval(v), V::Float(f)) => {
+            V::Interval(interval::scale(*v, *f, true)?)
         }
         _ => return Err(EvalError::TypeMismatch),
     })
@@ -594,12 +611,11 @@ impl Node {
                 left,
                 right,
             } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 let o = super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?;
@@ -660,12 +676,9 @@ impl Node {
                 pattern,
             } => {
                 let t = text.eval(row)?;
-                if matches!(t, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let p = pattern.eval(row)?;
                 match (t, p) {
-                    (_, Value::Null) => Value::Null,
+                    (Value::Null, _) | (_, Value::Null) => Value::Null,
                     (Value::Text(t), Value::Text(p)) => {
                         let m = like::like(&t, &p, *case_insensitive)
                             .map_err(|_| EvalError::LikeEscape)?;
@@ -680,12 +693,11 @@ impl Node {
                 left,
                 right,
             } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 arith::apply(*op, *kind, &l, &r)?
@@ -872,12 +884,11 @@ impl Node {
                 }
             }
             Node::DateArith { op, left, right } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 date_arith(*op, &l, &r)?
@@ -889,6 +900,11 @@ impl Node {
                     Justify::Days => interval::justify_days(v)?,
                     Justify::Interval => interval::justify_interval(v)?,
                 }),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+            Node::IntervalNeg(arg) => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Interval(v) => Value::Interval(interval::negate(v)?),
                 _ => return Err(EvalError::TypeMismatch),
             },
             Node::JsonGet {
@@ -971,6 +987,7 @@ impl Node {
             | Node::DateToTimestamp(arg)
             | Node::CaseMap { arg, .. }
             | Node::ArrayNdims(arg)
+            | Node::IntervalNeg(arg)
             | Node::Justify { arg, .. } => vec![arg],
             Node::DateArith { left, right, .. } | Node::JsonPred { left, right, .. } => {
                 vec![left, right]

@@ -966,6 +966,12 @@ impl Converter<'_> {
                             loc,
                         })
                     }
+                    other if other.ty() == SqlType::Interval && negate => {
+                        let Typed::Node { node, ty, .. } = other else {
+                            return Err(WhereError::NoOperatorOverload { location: loc });
+                        };
+                        fold_value(Node::IntervalNeg(Box::new(node)), ty, loc)
+                    }
                     other => {
                         let kind = num_kind(&other.ty())
                             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
@@ -1577,6 +1583,7 @@ impl Converter<'_> {
         let overload = WhereError::NoOperatorOverload { location: loc };
         let (lt, rt) = (l.ty(), r.ty());
         let is_ts = |t: &SqlType| matches!(t, T::Timestamp | T::Timestamptz);
+        let to_float8 = |t: &SqlType| *t == T::Unknown || t.numeric_rank().is_some();
         let small_int = |t: &SqlType| matches!(t, T::Int2 | T::Int4);
         // (operator, left type, right type, result type)
         let (dop, lty, rty, result) = match (op, &lt, &rt) {
@@ -1654,12 +1661,26 @@ impl Converter<'_> {
             | (ArithOp::Sub, T::Unknown, T::Interval) => {
                 (DateOp::IntervalMinus, T::Interval, T::Interval, T::Interval)
             }
-            (ArithOp::Mul | ArithOp::Div, T::Interval, _) | (ArithOp::Mul, _, T::Interval) => {
-                return Err(WhereError::Unsupported {
-                    location: loc,
-                    message: "multiplying or dividing an interval is not supported yet".to_owned(),
-                });
-            }
+            // PG has only `interval * float8`, `float8 * interval` and `interval / float8`:
+            // integers and numerics reach them through their implicit casts to float8.
+            (ArithOp::Mul, T::Interval, t) if to_float8(t) => (
+                DateOp::IntervalMulFloat,
+                T::Interval,
+                T::Float8,
+                T::Interval,
+            ),
+            (ArithOp::Mul, t, T::Interval) if to_float8(t) => (
+                DateOp::FloatMulInterval,
+                T::Float8,
+                T::Interval,
+                T::Interval,
+            ),
+            (ArithOp::Div, T::Interval, t) if to_float8(t) => (
+                DateOp::IntervalDivFloat,
+                T::Interval,
+                T::Float8,
+                T::Interval,
+            ),
             _ => return Err(overload),
         };
         let l = self.coerce(l, &lty, loc)?;

@@ -342,6 +342,11 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, right, schema);
             out.push(')');
         }
+        Node::IntervalNeg(arg) => {
+            out.push_str("(- ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
         Node::Justify { kind, arg } => {
             let _ = write!(out, "{}(", kind.name());
             write_node(out, arg, schema);

@@ -436,6 +436,32 @@ fn intervals_and_date_time_arithmetic() {
         ),
         ("dur + '1 hour' = '1 day'", &[("dur", "PT23H")], true),
         ("dur - interval '1 day' = '0'", &[("dur", "P1D")], true),
+        // interval * float8, float8 * interval, interval / float8, unary minus.
+        ("dur * 2 = '2 days'", &[("dur", "P1D")], true),
+        ("2 * dur = '2 days'", &[("dur", "P1D")], true),
+        ("dur * 1.5 = '1 mon 15 days'", &[("dur", "P1M")], true),
+        (
+            "dur * priority = '3 days'",
+            &[("dur", "P1D"), ("priority", "3")],
+            true,
+        ),
+        (
+            "dur * score > '0'",
+            &[("dur", "P1D"), ("score", "NaN")],
+            false,
+        ),
+        ("dur * '0.5' = '12 hours'", &[("dur", "P1D")], true),
+        ("dur / 7 = 'P4DT6H51M25.6896S'", &[("dur", "P1M")], true),
+        ("dur / 0 = '1 day'", &[("dur", "P1D")], false),
+        ("dur / 0 IS NULL", &[("dur", "P1D")], false),
+        ("dur / small IS NULL", &[("small", "2")], true),
+        ("-dur = '-1 day'", &[("dur", "P1D")], true),
+        ("- - dur = '1 day'", &[("dur", "P1D")], true),
+        (
+            "at + dur * 2 = '2024-01-03'",
+            &[("at", "2024-01-01 00:00"), ("dur", "P1D")],
+            true,
+        ),
         // Dates and timestamps.
         ("due + 1 = '2024-03-01'", &[("due", "2024-02-29")], true),
         ("1 + due = '2024-03-01'", &[("due", "2024-02-29")], true),
@@ -491,7 +517,10 @@ fn intervals_and_date_time_arithmetic() {
     for text in [
         "due + '1'",
         "due + 3000000000 > due",
-        "dur * 2 > dur",
+        "dur * dur > dur",
+        "dur / dur > dur",
+        "2 / dur > dur",
+        "+dur > dur",
         "dur = '1.5 days'",
         "dur > 5",
     ] {
@@ -560,7 +589,6 @@ fn function_style_casts() {
     assert!(compile_err("int4('x') = 1", &[]).contains("invalid syntax for type int4: x"));
     assert!(compile_err("at AT TIME ZONE 'UTC' > created_at", &[]).contains("time zone database"));
     assert!(compile_err("timezone('UTC', at) > created_at", &[]).contains("time zone database"));
-    assert!(compile_err("dur * 2 > dur", &[]).contains("interval is not supported yet"));
     assert!(compile_err("int4(1, 2) = 1", &[]).contains("unknown or unsupported function int4/2"));
 }
 
@@ -1091,6 +1119,11 @@ fn normalised_sql() {
         ("amount = 5.00", "(\"amount\" = '5'::numeric)"),
         ("amount = 1e50", "(\"amount\" = '0.1e51'::numeric)"),
         ("flag is not true", "(\"flag\" IS NOT TRUE)"),
+        (
+            "dur * priority > '1 day'",
+            "((\"dur\" * \"priority\"::float8) > 'P0M1DT0S'::interval)",
+        ),
+        ("-dur = '0'", "((- \"dur\") = 'P0M0DT0S'::interval)"),
         ("priority = NULL", "NULL::bool"),
         ("1 = 2 or flag", "\"flag\""),
         ("id = 3000000000", "(\"id\" = '3000000000'::int8)"),
@@ -1390,7 +1423,18 @@ const GEN_COLUMNS: &[(&str, &[&str], &[&str])] = &[
     (
         "dur",
         &[
-            "P1D", "PT24H", "P1M", "P30D", "P-1Y2M", "PT1H30M", "PT0S", "P1DT-1H", "PT-0.5S",
+            "P1D",
+            "PT24H",
+            "P1M",
+            "P30D",
+            "P-1Y2M",
+            "PT1H30M",
+            "PT0S",
+            "P1DT-1H",
+            "PT-0.5S",
+            "P1M3DT4H",
+            "P1Y1M1DT1.000001S",
+            "P178956970Y",
         ],
         &[
             "'1 day'",
@@ -1514,8 +1558,12 @@ fn datetime_leaf() -> impl Strategy<Value = String> {
     ]);
     let dates = prop::sample::select(vec!["'2024-01-31'", "'2024-03-01'", "due"]);
     let stamps = prop::sample::select(vec!["'2024-02-29 10:00'", "'2023-12-31 23:00'", "at"]);
-    (ops, ivs, dates, stamps, -40i32..40, 0..14u8).prop_map(
-        |(op, iv, date, ts, n, form)| match form {
+    let factors = prop::sample::select(vec![
+        "1.5", "2", "-0.5", "score", "priority", "small", "amount", "f4", "'2'", "1e-7", "0",
+        "1e10", "7", "0.1", "-3",
+    ]);
+    (ops, ivs, dates, stamps, -40i32..40, factors, 0..20u8).prop_map(
+        |(op, iv, date, ts, n, f, form)| match form {
             0 => format!("due + {n} {op} {date}"),
             1 => format!("due - {n} {op} {date}"),
             2 => format!("due - {date} {op} {n}"),
@@ -1529,6 +1577,12 @@ fn datetime_leaf() -> impl Strategy<Value = String> {
             10 => format!("justify_hours(dur) {op} {iv}"),
             11 => format!("justify_interval(dur + {iv}) {op} '1 mon'"),
             12 => format!("dur - {iv} {op} '0'"),
+            13 => format!("dur * {f} {op} {iv}"),
+            14 => format!("{f} * dur {op} {iv}"),
+            15 => format!("dur / {f} {op} {iv}"),
+            16 => format!("-dur {op} {iv}"),
+            17 => format!("at + dur * {f} {op} {ts}"),
+            18 => format!("justify_interval(dur / {f}) {op} {iv}"),
             _ => format!("justify_days(dur) = {iv}"),
         },
     )
