@@ -438,6 +438,14 @@ pub(super) enum Node {
         array: Box<Node>,
         elem_convert: Option<(NumKind, NumKind)>,
     },
+    /// `text [NOT] [I]LIKE ANY/ALL (array of patterns)`; `negated` applies per element.
+    LikeAnyAll {
+        negated: bool,
+        case_insensitive: bool,
+        all: bool,
+        text: Box<Node>,
+        array: Box<Node>,
+    },
     /// `@>`, `<@`, `&&`; elements compared in `cmp`.
     ArrayPred {
         op: ArrayPredOp,
@@ -822,6 +830,45 @@ impl Node {
                 }
                 bool_value((!saw_null).then_some(*all))
             }
+            Node::LikeAnyAll {
+                negated,
+                case_insensitive,
+                all,
+                text,
+                array,
+            } => {
+                // PG's ScalarArrayOpExpr: the empty array decides even for a NULL text;
+                // elements are tried in order and the first decisive one ends the loop.
+                let t = text.eval(row)?;
+                let Some(arr) = as_array(array.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                if arr.elems.is_empty() {
+                    return Ok(Value::Bool(*all));
+                }
+                let t = match t {
+                    Value::Null => return Ok(Value::Null),
+                    Value::Text(t) => t,
+                    _ => return Err(EvalError::TypeMismatch),
+                };
+                let mut saw_null = false;
+                for e in &arr.elems {
+                    let p = match e {
+                        None => {
+                            saw_null = true;
+                            continue;
+                        }
+                        Some(OwnedValue::Text(p)) => p,
+                        Some(_) => return Err(EvalError::TypeMismatch),
+                    };
+                    let m =
+                        like::like(&t, p, *case_insensitive).map_err(|_| EvalError::LikeEscape)?;
+                    if (m != *negated) != *all {
+                        return Ok(Value::Bool(!*all));
+                    }
+                }
+                bool_value((!saw_null).then_some(*all))
+            }
             Node::ArrayPred {
                 op,
                 cmp,
@@ -993,7 +1040,10 @@ impl Node {
                 vec![left, right]
             }
             Node::JsonGet { arg, step, .. } => vec![arg, step],
-            Node::AnyAll { lhs, array, .. } => vec![lhs, array],
+            Node::AnyAll { lhs, array, .. }
+            | Node::LikeAnyAll {
+                text: lhs, array, ..
+            } => vec![lhs, array],
             Node::ArrayPred { left, right, .. } | Node::ArrayCat { left, right, .. } => {
                 vec![left, right]
             }

@@ -526,6 +526,59 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                 cond: Condition::Prefix(prefix),
             }])
         }
+        // `col LIKE ANY (patterns)`: some pattern matched, so the text starts with that
+        // pattern's literal prefix; `LIKE ALL`: every pattern matched, one prefix suffices.
+        Node::LikeAnyAll {
+            negated: false,
+            case_insensitive: false,
+            all,
+            text,
+            array,
+        } => {
+            let Node::Column(read) = text.as_ref() else {
+                return None;
+            };
+            if read.pre != TextPre::Identity || read.post != Post::None || !read.parse.is_string() {
+                return None;
+            }
+            let c = array.as_const()?;
+            let Some(OwnedValue::Array(a)) = &c.value else {
+                // NULL array: never TRUE.
+                return Some(Vec::new());
+            };
+            if a.elems.is_empty() {
+                // ANY of nothing is FALSE; ALL of nothing is TRUE (even for NULL text).
+                return if *all { None } else { Some(Vec::new()) };
+            }
+            let mut prefixes = Vec::new();
+            for e in a.elems.iter().flatten() {
+                let OwnedValue::Text(p) = e else {
+                    return None;
+                };
+                prefixes.push(like_prefix(p));
+            }
+            if *all {
+                // A NULL element makes ALL at best NULL; otherwise the longest prefix.
+                if prefixes.len() < a.elems.len() {
+                    return Some(Vec::new());
+                }
+                prefixes.sort_by_key(String::len);
+                prefixes = prefixes.pop().into_iter().collect();
+            }
+            if prefixes.iter().any(String::is_empty) {
+                return None;
+            }
+            Some(
+                prefixes
+                    .into_iter()
+                    .map(|prefix| IndexEntry {
+                        column: read.index,
+                        key_type: KeyType::Text,
+                        cond: Condition::Prefix(prefix),
+                    })
+                    .collect(),
+            )
+        }
         Node::IsNull {
             negated: false,
             arg,

@@ -529,6 +529,44 @@ fn fold_identifier(ident: &Ident) -> String {
     name
 }
 
+/// The LIKE family as operators: `(negated, case_insensitive)`.
+fn like_op(op: &BinaryOperator) -> Option<(bool, bool)> {
+    match op {
+        BinaryOperator::PGLikeMatch => Some((false, false)),
+        BinaryOperator::PGILikeMatch => Some((false, true)),
+        BinaryOperator::PGNotLikeMatch => Some((true, false)),
+        BinaryOperator::PGNotILikeMatch => Some((true, true)),
+        _ => None,
+    }
+}
+
+/// sqlparser reads `x LIKE ALL (arr)` / `x LIKE SOME (arr)` as a call of a function named
+/// `ALL` / `SOME` (both reserved words in PG, so never a real function): `(all, arr)`.
+fn quantifier_call(f: &sqlparser::ast::Function) -> Option<(bool, &Expr)> {
+    let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+        return None;
+    };
+    if name.quote_style.is_some() || f.over.is_some() || f.filter.is_some() {
+        return None;
+    }
+    let all = match name.value.to_ascii_uppercase().as_str() {
+        "ALL" => true,
+        "SOME" | "ANY" => false,
+        _ => return None,
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))]
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            Some((all, array))
+        }
+        _ => None,
+    }
+}
+
 fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
     Some(match op {
         BinaryOperator::Eq => CmpOp::Eq,
@@ -726,15 +764,25 @@ impl Converter<'_> {
                 pattern,
                 escape_char,
             } => {
-                if *any {
-                    return Err(self.unsupported(e, "LIKE ANY is not supported"));
-                }
                 if escape_char.is_some() {
                     return Err(
                         self.unsupported(e, "unknown or unsupported function like_escape/2")
                     );
                 }
                 let case_insensitive = matches!(e, Expr::ILike { .. });
+                // `x LIKE ANY (arr)` arrives as `any` with a parenthesised pattern, and
+                // `x LIKE ALL (arr)` / `SOME (arr)` as a call of a function named ALL / SOME.
+                let quantified = match pattern.as_ref() {
+                    Expr::Nested(inner) if *any => Some((false, inner.as_ref())),
+                    _ if *any => return Err(self.unsupported(e, "LIKE ANY needs an array")),
+                    Expr::Function(f) => quantifier_call(f),
+                    _ => None,
+                };
+                if let Some((all, array)) = quantified {
+                    let text = self.convert(expr, d)?;
+                    let array = self.convert(array, d)?;
+                    return self.like_quantified(text, array, *negated, case_insensitive, all, loc);
+                }
                 let text = self.convert(expr, d)?;
                 let pattern = self.convert(pattern, d)?;
                 self.like(text, pattern, *negated, case_insensitive, loc)
@@ -1030,14 +1078,7 @@ impl Converter<'_> {
             let r = self.convert(right, d)?;
             return self.comparison(cmp, l, r, loc);
         }
-        let like = match op {
-            BinaryOperator::PGLikeMatch => Some((false, false)),
-            BinaryOperator::PGILikeMatch => Some((false, true)),
-            BinaryOperator::PGNotLikeMatch => Some((true, false)),
-            BinaryOperator::PGNotILikeMatch => Some((true, true)),
-            _ => None,
-        };
-        if let Some((negated, case_insensitive)) = like {
+        if let Some((negated, case_insensitive)) = like_op(op) {
             let l = self.convert(left, d)?;
             let r = self.convert(right, d)?;
             return self.like(l, r, negated, case_insensitive, loc);
@@ -1710,6 +1751,11 @@ impl Converter<'_> {
         loc: usize,
     ) -> Result<Typed, WhereError> {
         let Some(op) = cmp_op(op) else {
+            if let Some((negated, case_insensitive)) = like_op(op) {
+                let text = self.convert(left, d)?;
+                let array = self.convert(right, d)?;
+                return self.like_quantified(text, array, negated, case_insensitive, all, loc);
+            }
             return Err(self.unsupported(e, format!("unknown binary operator {op}")));
         };
         let l = self.convert(left, d)?;
@@ -2247,6 +2293,98 @@ impl Converter<'_> {
         Ok(fold(node, loc))
     }
 
+    /// `x [NOT] [I]LIKE ANY/ALL (patterns)` (PG's ScalarArrayOpExpr over `~~` and friends):
+    /// the same operator resolution as `like`, with the patterns a `text[]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn like_quantified(
+        &mut self,
+        text: Typed,
+        array: Typed,
+        negated: bool,
+        case_insensitive: bool,
+        all: bool,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let text = match text.ty() {
+            SqlType::Unknown => self.coerce(text, &SqlType::Text, loc)?,
+            t if t.is_string() => match text {
+                Typed::Node { node, .. } => node,
+                Typed::Unknown { .. } => {
+                    return Err(WhereError::NoOperatorOverload { location: loc });
+                }
+            },
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let text_array = SqlType::Array(Box::new(SqlType::Text));
+        match array.ty() {
+            SqlType::Unknown => {}
+            SqlType::Array(elem) if elem.is_string() => {}
+            SqlType::Array(_) => return Err(WhereError::NoOperatorOverload { location: loc }),
+            _ => {
+                return Err(WhereError::Type {
+                    location: array.loc(),
+                    message: format!(
+                        "argument of {} must be an array",
+                        if all { "ALL" } else { "ANY" }
+                    ),
+                });
+            }
+        }
+        let array = self.coerce(array, &text_array, loc)?;
+        let patterns: Option<Vec<&str>> = match &array {
+            Node::Const(Const {
+                value: Some(OwnedValue::Array(a)),
+                ..
+            }) => Some(
+                a.elems
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        OwnedValue::Text(p) => Some(p.as_ref()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Node::Const(Const { value: None, .. }) => Some(Vec::new()),
+            _ => None,
+        };
+        if let Some(patterns) = &patterns
+            && patterns.iter().any(|p| like::check_pattern(p).is_err())
+        {
+            return Err(WhereError::Type {
+                location: loc,
+                message: "LIKE pattern must not end with escape character".to_owned(),
+            });
+        }
+        if case_insensitive {
+            let ascii = patterns.as_ref().is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    p.chars().all(|c| {
+                        c.is_ascii() || (c.to_lowercase().eq([c]) && c.to_uppercase().eq([c]))
+                    })
+                })
+            });
+            if !ascii {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "ILIKE ANY/ALL is only supported with a constant array of patterns \
+                              whose letters are ASCII (case folding of other letters depends on \
+                              the database locale)"
+                        .to_owned(),
+                });
+            }
+        }
+        let node = Node::LikeAnyAll {
+            negated,
+            case_insensitive,
+            all,
+            text: Box::new(text),
+            array: Box::new(array),
+        };
+        Ok(fold(node, loc))
+    }
+
     /// Implicit coercion (operator argument) to `ty`.
     fn coerce(&mut self, typed: Typed, ty: &SqlType, loc: usize) -> Result<Node, WhereError> {
         match self.cast(typed, ty, false, loc)? {
@@ -2583,7 +2721,7 @@ fn fold(node: Node, loc: usize) -> Typed {
         Node::In { lhs, .. } => is_null_const(lhs),
         Node::Not(arg) => is_null_const(arg),
         Node::ArrayPred { left, right, .. } => is_null_const(left) || is_null_const(right),
-        Node::AnyAll { array, .. } => is_null_const(array),
+        Node::AnyAll { array, .. } | Node::LikeAnyAll { array, .. } => is_null_const(array),
         _ => false,
     };
     if strict_null {
@@ -2599,7 +2737,10 @@ fn fold(node: Node, loc: usize) -> Typed {
         } => is_const(left) && is_const(right),
         Node::In { lhs, items, .. } => is_const(lhs) && items.iter().all(is_const),
         Node::ArrayPred { left, right, .. } => is_const(left) && is_const(right),
-        Node::AnyAll { lhs, array, .. } => is_const(lhs) && is_const(array),
+        Node::AnyAll { lhs, array, .. }
+        | Node::LikeAnyAll {
+            text: lhs, array, ..
+        } => is_const(lhs) && is_const(array),
         Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => is_const(arg),
         _ => false,
     };

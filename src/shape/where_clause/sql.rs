@@ -270,6 +270,25 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             }
             out.push_str("))");
         }
+        Node::LikeAnyAll {
+            negated,
+            case_insensitive,
+            all,
+            text,
+            array,
+        } => {
+            out.push('(');
+            write_node(out, text, schema);
+            out.push_str(match (negated, case_insensitive) {
+                (false, false) => " LIKE ",
+                (false, true) => " ILIKE ",
+                (true, false) => " NOT LIKE ",
+                (true, true) => " NOT ILIKE ",
+            });
+            out.push_str(if *all { "ALL (" } else { "ANY (" });
+            write_node(out, array, schema);
+            out.push_str("))");
+        }
         Node::ArrayPred {
             op, left, right, ..
         } => {

@@ -1641,6 +1641,43 @@ fn array_leaf() -> impl Strategy<Value = String> {
         })
 }
 
+/// Leaves over `LIKE`/`ILIKE` with `ANY`/`ALL`.
+fn like_leaf() -> impl Strategy<Value = String> {
+    let texts = prop::sample::select(vec![
+        "title",
+        "code",
+        "status",
+        "note",
+        "kind::text",
+        "'abc'",
+    ]);
+    let arrays = prop::sample::select(vec![
+        "ARRAY['a%', 'b%']",
+        "'{a%,%b%}'",
+        "'{}'",
+        "ARRAY['a%', NULL]",
+        "tags",
+        "'{_,%}'",
+        "'{a,\"a \"}'",
+        "ARRAY['%c', 'é%', '_']",
+        "NULL",
+        "ARRAY[title, 'x%']",
+    ]);
+    let ci_arrays = prop::sample::select(vec!["'{A%,b_}'", "ARRAY['%E', NULL]", "'{}'", "'{%}'"]);
+    let ops = prop::sample::select(vec!["LIKE", "NOT LIKE", "~~", "!~~"]);
+    let ci_ops = prop::sample::select(vec!["ILIKE", "NOT ILIKE", "~~*", "!~~*"]);
+    let quant = prop::sample::select(vec!["ANY", "ALL", "SOME"]);
+    (texts, arrays, ci_arrays, ops, ci_ops, quant, any::<bool>()).prop_map(
+        |(text, array, ci_array, op, ci_op, quant, ci)| {
+            if ci {
+                format!("{text} {ci_op} {quant} ({ci_array})")
+            } else {
+                format!("{text} {op} {quant} ({array})")
+            }
+        },
+    )
+}
+
 /// Numeric columns, for arithmetic forms.
 const GEN_NUMERIC: &[&str] = &["priority", "id", "score", "amount", "f4", "small"];
 /// Text-like columns, for string functions.
@@ -1731,7 +1768,7 @@ fn computed_leaf() -> impl Strategy<Value = String> {
 }
 
 fn clause() -> impl Strategy<Value = String> {
-    prop_oneof![3 => leaf(), 1 => computed_leaf(), 1 => array_leaf(), 1 => datetime_leaf(), 1 => json_leaf()].prop_recursive(
+    prop_oneof![3 => leaf(), 1 => computed_leaf(), 1 => array_leaf(), 1 => datetime_leaf(), 1 => json_leaf(), 1 => like_leaf()].prop_recursive(
         3,
         12,
         3,
@@ -1814,6 +1851,88 @@ proptest! {
             assert_never_misses(&w, &r);
         }
     }
+}
+
+#[test]
+fn like_any_all() {
+    let cases: &[Case<'_>] = &[
+        (
+            "title LIKE ANY (ARRAY['a%', 'b%'])",
+            &[("title", "banana")],
+            true,
+        ),
+        (
+            "title LIKE ANY (ARRAY['a%', 'b%'])",
+            &[("title", "cherry")],
+            false,
+        ),
+        ("title ~~ ANY ('{a%,b%}')", &[("title", "apple")], true),
+        ("title LIKE ALL ('{a%,%e}')", &[("title", "apple")], true),
+        ("title LIKE ALL ('{a%,%x}')", &[("title", "apple")], false),
+        ("title LIKE SOME ('{%p%}')", &[("title", "apple")], true),
+        (
+            "title NOT LIKE ALL ('{a%,b%}')",
+            &[("title", "cherry")],
+            true,
+        ),
+        ("title !~~ ANY ('{a%,b%}')", &[("title", "apple")], true),
+        ("title ILIKE ANY ('{A%}')", &[("title", "apple")], true),
+        ("title !~~* ALL ('{A%}')", &[("title", "apple")], false),
+        // PG's NULL rules: the empty array decides, a NULL element can only make it NULL.
+        ("title LIKE ANY ('{}') IS FALSE", &[], true),
+        ("title LIKE ALL ('{}')", &[], true),
+        (
+            "title LIKE ANY ('{a%,NULL}') IS NULL",
+            &[("title", "x")],
+            true,
+        ),
+        ("title LIKE ANY ('{a%,NULL}')", &[("title", "a")], true),
+        (
+            "title LIKE ALL ('{a%,NULL}') IS NULL",
+            &[("title", "a")],
+            true,
+        ),
+        (
+            "title LIKE ANY (tags)",
+            &[("title", "ab"), ("tags", "{x,a%}")],
+            true,
+        ),
+        ("title LIKE ANY (tags) IS NULL", &[("title", "ab")], true),
+        ("code LIKE ANY ('{a}')", &[("code", "a    ")], false),
+        ("code LIKE ANY ('{a%}')", &[("code", "a    ")], true),
+    ];
+    for (text, values, expected) in cases {
+        check(text, values, *expected);
+    }
+    assert_eq!(
+        compile("title NOT LIKE ANY (ARRAY['a%', 'b%'])").sql(),
+        "(\"title\" NOT LIKE ANY ('{\"a%\",\"b%\"}'::text[]))"
+    );
+    assert!(compile_err("title LIKE ANY ('{a\\\\}')", &[]).contains("escape character"));
+    assert!(compile_err("priority LIKE ANY ('{1}')", &[]).contains("operator overload"));
+    assert!(compile_err("title LIKE ANY (nums)", &[]).contains("operator overload"));
+    assert!(
+        compile_err("title LIKE ANY ('a')", &[]).contains("malformed")
+            || compile_err("title LIKE ANY ('a')", &[]).contains("invalid syntax")
+    );
+    assert!(compile_err("title ILIKE ANY (tags)", &[]).contains("ILIKE ANY/ALL is only supported"));
+    assert!(
+        compile_err("title ILIKE ANY ('{é%}')", &[]).contains("ILIKE ANY/ALL is only supported")
+    );
+    assert!(compile_err("title LIKE ANY (title)", &[]).contains("must be an array"));
+    // Routing: one prefix per pattern (ANY), the longest prefix (ALL).
+    let w = compile("title LIKE ANY ('{ab%,c%}')");
+    let e = w.index_entries().expect("indexable");
+    assert_eq!(e.len(), 2);
+    let w = compile("title LIKE ALL ('{a%,abc%}')");
+    let e = w.index_entries().expect("indexable");
+    assert_eq!(e.len(), 1);
+    assert!(!e[0].may_match(Some("ab")));
+    assert!(
+        compile("title LIKE ANY ('{ab%,%}')")
+            .index_entries()
+            .is_none()
+    );
 }
 
 #[test]
