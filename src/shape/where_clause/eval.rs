@@ -476,6 +476,14 @@ pub(super) enum Node {
         kind: Justify,
         arg: Box<Node>,
     },
+    /// `arg AT TIME ZONE zone`: timestamptz → local timestamp (`to_local`) or timestamp →
+    /// timestamptz. `zone_sql` is the constant printed in the SQL (text or interval).
+    AtTimeZone {
+        zone: super::tz::TimeZone,
+        zone_sql: Const,
+        to_local: bool,
+        arg: Box<Node>,
+    },
     /// Unary minus on an interval (`interval_um`).
     IntervalNeg(Box<Node>),
     /// `json(b) -> step` / `->>` (`step` is text or int4).
@@ -949,6 +957,17 @@ impl Node {
                 }),
                 _ => return Err(EvalError::TypeMismatch),
             },
+            Node::AtTimeZone {
+                zone,
+                to_local,
+                arg,
+                ..
+            } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Timestamp(us) if *to_local => Value::Timestamp(zone.to_local(us)?),
+                Value::Timestamp(us) => Value::Timestamp(zone.to_utc(us)?),
+                _ => return Err(EvalError::TypeMismatch),
+            },
             Node::IntervalNeg(arg) => match arg.eval(row)? {
                 Value::Null => Value::Null,
                 Value::Interval(v) => Value::Interval(interval::negate(v)?),
@@ -1035,6 +1054,7 @@ impl Node {
             | Node::CaseMap { arg, .. }
             | Node::ArrayNdims(arg)
             | Node::IntervalNeg(arg)
+            | Node::AtTimeZone { arg, .. }
             | Node::Justify { arg, .. } => vec![arg],
             Node::DateArith { left, right, .. } | Node::JsonPred { left, right, .. } => {
                 vec![left, right]

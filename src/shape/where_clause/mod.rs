@@ -9,8 +9,9 @@
 //! typing, overload resolution and constant folding into an [`eval::Node`] tree →
 //! [`sql`] (normalised SQL) and [`index`] (routing keys). Type-specific semantics live in
 //! [`values`] (scalars), [`arith`], [`like`], [`array`] (PG array text, `ANY/ALL`, `@> <@ &&`,
-//! `||`, subscripts), [`interval`] (intervals and date/time arithmetic) and [`json`]
-//! (json/jsonb: `-> ->> @> <@ ?`, jsonb normalisation).
+//! `||`, subscripts), [`interval`] (intervals and date/time arithmetic), [`tz`] (`AT TIME
+//! ZONE` over the system's IANA tzdata) and [`json`] (json/jsonb operators, normalisation
+//! and ordering).
 //!
 //! Invariants:
 //! * Compiling never panics and never recurses deeper than [`parse::MAX_DEPTH`] levels;
@@ -40,6 +41,7 @@ mod like;
 mod parse;
 mod sql;
 mod types;
+mod tz;
 mod values;
 
 #[cfg(test)]

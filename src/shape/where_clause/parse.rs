@@ -32,11 +32,6 @@ use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, parse_as};
 use super::{Schema, WhereError};
 
-/// Time zone conversions need the IANA rules Postgres uses, which the evaluator does not have:
-/// refused rather than approximated.
-const NO_TIME_ZONES: &str = "AT TIME ZONE and timezone() are not supported: the evaluator has no \
-     time zone database, so it could not match Postgres exactly";
-
 /// libpg_query's limit, which Electric inherits.
 pub(super) const MAX_WHERE_BYTES: usize = 65_536;
 /// Longest string literal, number or `$n` value accepted (bytes, after unescaping).
@@ -529,6 +524,24 @@ fn fold_identifier(ident: &Ident) -> String {
     name
 }
 
+/// The plain positional arguments of a call (empty if it has any other kind).
+fn exprs_of(list: Option<&sqlparser::ast::FunctionArgumentList>) -> Vec<&Expr> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(list.args.len());
+    for arg in &list.args {
+        match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => out.push(x),
+            _ => return Vec::new(),
+        }
+    }
+    out
+}
+
 /// The LIKE family as operators: `(negated, case_insensitive)`.
 fn like_op(op: &BinaryOperator) -> Option<(bool, bool)> {
     match op {
@@ -750,43 +763,7 @@ impl Converter<'_> {
                 low,
                 high,
             } => self.between(expr, *negated, low, high, d, loc),
-            Expr::Like {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            }
-            | Expr::ILike {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => {
-                if escape_char.is_some() {
-                    return Err(
-                        self.unsupported(e, "unknown or unsupported function like_escape/2")
-                    );
-                }
-                let case_insensitive = matches!(e, Expr::ILike { .. });
-                // `x LIKE ANY (arr)` arrives as `any` with a parenthesised pattern, and
-                // `x LIKE ALL (arr)` / `SOME (arr)` as a call of a function named ALL / SOME.
-                let quantified = match pattern.as_ref() {
-                    Expr::Nested(inner) if *any => Some((false, inner.as_ref())),
-                    _ if *any => return Err(self.unsupported(e, "LIKE ANY needs an array")),
-                    Expr::Function(f) => quantifier_call(f),
-                    _ => None,
-                };
-                if let Some((all, array)) = quantified {
-                    let text = self.convert(expr, d)?;
-                    let array = self.convert(array, d)?;
-                    return self.like_quantified(text, array, *negated, case_insensitive, all, loc);
-                }
-                let text = self.convert(expr, d)?;
-                let pattern = self.convert(pattern, d)?;
-                self.like(text, pattern, *negated, case_insensitive, loc)
-            }
+            Expr::Like { .. } | Expr::ILike { .. } => self.like_expr(e, d, loc),
             Expr::Cast {
                 kind,
                 expr,
@@ -859,12 +836,71 @@ impl Converter<'_> {
             }
             Expr::Array(array) => self.array_ctor(&array.elem, e, d, loc),
             Expr::Interval(iv) => self.interval_literal(iv, e, loc),
-            Expr::AtTimeZone { .. } => Err(self.unsupported(e, NO_TIME_ZONES)),
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => self.at_time_zone_expr(timestamp, time_zone, d, loc),
             Expr::Tuple(_) => {
                 Err(self.unsupported(e, "row expressions are not supported in this context"))
             }
             _ => Err(self.unsupported(e, "this expression is not supported in this context")),
         }
+    }
+
+    /// `x [NOT] [I]LIKE p`, also with `ANY`/`ALL`/`SOME` (kept out of `convert` so its
+    /// stack frame, which every nesting level pays, stays small).
+    #[inline(never)]
+    fn like_expr(&mut self, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+        let (Expr::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        }
+        | Expr::ILike {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        }) = e
+        else {
+            return Err(self.unsupported(e, "this expression is not supported in this context"));
+        };
+        if escape_char.is_some() {
+            return Err(self.unsupported(e, "unknown or unsupported function like_escape/2"));
+        }
+        let case_insensitive = matches!(e, Expr::ILike { .. });
+        // `x LIKE ANY (arr)` arrives as `any` with a parenthesised pattern, and
+        // `x LIKE ALL (arr)` / `SOME (arr)` as a call of a function named ALL / SOME.
+        let quantified = match pattern.as_ref() {
+            Expr::Nested(inner) if *any => Some((false, inner.as_ref())),
+            _ if *any => return Err(self.unsupported(e, "LIKE ANY needs an array")),
+            Expr::Function(f) => quantifier_call(f),
+            _ => None,
+        };
+        if let Some((all, array)) = quantified {
+            let text = self.convert(expr, d)?;
+            let array = self.convert(array, d)?;
+            return self.like_quantified(text, array, *negated, case_insensitive, all, loc);
+        }
+        let text = self.convert(expr, d)?;
+        let pattern = self.convert(pattern, d)?;
+        self.like(text, pattern, *negated, case_insensitive, loc)
+    }
+
+    #[inline(never)]
+    fn at_time_zone_expr(
+        &mut self,
+        timestamp: &Expr,
+        time_zone: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let value = self.convert(timestamp, d)?;
+        let zone = self.convert(time_zone, d)?;
+        self.at_time_zone(zone, value, loc)
     }
 
     fn column(&self, ident: &Ident, loc: usize) -> Result<Typed, WhereError> {
@@ -1335,8 +1371,12 @@ impl Converter<'_> {
             return Err(self.unsupported(e, "aggregation is not supported in this context"));
         }
         let unknown = || format!("unknown or unsupported function {name}/{arity}");
-        if name == "timezone" && arity == 2 {
-            return Err(self.unsupported(e, NO_TIME_ZONES));
+        if name == "timezone"
+            && let [zone, value] = exprs_of(list).as_slice()
+        {
+            let zone = self.convert(zone, d)?;
+            let value = self.convert(value, d)?;
+            return self.at_time_zone(zone, value, loc);
         }
         let mut exprs = Vec::with_capacity(arity);
         if let Some(list) = list {
@@ -2291,6 +2331,95 @@ impl Converter<'_> {
             pattern: Box::new(pattern),
         };
         Ok(fold(node, loc))
+    }
+
+    /// `value AT TIME ZONE zone` / `timezone(zone, value)`: PG's `timezone(text|interval,
+    /// timestamp|timestamptz)`. The zone must be a constant, resolved (and validated) now.
+    #[inline(never)]
+    fn at_time_zone(&mut self, zone: Typed, value: Typed, loc: usize) -> Result<Typed, WhereError> {
+        use super::tz::{TimeZone, lookup};
+        let (arg_ty, result_ty, to_local) = match value.ty() {
+            SqlType::Timestamptz | SqlType::Unknown => {
+                (SqlType::Timestamptz, SqlType::Timestamp, true)
+            }
+            SqlType::Timestamp => (SqlType::Timestamp, SqlType::Timestamptz, false),
+            SqlType::Time => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "AT TIME ZONE on time values is not supported (its result, timetz, is not a supported type)".to_owned(),
+                });
+            }
+            SqlType::Date => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "AT TIME ZONE on a date needs an explicit cast to timestamp (date to timestamptz depends on the session time zone)".to_owned(),
+                });
+            }
+            t => {
+                return Err(WhereError::Type {
+                    location: loc,
+                    message: format!(
+                        "Could not select a function overload for timezone({}, {})",
+                        zone.ty().pg_name(),
+                        t.pg_name()
+                    ),
+                });
+            }
+        };
+        let zone_loc = zone.loc();
+        let zone_ty = match zone.ty() {
+            SqlType::Unknown => SqlType::Text,
+            t if t.is_string() => SqlType::Text,
+            SqlType::Interval => SqlType::Interval,
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let zone_node = self.coerce(zone, &zone_ty, loc)?;
+        let Node::Const(zone_const) = zone_node else {
+            return Err(WhereError::Unsupported {
+                location: zone_loc,
+                message: "AT TIME ZONE needs a constant time zone (a literal or a parameter)"
+                    .to_owned(),
+            });
+        };
+        let arg = self.coerce(value, &arg_ty, loc)?;
+        let zone = match &zone_const.value {
+            // Strict: a NULL zone gives NULL.
+            None => {
+                return Ok(Typed::Node {
+                    node: Node::Const(Const::null(result_ty.clone())),
+                    ty: result_ty,
+                    loc,
+                });
+            }
+            Some(OwnedValue::Text(name)) => lookup(name).map_err(|e| WhereError::Type {
+                location: zone_loc,
+                message: e.to_string(),
+            })?,
+            Some(OwnedValue::Interval(iv)) => {
+                if iv.months != 0 || iv.days != 0 {
+                    return Err(WhereError::Type {
+                        location: zone_loc,
+                        message: format!(
+                            "interval time zone \"{}\" must not include months or days",
+                            iv.canonical_text()
+                        ),
+                    });
+                }
+                // PG truncates the interval to whole seconds (C division).
+                TimeZone::Fixed(iv.micros / 1_000_000)
+            }
+            Some(_) => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        fold_value(
+            Node::AtTimeZone {
+                zone,
+                zone_sql: zone_const,
+                to_local,
+                arg: Box::new(arg),
+            },
+            result_ty,
+            loc,
+        )
     }
 
     /// `x [NOT] [I]LIKE ANY/ALL (patterns)` (PG's ScalarArrayOpExpr over `~~` and friends):

@@ -361,6 +361,13 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, right, schema);
             out.push(')');
         }
+        Node::AtTimeZone { zone_sql, arg, .. } => {
+            out.push_str("timezone(");
+            write_const(out, zone_sql);
+            out.push_str(", ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
         Node::IntervalNeg(arg) => {
             out.push_str("(- ");
             write_node(out, arg, schema);
