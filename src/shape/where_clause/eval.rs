@@ -493,6 +493,13 @@ pub(super) enum Node {
         arg: Box<Node>,
         step: Box<Node>,
     },
+    /// `json(b) #> path` / `#>>` (`path` is a text[]).
+    JsonPath {
+        jsonb: bool,
+        as_text: bool,
+        arg: Box<Node>,
+        path: Box<Node>,
+    },
     JsonPred {
         op: JsonPredOp,
         left: Box<Node>,
@@ -998,6 +1005,38 @@ impl Node {
                     Some(n) => Value::Text(Cow::Owned(json::node_text(&src, n, *jsonb))),
                 }
             }
+            Node::JsonPath {
+                jsonb,
+                as_text,
+                arg,
+                path,
+            } => {
+                let src = arg.eval(row)?;
+                let Some(path) = as_array(path.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                let Value::Text(src) = src else {
+                    return Ok(Value::Null);
+                };
+                // A NULL step makes the whole path NULL (PG: as for a chain of `->`).
+                let mut steps = Vec::with_capacity(path.elems.len());
+                for e in &path.elems {
+                    match e {
+                        Some(OwnedValue::Text(t)) => steps.push(t.as_ref()),
+                        None => return Ok(Value::Null),
+                        Some(_) => return Err(EvalError::TypeMismatch),
+                    }
+                }
+                let Some(doc) = json::parse(&src, *jsonb) else {
+                    return Err(EvalError::Message("invalid input syntax for type json"));
+                };
+                match json::get_path(&doc, &steps) {
+                    None => Value::Null,
+                    Some(n) if *as_text => json::node_as_text(&src, n, *jsonb)
+                        .map_or(Value::Null, |t| Value::Text(Cow::Owned(t))),
+                    Some(n) => Value::Text(Cow::Owned(json::node_text(&src, n, *jsonb))),
+                }
+            }
             Node::JsonPred { op, left, right } => {
                 let Value::Text(l) = left.eval(row)? else {
                     return Ok(Value::Null);
@@ -1060,6 +1099,7 @@ impl Node {
                 vec![left, right]
             }
             Node::JsonGet { arg, step, .. } => vec![arg, step],
+            Node::JsonPath { arg, path, .. } => vec![arg, path],
             Node::AnyAll { lhs, array, .. }
             | Node::LikeAnyAll {
                 text: lhs, array, ..
@@ -1100,10 +1140,11 @@ impl Node {
     /// Whether evaluating the node depends on the text collation (text ordering or case
     /// mapping), which the SQL pins to "C".
     pub fn has_text_ordering(&self) -> bool {
+        let ordered = |cmp: &CmpType| cmp.is_textual() || cmp.is_collation_bound();
         let own = match self {
-            Node::Cmp { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
-            Node::Extreme { cmp, .. } => cmp.is_textual(),
-            Node::AnyAll { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
+            Node::Cmp { op, cmp, .. } => op.is_ordering() && ordered(cmp),
+            Node::Extreme { cmp, .. } => ordered(cmp),
+            Node::AnyAll { op, cmp, .. } => op.is_ordering() && ordered(cmp),
             Node::CaseMap { .. } => true,
             _ => false,
         };

@@ -224,9 +224,10 @@ impl WhereClause {
         &self.referenced_columns
     }
 
-    /// True when the clause orders text (`< > <= >=`, `BETWEEN`). We compare bytes, which
-    /// equals PG only under a bytewise collation; `sql()` pins those comparisons to
-    /// `COLLATE "C"`, and the caller may choose to reject such clauses instead.
+    /// True when the clause orders text (`< > <= >=`, `BETWEEN`) or jsonb. We compare bytes,
+    /// which equals PG only under a bytewise collation; `sql()` pins text comparisons to
+    /// `COLLATE "C"`, but jsonb orders its strings by the database's default collation, which
+    /// nothing in the SQL can pin: the caller may choose to reject such clauses instead.
     pub fn needs_text_ordering(&self) -> bool {
         self.needs_text_ordering
     }

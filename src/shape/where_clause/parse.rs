@@ -1150,6 +1150,8 @@ impl Converter<'_> {
             BinaryOperator::Arrow => Some(0),
             BinaryOperator::LongArrow => Some(1),
             BinaryOperator::Question => Some(2),
+            BinaryOperator::HashArrow => Some(3),
+            BinaryOperator::HashLongArrow => Some(4),
             _ => None,
         };
         if let Some(kind) = json_op {
@@ -1157,6 +1159,7 @@ impl Converter<'_> {
                 let r = self.convert(right, d)?;
                 match kind {
                     2 => self.json_pred(JsonPredOp::Exists, l, r, loc),
+                    3 | 4 => self.json_path(kind == 4, l, r, loc),
                     k => self.json_get(k == 1, l, r, loc),
                 }
             }));
@@ -1443,9 +1446,6 @@ impl Converter<'_> {
                     ty = SqlType::Text;
                 }
                 let cmp = ty.cmp_type().ok_or_else(no_overload)?;
-                if name != "coalesce" && cmp == CmpType::Jsonb {
-                    return Err(no_overload());
-                }
                 let mut nodes = Vec::with_capacity(args.len());
                 for a in args {
                     nodes.push(self.coerce(a, &ty, loc)?);
@@ -1596,6 +1596,41 @@ impl Converter<'_> {
                 as_text,
                 arg: Box::new(arg),
                 step: Box::new(step),
+            },
+            result,
+            loc,
+        )
+    }
+
+    /// `#>` / `#>>` on json or jsonb with a `text[]` path.
+    #[inline(never)]
+    fn json_path(
+        &mut self,
+        as_text: bool,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (jsonb, ty) = match l.ty() {
+            SqlType::Json => (false, SqlType::Json),
+            SqlType::Jsonb => (true, SqlType::Jsonb),
+            _ => return Err(overload),
+        };
+        match r.ty() {
+            SqlType::Unknown => {}
+            SqlType::Array(elem) if elem.is_string() => {}
+            _ => return Err(overload),
+        }
+        let arg = self.coerce(l, &ty, loc)?;
+        let path = self.coerce(r, &SqlType::Array(Box::new(SqlType::Text)), loc)?;
+        let result = if as_text { SqlType::Text } else { ty };
+        fold_value(
+            Node::JsonPath {
+                jsonb,
+                as_text,
+                arg: Box::new(arg),
+                path: Box::new(path),
             },
             result,
             loc,
@@ -1818,7 +1853,7 @@ impl Converter<'_> {
         let cmp = ty
             .cmp_type()
             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
+        if op.is_ordering() && cmp == CmpType::Bool {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
         let lhs = self.coerce(l, &ty, loc)?;
@@ -2155,8 +2190,8 @@ impl Converter<'_> {
         let cmp = ty
             .cmp_type()
             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        // Electric's catalogue has no ordering operators on bool; ours has none on jsonb.
-        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
+        // Electric's catalogue has no ordering operators on bool.
+        if op.is_ordering() && cmp == CmpType::Bool {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
         let l = self.coerce(l, &ty, loc)?;

@@ -354,6 +354,15 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, step, schema);
             out.push(')');
         }
+        Node::JsonPath {
+            as_text, arg, path, ..
+        } => {
+            out.push('(');
+            write_node(out, arg, schema);
+            out.push_str(if *as_text { " #>> " } else { " #> " });
+            write_node(out, path, schema);
+            out.push(')');
+        }
         Node::JsonPred { op, left, right } => {
             out.push('(');
             write_node(out, left, schema);

@@ -54,6 +54,10 @@ fn items() -> Schema {
         col("t", "time"),
         col("data", "jsonb"),
         col("doc", "json"),
+        Column {
+            array_dims: 1,
+            ..col("jdocs", "jsonb")
+        },
     ];
     columns.shrink_to_fit();
     Schema { columns }
@@ -661,12 +665,92 @@ fn json_and_jsonb() {
     for (text, values, expected) in cases {
         check(text, values, *expected);
     }
+    // jsonb ordering (checked against PG 15), and #> / #>> paths.
+    let ordered: &[Case<'_>] = &[
+        ("data > '[]'", &[("data", "1")], true),
+        ("data < '[1]'", &[("data", "1")], true),
+        ("data < '[1, 2]'", &[("data", "1")], true),
+        ("data < '1'", &[("data", r#""a""#)], true),
+        ("data < '\"a\"'", &[("data", "null")], true),
+        ("data > '2'", &[("data", "true")], true),
+        ("data < '{}'", &[("data", "[]")], true),
+        (
+            "data > '{\"b\": 1, \"d\": 1}'",
+            &[("data", r#"{"aa": 1, "c": 1}"#)],
+            true,
+        ),
+        (
+            "data < '{\"a\": 1, \"b\": 2}'",
+            &[("data", r#"{"a": 1}"#)],
+            true,
+        ),
+        ("data > '[\"a\", [1]]'", &[("data", r#"[[1], "a"]"#)], true),
+        ("data = '1'", &[("data", "1.0")], true),
+        ("data > '[1, 2, 3]'", &[("data", "{}")], true),
+        (
+            "data BETWEEN '\"a\"' AND '\"c\"'",
+            &[("data", r#""b""#)],
+            true,
+        ),
+        ("greatest(data, '1') = '[]'", &[("data", "[]")], false),
+        (
+            "'1' < ANY (jdocs)",
+            &[("jdocs", r#"{"[1]","\"a\""}"#)],
+            true,
+        ),
+        (
+            "jdocs @> '{\"{\\\"a\\\": 1}\"}'",
+            &[("jdocs", r#"{"{\"a\": 1.0}"}"#)],
+            true,
+        ),
+        (
+            "doc #> '{a,b}' IS NOT NULL",
+            &[("doc", r#"{"a":{"b":1},"a":{"c":2}}"#)],
+            true,
+        ),
+        (
+            "doc #>> '{a,c}' = '2'",
+            &[("doc", r#"{"a":{"b":1},"a":{"c":2}}"#)],
+            true,
+        ),
+        ("(data #> '{0}') IS NULL", &[("data", r#""a""#)], true),
+        ("data #>> '{}' = 'a'", &[("data", r#""a""#)], true),
+        ("data #>> '{-1}' = '3'", &[("data", "[1, 2, 3]")], true),
+        ("data #>> '{ 1}' = '2'", &[("data", "[1, 2, 3]")], true),
+        ("data #>> '{+0}' = '1'", &[("data", "[1, 2, 3]")], true),
+        ("data #>> '{-4}' IS NULL", &[("data", "[1, 2, 3]")], true),
+        (
+            "data #>> '{a,1,b}' IS NULL",
+            &[("data", r#"{"a": [1, {"b": null}]}"#)],
+            true,
+        ),
+        (
+            "data #> ARRAY['a', NULL] IS NULL",
+            &[("data", r#"{"a": 1}"#)],
+            true,
+        ),
+        ("doc #>> '{-1}' = '2'", &[("doc", "[1,2]")], true),
+        (
+            "data #> '{}' = '{\"a\": [1, 2]}'",
+            &[("data", r#"{"a": [1, 2]}"#)],
+            true,
+        ),
+    ];
+    for (text, values, expected) in ordered {
+        check(text, values, *expected);
+    }
+    assert!(compile("data > '{}'").needs_text_ordering());
+    assert_eq!(
+        compile("data #>> '{a,b}' = 'x'").sql(),
+        "((\"data\" #>> '{\"a\",\"b\"}'::text[]) = 'x'::text)"
+    );
     for text in [
-        "data > '{}'",
         "doc = '{}'",
+        "doc < '{}'",
         "data && '{}'",
         "data->'a' = 1",
-        "greatest(data, data) IS NULL",
+        "data #> 1 IS NULL",
+        "title #> '{a}' IS NULL",
     ] {
         assert!(WhereClause::compile(text, &[], &items()).is_err(), "{text}");
     }
@@ -1401,6 +1485,13 @@ const GEN_COLUMNS: &[(&str, &[&str], &[&str])] = &[
             r#"{"kind": null}"#,
             r#"{"a": {"b": "c"}}"#,
             r#"{"n": 2, "kind": "a", "kind": "b"}"#,
+            "[]",
+            "1",
+            "true",
+            r#"[[1], "a"]"#,
+            r#"{"aa": 1, "c": 1}"#,
+            r#"{"b": 1, "d": 1}"#,
+            r#"{"tags": ["x", "y"]}"#,
         ],
         &[
             r#"'{"kind": "a"}'"#,
@@ -1418,6 +1509,20 @@ const GEN_COLUMNS: &[(&str, &[&str], &[&str])] = &[
             r#"{ "n" : 1.50 }"#,
             "[1,2]",
             r#"{"a": {"b": "c"}}"#,
+            r#"{"a":{"b":1},"a":{"c":2}}"#,
+            r#""a""#,
+            r#"[[1,2],{"x":3}]"#,
+            r#"{"tags": ["x", "y"], "kind": null}"#,
+        ],
+        &["'{}'"],
+    ),
+    (
+        "jdocs",
+        &[
+            r#"{"{\"kind\": \"a\"}","[1]"}"#,
+            "{}",
+            r#"{NULL,"{}"}"#,
+            r#"{"\"a\"","1","null"}"#,
         ],
         &["'{}'"],
     ),
@@ -1526,26 +1631,62 @@ fn json_leaf() -> impl Strategy<Value = String> {
         "'{}'",
         r#"'{"a": {}}'"#,
         r#"'{"kind": "b", "n": 1.5}'"#,
+        "'[]'",
+        "'1'",
+        "'[1, 2]'",
+        "'true'",
+        "'null'",
+        r#"'"b"'"#,
+        r#"'{"kind": "a", "n": 1}'"#,
+        r#"'[[1], "a"]'"#,
+        r#"'{"aa": 1, "c": 1}'"#,
     ]);
     let keys = prop::sample::select(vec!["'kind'", "'n'", "'a'", "'x'", "0", "-1", "2"]);
     let vals = prop::sample::select(vec!["'a'", "'b'", "'1.50'", "'1'", "'c'", "'2'"]);
-    (lits, keys, vals, any::<bool>(), 0..12u8).prop_map(|(lit, key, val, doc, form)| {
-        let col = if doc { "doc" } else { "data" };
-        match form {
-            0 => format!("{col}->> {key} = {val}"),
-            1 => format!("{val} = {col} ->> {key}"),
-            2 => format!("{col}->'a'->>'b' = 'c'"),
-            3 => format!("data @> {lit}"),
-            4 => format!("{lit} <@ data"),
-            5 => format!("data ? {val}"),
-            6 => "data ? 'kind'".to_owned(),
-            7 => format!("data = {lit}"),
-            8 => format!("(data-> {key}) = {lit}"),
-            9 => "data->'tags' ? 'x'".to_owned(),
-            10 => format!("({col}->> {key}) IS NULL"),
-            _ => format!("{col}->> {key} IN ({val}, 'a')"),
-        }
-    })
+    let ops = prop::sample::select(vec!["=", "<>", "<", ">", "<=", ">="]);
+    let paths = prop::sample::select(vec![
+        "'{}'",
+        "'{kind}'",
+        "'{a,b}'",
+        "'{tags,0}'",
+        "'{tags,-1}'",
+        "'{0}'",
+        "'{-1}'",
+        "'{ 1}'",
+        "'{n}'",
+        "ARRAY['a', NULL]",
+        "'{x,y}'",
+        "'{2}'",
+        "'{+0}'",
+        "'{-3}'",
+    ]);
+    (lits, keys, vals, ops, paths, any::<bool>(), 0..20u8).prop_map(
+        |(lit, key, val, op, path, doc, form)| {
+            let col = if doc { "doc" } else { "data" };
+            match form {
+                12 => format!("data {op} {lit}"),
+                13 => format!("{col} #>> {path} = {val}"),
+                14 => format!("({col} #> {path}) IS NULL"),
+                15 => format!("data #> {path} {op} {lit}"),
+                16 => format!("{col} #>> {path} IS NULL"),
+                17 => format!("greatest(data, {lit}) {op} {lit}"),
+                18 => format!("{lit} {op} ANY (jdocs)"),
+                19 => format!("jdocs @> ARRAY[{lit}::jsonb]"),
+                0 => format!("{col}->> {key} = {val}"),
+                1 => format!("{val} = {col} ->> {key}"),
+                2 => format!("{col}->'a'->>'b' = 'c'"),
+                3 => format!("data @> {lit}"),
+                4 => format!("{lit} <@ data"),
+                5 => format!("data ? {val}"),
+                6 => "data ? 'kind'".to_owned(),
+                7 => format!("data = {lit}"),
+                8 => format!("(data-> {key}) = {lit}"),
+                9 => "data->'tags' ? 'x'".to_owned(),
+                10 => format!("({col}->> {key}) IS NULL"),
+                _ => format!("{col}->> {key} IN ({val}, 'a')"),
+            }
+        },
+    )
 }
 
 /// Leaves over date/time arithmetic and intervals.
@@ -2239,7 +2380,7 @@ fn differential_against_postgres() {
                  CREATE TABLE items (id int8, title text, status text, priority int4, score float8, amount numeric,
                    flag bool, tags text[], nums int4[], created_at timestamptz, due date, uid uuid, code char(5),
                    kind my_enum, dur interval, \"Status-Check\" text, f4 float4, small int2, note varchar,
-                   at timestamp, t time, data jsonb, doc json, rid serial PRIMARY KEY);
+                   at timestamp, t time, data jsonb, doc json, jdocs jsonb[], rid serial PRIMARY KEY);
                  CREATE FUNCTION try_eval(clause text) RETURNS TABLE(r bool, err text) LANGUAGE plpgsql AS $f$
                  DECLARE row_id int;
                  BEGIN
@@ -2356,6 +2497,22 @@ fn differential_against_postgres() {
             compiled.len(),
             table.len()
         );
+        // How many compiled clauses exercise the newer constructs (in the normalised SQL).
+        let features = [
+            ("AT TIME ZONE", "timezone("),
+            ("LIKE ANY/ALL", "LIKE A"),
+            ("interval * / float8", "\"dur\" *"),
+            ("#> / #>>", " #>"),
+            ("jsonb[]", "\"jdocs\""),
+        ];
+        let counts: Vec<String> = features
+            .iter()
+            .map(|(label, needle)| {
+                let n = compiled.iter().filter(|(_, w)| w.sql().contains(needle)).count();
+                format!("{label}: {n}")
+            })
+            .collect();
+        eprintln!("differential clauses by construct: {}", counts.join(", "));
         assert!(disagreements.is_empty(), "disagreements with Postgres:\n{}", disagreements.join("\n"));
         assert!(compiled.len() > clause_count / 2, "too few clauses compiled: {}", compiled.len());
     });
