@@ -395,6 +395,13 @@ pub(super) enum Node {
         kind: NumKind,
         arg: Box<Node>,
     },
+    /// `|/ x` on float8.
+    Sqrt(Box<Node>),
+    /// `@ x` in `kind`.
+    Abs {
+        kind: NumKind,
+        arg: Box<Node>,
+    },
     /// Bitwise NOT (`~`).
     BitNot {
         kind: NumKind,
@@ -728,6 +735,14 @@ impl Node {
             Node::Neg { kind, arg } => match arg.eval(row)? {
                 Value::Null => Value::Null,
                 v => arith::negate(*kind, &v)?,
+            },
+            Node::Sqrt(arg) => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::sqrt(&v)?,
+            },
+            Node::Abs { kind, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::abs(*kind, &v)?,
             },
             Node::BitNot { kind, arg } => match arg.eval(row)? {
                 Value::Null => Value::Null,
@@ -1093,6 +1108,8 @@ impl Node {
             | Node::CaseMap { arg, .. }
             | Node::ArrayNdims(arg)
             | Node::IntervalNeg(arg)
+            | Node::Sqrt(arg)
+            | Node::Abs { arg, .. }
             | Node::AtTimeZone { arg, .. }
             | Node::Justify { arg, .. } => vec![arg],
             Node::DateArith { left, right, .. } | Node::JsonPred { left, right, .. } => {

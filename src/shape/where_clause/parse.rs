@@ -187,6 +187,16 @@ fn prepass(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Locati
             after_semicolon = true;
             continue;
         }
+        // sqlparser cannot parse `f(VARIADIC arr)`; Electric refuses it anyway.
+        if let Token::Word(w) = &token.token
+            && w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("variadic")
+        {
+            return Err(WhereError::Unsupported {
+                location: 0,
+                message: "explicit VARIADIC function calls are not currently supported".to_owned(),
+            });
+        }
         if pending_symmetric {
             pending_symmetric = false;
             let leaf = matches!(
@@ -1015,6 +1025,18 @@ impl Converter<'_> {
                 Ok(fold(Node::Not(Box::new(arg)), loc))
             }
             UnaryOperator::Minus | UnaryOperator::Plus => {
+                // Postgres binds a unary sign tighter than `^` (`-2 ^ 2` is 4); sqlparser
+                // does the opposite. Parentheses make either reading explicit.
+                if let Expr::BinaryOp {
+                    op: BinaryOperator::PGExp,
+                    ..
+                } = x
+                {
+                    return Err(self.unsupported(
+                        e,
+                        "ambiguous operator precedence: Postgres reads `-a ^ b` as `(-a) ^ b`; add parentheses",
+                    ));
+                }
                 let arg = self.convert(x, d)?;
                 let negate = matches!(op, UnaryOperator::Minus);
                 match arg {
@@ -1076,6 +1098,10 @@ impl Converter<'_> {
                     }
                 }
             }
+            UnaryOperator::PGSquareRoot | UnaryOperator::PGAbs => {
+                let arg = self.convert(x, d)?;
+                self.sqrt_or_abs(matches!(op, UnaryOperator::PGSquareRoot), arg, loc)
+            }
             UnaryOperator::PGBitwiseNot => {
                 let arg = self.convert(x, d)?;
                 let ty = arg.ty();
@@ -1108,6 +1134,36 @@ impl Converter<'_> {
     ) -> Result<Typed, WhereError> {
         if matches!(op, BinaryOperator::And | BinaryOperator::Or) {
             return self.junction(op, e, d, loc);
+        }
+        // Postgres gives the prefix operators `~ @ |/ ||/` the low precedence of "any other
+        // operator", so `@ a + b` is `@ (a + b)` there; sqlparser binds them tightly. Rather
+        // than silently compute something else than the user's Postgres reading, ask for
+        // parentheses (`(@ a) + b` and `@ (a + b)` are both fine).
+        let binds_tighter = matches!(
+            op,
+            BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo
+                | BinaryOperator::PGExp
+        );
+        if binds_tighter
+            && let Expr::UnaryOp { op: prefix, .. } = left
+            && matches!(
+                prefix,
+                UnaryOperator::PGBitwiseNot
+                    | UnaryOperator::PGAbs
+                    | UnaryOperator::PGSquareRoot
+                    | UnaryOperator::PGCubeRoot
+            )
+        {
+            return Err(WhereError::Unsupported {
+                location: self.loc_of(left),
+                message: format!(
+                    "ambiguous operator precedence: Postgres reads `{prefix} a {op} b` as `{prefix} (a {op} b)`; add parentheses"
+                ),
+            });
         }
         if let Some(cmp) = cmp_op(op) {
             let l = self.convert(left, d)?;
@@ -1259,6 +1315,7 @@ impl Converter<'_> {
             BinaryOperator::BitwiseAnd => Some(ArithOp::BitAnd),
             BinaryOperator::BitwiseOr => Some(ArithOp::BitOr),
             BinaryOperator::PGBitwiseXor => Some(ArithOp::BitXor),
+            BinaryOperator::PGExp => Some(ArithOp::Pow),
             _ => None,
         };
         if let Some(aop) = arith {
@@ -1285,7 +1342,7 @@ impl Converter<'_> {
                 Err(e) => return Some(Err(e)),
             };
             if matches!(l.ty(), SqlType::Array(_)) || matches!(r.ty(), SqlType::Array(_)) {
-                return Some(self.array_cat(l, r, loc));
+                return Some(self.array_cat(l, r, None, loc));
             }
             return Some(self.text_cat(l, r, loc));
         }
@@ -1313,6 +1370,9 @@ impl Converter<'_> {
     #[inline(never)]
     fn arith(&mut self, op: ArithOp, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
         let overload = WhereError::NoOperatorOverload { location: loc };
+        if op == ArithOp::Pow {
+            return self.power(l, r, loc);
+        }
         let ty = match (l.ty(), r.ty()) {
             (SqlType::Unknown, SqlType::Unknown) => return Err(overload),
             (SqlType::Unknown, t) | (t, SqlType::Unknown) => t,
@@ -1351,6 +1411,61 @@ impl Converter<'_> {
             ty,
             loc,
         )
+    }
+
+    /// `x ^ y`: PG resolves it to `float8 ^ float8` unless an operand is numeric (and none is
+    /// a float), which gives `numeric ^ numeric`, not evaluated here.
+    #[inline(never)]
+    fn power(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (lt, rt) = (l.ty(), r.ty());
+        let numeric_like = |t: &SqlType| *t == SqlType::Unknown || t.numeric_rank().is_some();
+        if !numeric_like(&lt)
+            || !numeric_like(&rt)
+            || (lt == SqlType::Unknown && rt == SqlType::Unknown)
+        {
+            return Err(overload);
+        }
+        let float = |t: &SqlType| matches!(t, SqlType::Float4 | SqlType::Float8);
+        if !float(&lt) && !float(&rt) && (lt == SqlType::Numeric || rt == SqlType::Numeric) {
+            return Err(WhereError::Unsupported {
+                location: loc,
+                message: "numeric ^ numeric is not supported yet (cast an operand to float8)"
+                    .to_owned(),
+            });
+        }
+        let l = self.coerce(l, &SqlType::Float8, loc)?;
+        let r = self.coerce(r, &SqlType::Float8, loc)?;
+        fold_value(
+            Node::Arith {
+                op: ArithOp::Pow,
+                kind: NumKind::Float8,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            SqlType::Float8,
+            loc,
+        )
+    }
+
+    /// `|/ x` (float8 square root) and `@ x` (absolute value, in the operand's own type; an
+    /// unknown literal is read as float8, as PG does).
+    #[inline(never)]
+    fn sqrt_or_abs(&mut self, sqrt: bool, arg: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let ty = match arg.ty() {
+            SqlType::Unknown => SqlType::Float8,
+            _ if sqrt && arg.ty().numeric_rank().is_some() => SqlType::Float8,
+            t if t.numeric_rank().is_some() => t,
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let kind = num_kind(&ty).ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        let arg = Box::new(self.coerce(arg, &ty, loc)?);
+        let node = if sqrt {
+            Node::Sqrt(arg)
+        } else {
+            Node::Abs { kind, arg }
+        };
+        fold_value(node, ty, loc)
     }
 
     #[inline(never)]
@@ -1554,8 +1669,7 @@ impl Converter<'_> {
                 if !shape_ok {
                     return Err(no_overload());
                 }
-                let result = self.array_cat(l, r, loc)?;
-                Ok(result)
+                self.array_cat(l, r, Some(want), loc)
             }
             _ => {
                 let pattern = args.pop().ok_or_else(no_overload)?;
@@ -1942,9 +2056,23 @@ impl Converter<'_> {
 
     /// The array `||` family: array || array, array || element, element || array.
     #[inline(never)]
-    fn array_cat(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+    fn array_cat(
+        &mut self,
+        l: Typed,
+        r: Typed,
+        function: Option<CatKind>,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         let overload = WhereError::NoOperatorOverload { location: loc };
         let (kind, ty) = match (l.ty(), r.ty()) {
+            // `array_append(arr, 'x')` / `array_prepend('x', arr)`: the function's signature
+            // makes the unknown an element (the `||` operator reads it as an array).
+            (a @ SqlType::Array(_), SqlType::Unknown) if function == Some(CatKind::Append) => {
+                (CatKind::Append, a)
+            }
+            (SqlType::Unknown, a @ SqlType::Array(_)) if function == Some(CatKind::Prepend) => {
+                (CatKind::Prepend, a)
+            }
             (a @ SqlType::Array(_), b @ SqlType::Array(_)) if a == b => (CatKind::Cat, a),
             (a @ SqlType::Array(_), SqlType::Unknown)
             | (SqlType::Unknown, a @ SqlType::Array(_)) => (CatKind::Cat, a),

@@ -185,6 +185,16 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, arg, schema);
             out.push(')');
         }
+        Node::Sqrt(arg) => {
+            out.push_str("(|/ ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::Abs { arg, .. } => {
+            out.push_str("(@ ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
         Node::BitNot { arg, .. } => {
             out.push_str("(~ ");
             write_node(out, arg, schema);

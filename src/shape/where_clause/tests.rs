@@ -1888,7 +1888,7 @@ fn leaf() -> impl Strategy<Value = String> {
 /// Leaves over computed values: arithmetic and function calls.
 fn computed_leaf() -> impl Strategy<Value = String> {
     let ops = prop::sample::select(vec!["=", "<>", "<", ">", "<=", ">="]);
-    let aops = prop::sample::select(vec!["+", "-", "*", "/", "&", "|", "#"]);
+    let aops = prop::sample::select(vec!["+", "-", "*", "/", "&", "|", "#", "^"]);
     (
         any::<prop::sample::Index>(),
         any::<prop::sample::Index>(),
@@ -1896,7 +1896,7 @@ fn computed_leaf() -> impl Strategy<Value = String> {
         ops,
         aops,
         any::<prop::sample::Index>(),
-        0..12u8,
+        0..16u8,
     )
         .prop_map(|(n1, n2, t, op, aop, lit, form)| {
             let a = GEN_NUMERIC[n1.index(GEN_NUMERIC.len())];
@@ -1925,6 +1925,10 @@ fn computed_leaf() -> impl Strategy<Value = String> {
                 8 => format!("concat({text}, {text2}) {op} {lt}"),
                 9 => format!("{text} || {text2} {op} {lt}"),
                 10 => format!("coalesce({text}, {lt}) LIKE 'a%'"),
+                12 => format!("|/ {a} {op} {la}"),
+                13 => format!("@ {a} {op} {la}"),
+                14 => format!("(@ {a}) * {b} {op} {la}"),
+                15 => format!("{a} ^ {la} {op} {b}"),
                 _ => format!("({a} {aop} {b}) {aop} {la} IS NULL"),
             }
         })
@@ -2013,6 +2017,60 @@ proptest! {
             prop_assert_eq!(again.evaluate(&r), w.evaluate(&r), "{} / {}", c, w.sql());
             assert_never_misses(&w, &r);
         }
+    }
+}
+
+#[test]
+fn sqrt_abs_power_and_precedence() {
+    let cases: &[Case<'_>] = &[
+        ("|/ score = 3", &[("score", "9")], true),
+        ("|/ priority = 3", &[("priority", "9")], true),
+        ("|/ score IS NULL", &[("score", "-1")], false),
+        ("@ priority = 5", &[("priority", "-5")], true),
+        ("@ priority = 5", &[("priority", "-2147483648")], false),
+        ("@ amount = 2.5", &[("amount", "-2.50")], true),
+        ("@ score = 'Infinity'", &[("score", "-Infinity")], true),
+        ("score ^ 2 = 9", &[("score", "-3")], true),
+        ("priority ^ 2 = 81", &[("priority", "9")], true),
+        ("score ^ 0.5 IS NULL", &[("score", "-4")], false),
+        ("score ^ -1 IS NULL", &[("score", "0")], false),
+        ("score ^ 400 IS NULL", &[("score", "10")], false),
+        ("score ^ 0 = 1", &[("score", "NaN")], true),
+        ("(- score) ^ 2 = 4", &[("score", "2")], true),
+        ("(@ priority) + 1 = 6", &[("priority", "-5")], true),
+        ("@ (priority + 1) = 4", &[("priority", "-5")], true),
+        (
+            "array_append(tags, 'x') = '{a,x}'",
+            &[("tags", "{a}")],
+            true,
+        ),
+        (
+            "array_prepend('x', tags) = '{x,a}'",
+            &[("tags", "{a}")],
+            true,
+        ),
+    ];
+    for (text, values, expected) in cases {
+        check(text, values, *expected);
+    }
+    assert_eq!(
+        compile("|/ score > 1").sql(),
+        "((|/ \"score\") > '1e0'::float8)"
+    );
+    assert_eq!(compile("@ small > 1").sql(), "((@ \"small\") > '1'::int4)");
+    for (text, needle) in [
+        ("@ priority + 1 > 0", "ambiguous operator precedence"),
+        ("~ priority + 2 > 0", "ambiguous operator precedence"),
+        ("|/ score - 2 > 0", "ambiguous operator precedence"),
+        ("- score ^ 2 > 0", "ambiguous operator precedence"),
+        ("amount ^ 2 > 0", "numeric ^ numeric is not supported"),
+        ("concat(VARIADIC ARRAY['a']) = 'a'", "explicit VARIADIC"),
+        ("|/ title > 0", "operator overload"),
+        ("dur ^ 2 > dur", "operator overload"),
+        ("'x' || tags = '{x}'", "invalid syntax for type text[]: x"),
+    ] {
+        let e = compile_err(text, &[]);
+        assert!(e.contains(needle), "{text}: {e}");
     }
 }
 
@@ -2294,6 +2352,9 @@ const DIFFERENTIAL_REGRESSIONS: &[&str] = &[
     "at AT TIME ZONE 'Australia/Lord_Howe' = created_at",
     "dur * score > '1 day'",
     "title LIKE ANY (tags)",
+    "|/ score > 1",
+    "score ^ priority > 1",
+    "@ amount = 5",
 ];
 
 /// How one clause came out on one row in Postgres: a value, or an error.
