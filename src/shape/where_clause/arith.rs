@@ -1,5 +1,5 @@
 //! Arithmetic with PG's exact semantics: checked integers, IEEE floats with PG's overflow and
-//! underflow errors, and exact decimal `+ - *` on numeric.
+//! underflow errors, exact decimal `+ - *` on numeric, float8 `^` and `|/`, and `@`.
 //!
 //! Invariants:
 //! * Every operation PG would raise on (integer out of range, division by zero, float

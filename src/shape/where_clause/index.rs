@@ -5,10 +5,12 @@
 //! `e.may_match(row[e.column])`. It may over-approximate, never miss.
 //!
 //! Conditions: equality (`col = c`, `IN`, OR of those), ranges (`< <= > >=`, `BETWEEN`,
-//! intersected within an AND) on numbers, dates, times and text, `LIKE 'prefix…'`, and
-//! `IS NULL`. Range keys ([`RangeKey`]) are order-preserving images of the values: exact for
-//! integers, floats, dates, times and text; numeric goes through `f64`, whose rounding is
-//! monotone, so numeric bounds are always made inclusive (an over-approximation).
+//! intersected within an AND) on numbers, dates, times and text, `LIKE 'prefix…'` (also
+//! `LIKE ANY/ALL` over constant patterns), and `IS NULL`. Range keys ([`RangeKey`]) are
+//! order-preserving images of the values: exact for integers, floats, dates, times and text;
+//! numeric goes through `f64`, whose rounding is monotone, so numeric bounds are always made
+//! inclusive (an over-approximation). Computed operands (`AT TIME ZONE`, arithmetic, json
+//! paths other than `->…->>`) are never indexed.
 //!
 //! Equality entries are only produced for `column = constant` (or `IN`) where the
 //! column read is a plain parse of the row text (`KeyType` says which parse), and keys are

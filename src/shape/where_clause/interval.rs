@@ -1,5 +1,5 @@
-//! `interval`: PG's input forms, a canonical input text, normalised comparison and the
-//! `justify_*` functions.
+//! `interval`: PG's input forms, a canonical input text, normalised comparison, the
+//! `justify_*` functions, and date/time arithmetic (`± interval`, `interval * / float8`).
 //!
 //! Invariants:
 //! * An interval is PG's triple (months, days, µs), each kept separately (`'1 day'` and
@@ -11,6 +11,8 @@
 //!   `Y-M` / `D H:M:S` fields. Fractions are accepted on seconds (and in `H:M:S`) only; PG's
 //!   fractional spill of other units (`1.5 days`) is refused rather than approximated.
 //! * Every step is checked: a component out of range is `None` (PG: "interval out of range").
+//! * `interval * float8` and `interval / float8` replay PG 15's floating-point steps in the
+//!   same order (see [`scale`]), so the rounding of the cascaded fractions is PG's.
 
 use std::cmp::Ordering;
 
