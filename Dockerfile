@@ -9,7 +9,9 @@ COPY tests ./tests
 RUN cargo build --release --locked --bin ampere
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+# tzdata: `AT TIME ZONE` in where clauses reads the IANA zone files, as Postgres built
+# --with-system-tzdata does; keep its release in step with the database server's.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /app ampere \
     && mkdir -p /app/persistent && chown ampere /app/persistent

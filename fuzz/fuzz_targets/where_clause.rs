@@ -34,12 +34,18 @@ fuzz_target!(|data: &[u8]| {
             col("f", "float8", 0),
             status,
             col("u", "uuid", 0),
+            col("local", "timestamp", 0),
+            col("span", "interval", 0),
         ],
     };
-    let params = ["1".to_owned(), "x".to_owned()];
+    let params = [
+        "1".to_owned(),
+        "x".to_owned(),
+        "America/New_York".to_owned(),
+    ];
     if let Ok(w) = WhereClause::compile(text, &params, &schema) {
         let _ = WhereClause::compile(w.sql(), &[], &schema);
-        let row: [Option<&str>; 10] = [
+        let row: [Option<&str>; 12] = [
             Some("1"),
             Some("a"),
             Some("1.5"),
@@ -50,9 +56,11 @@ fuzz_target!(|data: &[u8]| {
             Some("NaN"),
             Some("ok"),
             Some("00000000-0000-0000-0000-000000000000"),
+            Some("2024-03-10 02:30:00"),
+            Some("P1M2DT3S"),
         ];
         let _ = w.evaluate(&row);
-        let _ = w.evaluate(&[None; 10]);
+        let _ = w.evaluate(&[None; 12]);
         let _ = w.index_entries();
     }
 });

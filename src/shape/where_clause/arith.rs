@@ -1,5 +1,5 @@
 //! Arithmetic with PG's exact semantics: checked integers, IEEE floats with PG's overflow and
-//! underflow errors, and exact decimal `+ - *` on numeric.
+//! underflow errors, exact decimal `+ - *` on numeric, float8 `^` and `|/`, and `@`.
 //!
 //! Invariants:
 //! * Every operation PG would raise on (integer out of range, division by zero, float
@@ -47,6 +47,8 @@ pub(super) enum ArithOp {
     BitAnd,
     BitOr,
     BitXor,
+    /// `^`, on float8 only (numeric `^` is not evaluated).
+    Pow,
 }
 
 impl ArithOp {
@@ -59,6 +61,7 @@ impl ArithOp {
             ArithOp::BitAnd => "&",
             ArithOp::BitOr => "|",
             ArithOp::BitXor => "#",
+            ArithOp::Pow => "^",
         }
     }
 }
@@ -99,6 +102,119 @@ fn float_op(op: ArithOp, a: f64, b: f64, single: bool) -> Result<f64, EvalError>
             }
             check_float(round(a / b), a.is_infinite(), a == 0.0 || b.is_infinite())
         }
+        ArithOp::Pow if !single => pow(a, b),
+        _ => Err(EvalError::TypeMismatch),
+    }
+}
+
+/// PG 15's `float8pow`: POSIX's NaN and infinity cases spelled out, its two domain errors,
+/// then the C library's `pow` (the same libm as PG's on the same platform), with PG's
+/// overflow/underflow checks.
+fn pow(x: f64, y: f64) -> Result<f64, EvalError> {
+    if x.is_nan() {
+        return Ok(if y.is_nan() || y != 0.0 {
+            f64::NAN
+        } else {
+            1.0
+        });
+    }
+    if y.is_nan() {
+        return Ok(if x != 1.0 { f64::NAN } else { 1.0 });
+    }
+    if x == 0.0 && y < 0.0 {
+        return Err(EvalError::Message(
+            "zero raised to a negative power is undefined",
+        ));
+    }
+    if x < 0.0 && y.floor() != y {
+        return Err(EvalError::Message(
+            "a negative number raised to a non-integer power yields a complex result",
+        ));
+    }
+    if y.is_infinite() {
+        let ax = x.abs();
+        return Ok(if ax == 1.0 {
+            1.0
+        } else if y > 0.0 {
+            if ax > 1.0 { y } else { 0.0 }
+        } else if ax > 1.0 {
+            0.0
+        } else {
+            -y
+        });
+    }
+    if x.is_infinite() {
+        if y == 0.0 {
+            return Ok(1.0);
+        }
+        if x > 0.0 {
+            return Ok(if y > 0.0 { x } else { 0.0 });
+        }
+        let half = y / 2.0;
+        let odd = half.floor() != half;
+        return Ok(if y > 0.0 {
+            if odd { x } else { -x }
+        } else if odd {
+            -0.0
+        } else {
+            0.0
+        });
+    }
+    let r = x.powf(y);
+    if r.is_nan() {
+        // Only old glibc on huge |y|; PG's fallback.
+        if x == 0.0 {
+            return Ok(0.0);
+        }
+        let ax = x.abs();
+        return if ax == 1.0 {
+            Ok(1.0)
+        } else if if y >= 0.0 { ax > 1.0 } else { ax < 1.0 } {
+            Err(EvalError::FloatOverflow)
+        } else {
+            Err(EvalError::FloatUnderflow)
+        };
+    }
+    if r.is_infinite() {
+        return Err(EvalError::FloatOverflow);
+    }
+    if r == 0.0 && x != 0.0 {
+        return Err(EvalError::FloatUnderflow);
+    }
+    Ok(r)
+}
+
+/// `|/ x` (PG's `dsqrt`).
+pub(super) fn sqrt(a: &Value<'_>) -> Result<Value<'static>, EvalError> {
+    let Value::Float(x) = a else {
+        return Err(EvalError::TypeMismatch);
+    };
+    if *x < 0.0 {
+        return Err(EvalError::Message(
+            "cannot take square root of a negative number",
+        ));
+    }
+    // sqrt is exact (correctly rounded) everywhere; inputs ≥ 0 cannot overflow or underflow.
+    Ok(Value::Float(x.sqrt()))
+}
+
+/// `@ x` (PG's `int*abs`, `float*abs`, `numeric_abs`).
+pub(super) fn abs(kind: NumKind, a: &Value<'_>) -> Result<Value<'static>, EvalError> {
+    match (kind, a) {
+        (k, Value::Int(x)) if k.is_int() => check_int(x.checked_abs(), k),
+        (NumKind::Float4 | NumKind::Float8, Value::Float(x)) => Ok(Value::Float(x.abs())),
+        (NumKind::Numeric, v) => {
+            let n = num_view(v).ok_or(EvalError::TypeMismatch)?;
+            Ok(Value::NumericOwned(match n.to_owned_num() {
+                NumOwned::NaN => NumOwned::NaN,
+                NumOwned::PosInf | NumOwned::NegInf => NumOwned::PosInf,
+                NumOwned::Finite { digits, point, .. } => NumOwned::Finite {
+                    neg: false,
+                    digits,
+                    point,
+                },
+            }))
+        }
         _ => Err(EvalError::TypeMismatch),
     }
 }
@@ -129,6 +245,7 @@ pub(super) fn apply(
                 ArithOp::BitAnd => Some(x & y),
                 ArithOp::BitOr => Some(x | y),
                 ArithOp::BitXor => Some(x ^ y),
+                ArithOp::Pow => return Err(EvalError::TypeMismatch),
             };
             check_int(r, kind)
         }

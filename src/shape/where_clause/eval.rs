@@ -266,6 +266,12 @@ pub(super) enum DateOp {
     TimeMinusTime,
     IntervalPlus,
     IntervalMinus,
+    /// `interval * float8`.
+    IntervalMulFloat,
+    /// `float8 * interval`.
+    FloatMulInterval,
+    /// `interval / float8`.
+    IntervalDivFloat,
 }
 
 impl DateOp {
@@ -278,6 +284,8 @@ impl DateOp {
             | DateOp::TimeMinusInterval
             | DateOp::TimeMinusTime
             | DateOp::IntervalMinus => "-",
+            DateOp::IntervalMulFloat | DateOp::FloatMulInterval => "*",
+            DateOp::IntervalDivFloat => "/",
             _ => "+",
         }
     }
@@ -387,6 +395,13 @@ pub(super) enum Node {
         kind: NumKind,
         arg: Box<Node>,
     },
+    /// `|/ x` on float8.
+    Sqrt(Box<Node>),
+    /// `@ x` in `kind`.
+    Abs {
+        kind: NumKind,
+        arg: Box<Node>,
+    },
     /// Bitwise NOT (`~`).
     BitNot {
         kind: NumKind,
@@ -430,6 +445,14 @@ pub(super) enum Node {
         array: Box<Node>,
         elem_convert: Option<(NumKind, NumKind)>,
     },
+    /// `text [NOT] [I]LIKE ANY/ALL (array of patterns)`; `negated` applies per element.
+    LikeAnyAll {
+        negated: bool,
+        case_insensitive: bool,
+        all: bool,
+        text: Box<Node>,
+        array: Box<Node>,
+    },
     /// `@>`, `<@`, `&&`; elements compared in `cmp`.
     ArrayPred {
         op: ArrayPredOp,
@@ -460,12 +483,29 @@ pub(super) enum Node {
         kind: Justify,
         arg: Box<Node>,
     },
+    /// `arg AT TIME ZONE zone`: timestamptz → local timestamp (`to_local`) or timestamp →
+    /// timestamptz. `zone_sql` is the constant printed in the SQL (text or interval).
+    AtTimeZone {
+        zone: super::tz::TimeZone,
+        zone_sql: Const,
+        to_local: bool,
+        arg: Box<Node>,
+    },
+    /// Unary minus on an interval (`interval_um`).
+    IntervalNeg(Box<Node>),
     /// `json(b) -> step` / `->>` (`step` is text or int4).
     JsonGet {
         jsonb: bool,
         as_text: bool,
         arg: Box<Node>,
         step: Box<Node>,
+    },
+    /// `json(b) #> path` / `#>>` (`path` is a text[]).
+    JsonPath {
+        jsonb: bool,
+        as_text: bool,
+        arg: Box<Node>,
+        path: Box<Node>,
     },
     JsonPred {
         op: JsonPredOp,
@@ -521,6 +561,13 @@ fn date_arith(op: DateOp, l: &Value<'_>, r: &Value<'_>) -> Result<Value<'static>
         }
         (DateOp::IntervalMinus, V::Interval(a), V::Interval(b)) => {
             V::Interval(interval::add(*a, *b, true)?)
+        }
+        (DateOp::IntervalMulFloat, V::Interval(v), V::Float(f))
+        | (DateOp::FloatMulInterval, V::Float(f), V::Interval(v)) => {
+            V::Interval(interval::scale(*v, *f, false)?)
+        }
+        (DateOp::IntervalDivFloat, V::Interval(v), V::Float(f)) => {
+            V::Interval(interval::scale(*v, *f, true)?)
         }
         _ => return Err(EvalError::TypeMismatch),
     })
@@ -596,12 +643,11 @@ impl Node {
                 left,
                 right,
             } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 let o = super::values::compare(&l, &r, *cmp).ok_or(EvalError::TypeMismatch)?;
@@ -662,12 +708,9 @@ impl Node {
                 pattern,
             } => {
                 let t = text.eval(row)?;
-                if matches!(t, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let p = pattern.eval(row)?;
                 match (t, p) {
-                    (_, Value::Null) => Value::Null,
+                    (Value::Null, _) | (_, Value::Null) => Value::Null,
                     (Value::Text(t), Value::Text(p)) => {
                         let m = like::like(&t, &p, *case_insensitive)
                             .map_err(|_| EvalError::LikeEscape)?;
@@ -682,12 +725,11 @@ impl Node {
                 left,
                 right,
             } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 arith::apply(*op, *kind, &l, &r)?
@@ -695,6 +737,14 @@ impl Node {
             Node::Neg { kind, arg } => match arg.eval(row)? {
                 Value::Null => Value::Null,
                 v => arith::negate(*kind, &v)?,
+            },
+            Node::Sqrt(arg) => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::sqrt(&v)?,
+            },
+            Node::Abs { kind, arg } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                v => arith::abs(*kind, &v)?,
             },
             Node::BitNot { kind, arg } => match arg.eval(row)? {
                 Value::Null => Value::Null,
@@ -812,6 +862,45 @@ impl Node {
                 }
                 bool_value((!saw_null).then_some(*all))
             }
+            Node::LikeAnyAll {
+                negated,
+                case_insensitive,
+                all,
+                text,
+                array,
+            } => {
+                // PG's ScalarArrayOpExpr: the empty array decides even for a NULL text;
+                // elements are tried in order and the first decisive one ends the loop.
+                let t = text.eval(row)?;
+                let Some(arr) = as_array(array.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                if arr.elems.is_empty() {
+                    return Ok(Value::Bool(*all));
+                }
+                let t = match t {
+                    Value::Null => return Ok(Value::Null),
+                    Value::Text(t) => t,
+                    _ => return Err(EvalError::TypeMismatch),
+                };
+                let mut saw_null = false;
+                for e in &arr.elems {
+                    let p = match e {
+                        None => {
+                            saw_null = true;
+                            continue;
+                        }
+                        Some(OwnedValue::Text(p)) => p,
+                        Some(_) => return Err(EvalError::TypeMismatch),
+                    };
+                    let m =
+                        like::like(&t, p, *case_insensitive).map_err(|_| EvalError::LikeEscape)?;
+                    if (m != *negated) != *all {
+                        return Ok(Value::Bool(!*all));
+                    }
+                }
+                bool_value((!saw_null).then_some(*all))
+            }
             Node::ArrayPred {
                 op,
                 cmp,
@@ -874,12 +963,11 @@ impl Node {
                 }
             }
             Node::DateArith { op, left, right } => {
+                // PG evaluates every argument of a strict operator before its NULL check,
+                // so an error on the right is raised even when the left is NULL.
                 let l = left.eval(row)?;
-                if matches!(l, Value::Null) {
-                    return Ok(Value::Null);
-                }
                 let r = right.eval(row)?;
-                if matches!(r, Value::Null) {
+                if matches!(l, Value::Null) || matches!(r, Value::Null) {
                     return Ok(Value::Null);
                 }
                 date_arith(*op, &l, &r)?
@@ -891,6 +979,22 @@ impl Node {
                     Justify::Days => interval::justify_days(v)?,
                     Justify::Interval => interval::justify_interval(v)?,
                 }),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+            Node::AtTimeZone {
+                zone,
+                to_local,
+                arg,
+                ..
+            } => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Timestamp(us) if *to_local => Value::Timestamp(zone.to_local(us)?),
+                Value::Timestamp(us) => Value::Timestamp(zone.to_utc(us)?),
+                _ => return Err(EvalError::TypeMismatch),
+            },
+            Node::IntervalNeg(arg) => match arg.eval(row)? {
+                Value::Null => Value::Null,
+                Value::Interval(v) => Value::Interval(interval::negate(v)?),
                 _ => return Err(EvalError::TypeMismatch),
             },
             Node::JsonGet {
@@ -912,6 +1016,38 @@ impl Node {
                     return Err(EvalError::Message("invalid input syntax for type json"));
                 };
                 match json::get(&doc, &step, *jsonb) {
+                    None => Value::Null,
+                    Some(n) if *as_text => json::node_as_text(&src, n, *jsonb)
+                        .map_or(Value::Null, |t| Value::Text(Cow::Owned(t))),
+                    Some(n) => Value::Text(Cow::Owned(json::node_text(&src, n, *jsonb))),
+                }
+            }
+            Node::JsonPath {
+                jsonb,
+                as_text,
+                arg,
+                path,
+            } => {
+                let src = arg.eval(row)?;
+                let Some(path) = as_array(path.eval(row)?)? else {
+                    return Ok(Value::Null);
+                };
+                let Value::Text(src) = src else {
+                    return Ok(Value::Null);
+                };
+                // A NULL step makes the whole path NULL (PG: as for a chain of `->`).
+                let mut steps = Vec::with_capacity(path.elems.len());
+                for e in &path.elems {
+                    match e {
+                        Some(OwnedValue::Text(t)) => steps.push(t.as_ref()),
+                        None => return Ok(Value::Null),
+                        Some(_) => return Err(EvalError::TypeMismatch),
+                    }
+                }
+                let Some(doc) = json::parse(&src, *jsonb) else {
+                    return Err(EvalError::Message("invalid input syntax for type json"));
+                };
+                match json::get_path(&doc, &steps) {
                     None => Value::Null,
                     Some(n) if *as_text => json::node_as_text(&src, n, *jsonb)
                         .map_or(Value::Null, |t| Value::Text(Cow::Owned(t))),
@@ -974,12 +1110,20 @@ impl Node {
             | Node::DateToTimestamp(arg)
             | Node::CaseMap { arg, .. }
             | Node::ArrayNdims(arg)
+            | Node::IntervalNeg(arg)
+            | Node::Sqrt(arg)
+            | Node::Abs { arg, .. }
+            | Node::AtTimeZone { arg, .. }
             | Node::Justify { arg, .. } => vec![arg],
             Node::DateArith { left, right, .. } | Node::JsonPred { left, right, .. } => {
                 vec![left, right]
             }
             Node::JsonGet { arg, step, .. } => vec![arg, step],
-            Node::AnyAll { lhs, array, .. } => vec![lhs, array],
+            Node::JsonPath { arg, path, .. } => vec![arg, path],
+            Node::AnyAll { lhs, array, .. }
+            | Node::LikeAnyAll {
+                text: lhs, array, ..
+            } => vec![lhs, array],
             Node::ArrayPred { left, right, .. } | Node::ArrayCat { left, right, .. } => {
                 vec![left, right]
             }
@@ -1018,10 +1162,11 @@ impl Node {
     /// Whether evaluating the node depends on the text collation (text ordering or case
     /// mapping), which the SQL pins to "C".
     pub fn has_text_ordering(&self) -> bool {
+        let ordered = |cmp: &CmpType| cmp.is_textual() || cmp.is_collation_bound();
         let own = match self {
-            Node::Cmp { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
-            Node::Extreme { cmp, .. } => cmp.is_textual(),
-            Node::AnyAll { op, cmp, .. } => op.is_ordering() && cmp.is_textual(),
+            Node::Cmp { op, cmp, .. } => op.is_ordering() && ordered(cmp),
+            Node::Extreme { cmp, .. } => ordered(cmp),
+            Node::AnyAll { op, cmp, .. } => op.is_ordering() && ordered(cmp),
             Node::CaseMap { .. } => true,
             _ => false,
         };

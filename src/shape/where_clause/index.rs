@@ -5,10 +5,12 @@
 //! `e.may_match(row[e.column])`. It may over-approximate, never miss.
 //!
 //! Conditions: equality (`col = c`, `IN`, OR of those), ranges (`< <= > >=`, `BETWEEN`,
-//! intersected within an AND) on numbers, dates, times and text, `LIKE 'prefix…'`, and
-//! `IS NULL`. Range keys ([`RangeKey`]) are order-preserving images of the values: exact for
-//! integers, floats, dates, times and text; numeric goes through `f64`, whose rounding is
-//! monotone, so numeric bounds are always made inclusive (an over-approximation).
+//! intersected within an AND) on numbers, dates, times and text, `LIKE 'prefix…'` (also
+//! `LIKE ANY/ALL` over constant patterns), and `IS NULL`. Range keys ([`RangeKey`]) are
+//! order-preserving images of the values: exact for integers, floats, dates, times and text;
+//! numeric goes through `f64`, whose rounding is monotone, so numeric bounds are always made
+//! inclusive (an over-approximation). Computed operands (`AT TIME ZONE`, arithmetic, json
+//! paths other than `->…->>`) are never indexed.
 //!
 //! Equality entries are only produced for `column = constant` (or `IN`) where the
 //! column read is a plain parse of the row text (`KeyType` says which parse), and keys are
@@ -566,6 +568,59 @@ fn collect(node: &Node) -> Option<Vec<IndexEntry>> {
                 key_type: KeyType::Text,
                 cond,
             }])
+        }
+        // `col LIKE ANY (patterns)`: some pattern matched, so the text starts with that
+        // pattern's literal prefix; `LIKE ALL`: every pattern matched, one prefix suffices.
+        Node::LikeAnyAll {
+            negated: false,
+            case_insensitive: false,
+            all,
+            text,
+            array,
+        } => {
+            let Node::Column(read) = text.as_ref() else {
+                return None;
+            };
+            if read.pre != TextPre::Identity || read.post != Post::None || !read.parse.is_string() {
+                return None;
+            }
+            let c = array.as_const()?;
+            let Some(OwnedValue::Array(a)) = &c.value else {
+                // NULL array: never TRUE.
+                return Some(Vec::new());
+            };
+            if a.elems.is_empty() {
+                // ANY of nothing is FALSE; ALL of nothing is TRUE (even for NULL text).
+                return if *all { None } else { Some(Vec::new()) };
+            }
+            let mut prefixes = Vec::new();
+            for e in a.elems.iter().flatten() {
+                let OwnedValue::Text(p) = e else {
+                    return None;
+                };
+                prefixes.push(like_prefix(p));
+            }
+            if *all {
+                // A NULL element makes ALL at best NULL; otherwise the longest prefix.
+                if prefixes.len() < a.elems.len() {
+                    return Some(Vec::new());
+                }
+                prefixes.sort_by_key(String::len);
+                prefixes = prefixes.pop().into_iter().collect();
+            }
+            if prefixes.iter().any(String::is_empty) {
+                return None;
+            }
+            Some(
+                prefixes
+                    .into_iter()
+                    .map(|prefix| IndexEntry {
+                        column: read.index,
+                        key_type: KeyType::Text,
+                        cond: Condition::Prefix(prefix),
+                    })
+                    .collect(),
+            )
         }
         Node::IsNull {
             negated: false,

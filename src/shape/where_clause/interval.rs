@@ -1,5 +1,5 @@
-//! `interval`: PG's input forms, a canonical input text, normalised comparison and the
-//! `justify_*` functions.
+//! `interval`: PG's input forms, a canonical input text, normalised comparison, the
+//! `justify_*` functions, and date/time arithmetic (`± interval`, `interval * / float8`).
 //!
 //! Invariants:
 //! * An interval is PG's triple (months, days, µs), each kept separately (`'1 day'` and
@@ -11,6 +11,8 @@
 //!   `Y-M` / `D H:M:S` fields. Fractions are accepted on seconds (and in `H:M:S`) only; PG's
 //!   fractional spill of other units (`1.5 days`) is refused rather than approximated.
 //! * Every step is checked: a component out of range is `None` (PG: "interval out of range").
+//! * `interval * float8` and `interval / float8` replay PG 15's floating-point steps in the
+//!   same order (see [`scale`]), so the rounding of the cascaded fractions is PG's.
 
 use std::cmp::Ordering;
 
@@ -436,12 +438,69 @@ fn is_infinite(v: i64) -> bool {
     v == i64::MIN || v == i64::MAX
 }
 
-/// PG's `interval_um`.
-fn negate(v: Interval) -> Result<Interval, EvalError> {
+/// PG's `interval_um` (unary minus), with its overflow error.
+pub(super) fn negate(v: Interval) -> Result<Interval, EvalError> {
     Ok(Interval {
         months: v.months.checked_neg().ok_or_else(out_of_range)?,
         days: v.days.checked_neg().ok_or_else(out_of_range)?,
         micros: v.micros.checked_neg().ok_or_else(out_of_range)?,
+    })
+}
+
+/// PG's `TSROUND`: round to the microsecond (`rint`, ties to even, like the C default mode).
+fn tsround(x: f64) -> f64 {
+    (x * 1_000_000.0).round_ties_even() / 1_000_000.0
+}
+
+/// A double that PG's range checks let through to an `(int32)` cast: its truncation.
+fn to_i32(x: f64) -> Result<i32, EvalError> {
+    if x.is_nan() || x > f64::from(i32::MAX) || x < f64::from(i32::MIN) {
+        return Err(out_of_range());
+    }
+    // In range (after truncation toward zero, which `as` does), so `as` is exact here.
+    Ok(x as i32)
+}
+
+/// `interval * float8` (and `float8 * interval`) or `interval / float8`: PG 15's
+/// `interval_mul` / `interval_div`, step by step in the same floating-point order. The
+/// months and days are scaled separately; the fraction of the months cascades into days
+/// (30 per month) and the fraction of the days into time (24 h per day), each rounded to the
+/// microsecond, then the time is scaled and rounded. Overflow is PG's "interval out of
+/// range"; dividing by zero is "division by zero".
+pub(super) fn scale(v: Interval, factor: f64, divide: bool) -> Result<Interval, EvalError> {
+    const SECS_PER_DAY: f64 = 86_400.0;
+    if divide && factor == 0.0 {
+        return Err(EvalError::DivisionByZero);
+    }
+    let apply = |x: f64| if divide { x / factor } else { x * factor };
+    let month = to_i32(apply(f64::from(v.months)))?;
+    let mut day = to_i32(apply(f64::from(v.days)))?;
+    let month_remainder_days = tsround((apply(f64::from(v.months)) - f64::from(month)) * 30.0);
+    // `(int) month_remainder_days`: |value| < 30, so the cast is a plain truncation.
+    let whole_remainder_days = month_remainder_days as i32;
+    let mut sec_remainder = tsround(
+        (apply(f64::from(v.days)) - f64::from(day) + month_remainder_days
+            - f64::from(whole_remainder_days))
+            * SECS_PER_DAY,
+    );
+    if sec_remainder.abs() >= SECS_PER_DAY {
+        let extra = (sec_remainder / SECS_PER_DAY) as i32;
+        day = day.checked_add(extra).ok_or_else(out_of_range)?;
+        sec_remainder -= f64::from(extra) * SECS_PER_DAY;
+    }
+    day = day
+        .checked_add(whole_remainder_days)
+        .ok_or_else(out_of_range)?;
+    let time = (apply(v.micros as f64) + sec_remainder * 1_000_000.0).round_ties_even();
+    // FLOAT8_FITS_IN_INT64: [-2^63, 2^63), both bounds exact doubles.
+    let limit = 2f64.powi(63);
+    if time.is_nan() || !(-limit..limit).contains(&time) {
+        return Err(out_of_range());
+    }
+    Ok(Interval {
+        months: month,
+        days: day,
+        micros: time as i64,
     })
 }
 
@@ -469,7 +528,9 @@ pub(super) fn ts_plus(ts: i64, v: Interval, subtract: bool) -> Result<i64, EvalE
     }
     if v.days != 0 {
         ts = valid_ts(
-            ts.checked_add(i64::from(v.days) * USECS_PER_DAY)
+            i64::from(v.days)
+                .checked_mul(USECS_PER_DAY)
+                .and_then(|d| ts.checked_add(d))
                 .ok_or_else(ts_out_of_range)?,
         )?;
     }
@@ -518,8 +579,10 @@ pub(super) fn date_plus_time(date: i64, time: i64) -> Result<i64, EvalError> {
 
 /// `time ± interval`: the µs part, wrapped to a day.
 pub(super) fn time_plus(time: i64, v: Interval, subtract: bool) -> i64 {
-    let m = if subtract { -v.micros } else { v.micros };
-    (time + m % USECS_PER_DAY).rem_euclid(USECS_PER_DAY)
+    // The µs part modulo a day first, so neither the negation nor the sum can overflow.
+    let m = v.micros % USECS_PER_DAY;
+    let m = if subtract { -m } else { m };
+    (time + m).rem_euclid(USECS_PER_DAY)
 }
 
 #[cfg(test)]
@@ -626,6 +689,121 @@ mod tests {
                 days: 5,
                 micros: 0
             }
+        );
+    }
+
+    /// `interval * float8` and `interval / float8`, checked against PG 15.18's output.
+    #[test]
+    fn scale_matches_pg() {
+        let cases: &[(&str, f64, &str, &str)] = &[
+            ("P1M3DT4H", 1.5, "P1M19DT18H", "P22DT2H40M"),
+            ("P1M", 1.5, "P1M15D", "P20D"),
+            (
+                "P1Y1M1DT1.000001S",
+                1.5,
+                "P1Y7M16DT12H1.500002S",
+                "P8M20DT16H0.666667S",
+            ),
+            (
+                "P-7M3DT-0.5S",
+                1.5,
+                "P-10M-11DT11H59M59.25S",
+                "P-4M-18DT-0.333333S",
+            ),
+            ("P1M3DT4H", 7.0, "P7M21DT28H", "P4DT17H42M51.403886S"),
+            ("P1M", 7.0, "P7M", "P4DT6H51M25.6896S"),
+            (
+                "P1Y1M1DT1.000001S",
+                7.0,
+                "P7Y7M7DT7.000007S",
+                "P1M25DT20H34M17.3104S",
+            ),
+            ("P-7M3DT-0.5S", 7.0, "P-4Y-1M21DT-3.5S", "P-1MT10H17M8.5S"),
+            ("P1M3DT4H", 0.1, "P3DT7H36M", "P10M30DT40H"),
+            ("P1M", 0.1, "P3D", "P10M"),
+            (
+                "P1Y1M1DT1.000001S",
+                0.1,
+                "P1M9DT2H24M0.1S",
+                "P10Y10M10DT10.00001S",
+            ),
+            ("P-7M3DT-0.5S", 0.1, "P-21DT7H11M59.95S", "P-5Y-10M30DT-5S"),
+            ("P1M3DT4H", -3.0, "P-3M-9DT-12H", "P-11DT-1H-20M"),
+            ("P1M", -3.0, "P-3M", "P-10D"),
+            (
+                "P1Y1M1DT1.000001S",
+                -3.0,
+                "P-3Y-3M-3DT-3.000003S",
+                "P-4M-10DT-8H-0.333334S",
+            ),
+            ("P-7M3DT-0.5S", -3.0, "P1Y9M-9DT1.5S", "P2M9DT0.166667S"),
+            (
+                "P1M3DT4H",
+                1e-07,
+                "PT0.28656S",
+                "P833333Y4M30000000DT40000000H",
+            ),
+            ("P1M", 1e-07, "PT0.2592S", "P833333Y4M"),
+            (
+                "P1Y1M1DT1.000001S",
+                1e-07,
+                "PT3.37824S",
+                "P10833333Y4M10000000DT2777H46M50S",
+            ),
+            (
+                "P-7M3DT-0.5S",
+                1e-07,
+                "PT-1.78848S",
+                "P-5833333Y-4M30000000DT-1388H-53M-20S",
+            ),
+            ("P1M3DT4H", 0.3333333333333333, "P11DT1H20M", "P3M9DT12H"),
+            ("P1M", 0.3333333333333333, "P10D", "P3M"),
+            (
+                "P1Y1M1DT1.000001S",
+                0.3333333333333333,
+                "P4M10DT8H0.333334S",
+                "P3Y3M3DT3.000003S",
+            ),
+            (
+                "P-7M3DT-0.5S",
+                0.3333333333333333,
+                "P-2M-9DT-0.166667S",
+                "P-1Y-9M9DT-1.5S",
+            ),
+        ];
+        for (v, f, product, quotient) in cases {
+            let v = parse_interval(v).expect("interval");
+            assert_eq!(
+                Some(scale(v, *f, false).expect("mul")),
+                parse_interval(product),
+                "{v:?} * {f}"
+            );
+            assert_eq!(
+                Some(scale(v, *f, true).expect("div")),
+                parse_interval(quotient),
+                "{v:?} / {f}"
+            );
+        }
+        let month = parse_interval("P1M").expect("interval");
+        assert_eq!(scale(month, 0.0, true), Err(EvalError::DivisionByZero));
+        assert!(scale(month, 1e-10, true).is_err());
+        assert!(scale(month, f64::INFINITY, false).is_err());
+        assert!(
+            scale(
+                parse_interval("PT1S").expect("interval"),
+                f64::INFINITY,
+                false
+            )
+            .is_err()
+        );
+        assert!(scale(month, f64::NAN, true).is_err());
+        assert_eq!(
+            negate(month),
+            Ok(Interval {
+                months: -1,
+                days: 0,
+                micros: 0
+            })
         );
     }
 }

@@ -1,5 +1,5 @@
 //! `json`/`jsonb`: PG's JSON grammar, jsonb normalisation and output, and the operators
-//! `->`, `->>`, `@>`, `<@`, `?` and jsonb `=`.
+//! `->`, `->>`, `#>`, `#>>`, `@>`, `<@`, `?` and jsonb's btree order (`= <> < > <= >=`).
 //!
 //! Invariants:
 //! * Values travel as text (the row's text, or a constant's canonical text); operators parse
@@ -8,6 +8,13 @@
 //! * jsonb normalisation is PG's: object keys sorted by length then bytes, the last of
 //!   duplicate keys wins, numbers keep their numeric display scale (`1.50`), output uses
 //!   `", "` and `": "` separators.
+//! * jsonb ordering is PG's `compareJsonbContainers`: object > array > boolean > number >
+//!   string > null; arrays by element count, then elements; objects by pair count, then
+//!   key, value, key, … in storage order (keys sorted by length, then bytes). A top-level
+//!   scalar is stored as a one-element "raw scalar" array: it sorts below an array of one
+//!   element but above the empty array. Strings compare bytewise, which is PG's order under
+//!   a C/POSIX database collation (jsonb ignores expression collations, so `sql()` cannot
+//!   pin it; callers see such clauses through `needs_text_ordering`).
 //! * The parser is PG's strict grammar (no NaN, no trailing commas, no control characters in
 //!   strings, `\u0000` refused by jsonb); nesting deeper than [`MAX_DEPTH`] is refused (as
 //!   a decode failure), so recursion is bounded.
@@ -450,6 +457,124 @@ pub(super) fn equal(a: &Json, b: &Json) -> bool {
                     .all(|(p, q)| p.0 == q.0 && equal(&p.1.value, &q.1.value))
         }
         _ => false,
+    }
+}
+
+/// PG's `JsonbValue.type` order: null < string < numeric < bool < array < object.
+fn type_rank(v: &Json) -> u8 {
+    match v {
+        Json::Null => 0,
+        Json::String(_) => 1,
+        Json::Number(..) => 2,
+        Json::Bool(_) => 3,
+        Json::Array(_) => 0x10,
+        Json::Object(_) => 0x11,
+    }
+}
+
+fn cmp_scalars(a: &Json, b: &Json) -> Ordering {
+    match (a, b) {
+        (Json::String(x), Json::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Json::Number(_, x), Json::Number(_, y)) => x.view().cmp_num(&y.view()),
+        (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
+        _ => type_rank(a).cmp(&type_rank(b)),
+    }
+}
+
+/// jsonb btree order of two documents (PG's `compareJsonbContainers` over the roots).
+pub(super) fn cmp_jsonb(a: &Json, b: &Json) -> Ordering {
+    let is_container = |v: &Json| matches!(v, Json::Array(_) | Json::Object(_));
+    match (is_container(a), is_container(b)) {
+        // Both raw scalars: equal headers, then the one element each.
+        (false, false) => cmp_nested(a, b),
+        // A raw scalar against an array: the raw flag, overridden by the element counts.
+        (false, true) | (true, false) => match (a, b) {
+            (_, Json::Array(items)) => match 1usize.cmp(&items.len()) {
+                Ordering::Equal => Ordering::Less,
+                o => o,
+            },
+            (Json::Array(items), _) => match items.len().cmp(&1) {
+                Ordering::Equal => Ordering::Greater,
+                o => o,
+            },
+            // A raw scalar (an array) against an object.
+            (Json::Object(_), _) => Ordering::Greater,
+            _ => Ordering::Less,
+        },
+        (true, true) => cmp_nested(a, b),
+    }
+}
+
+/// Two values met at the same position of the lockstep token walk.
+fn cmp_nested(a: &Json, b: &Json) -> Ordering {
+    match (a, b) {
+        (Json::Array(x), Json::Array(y)) => x.len().cmp(&y.len()).then_with(|| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| cmp_nested(&p.value, &q.value))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        }),
+        (Json::Object(x), Json::Object(y)) => x.len().cmp(&y.len()).then_with(|| {
+            x.iter()
+                .zip(y)
+                .map(|((ka, va), (kb, vb))| {
+                    ka.as_bytes()
+                        .cmp(kb.as_bytes())
+                        .then_with(|| cmp_nested(&va.value, &vb.value))
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        }),
+        _ if type_rank(a) != type_rank(b) => type_rank(a).cmp(&type_rank(b)),
+        _ => cmp_scalars(a, b),
+    }
+}
+
+/// An array subscript in a `#>` path: C `strtol` (leading blanks, a sign, digits, nothing
+/// after), within int4; anything else never matches.
+fn path_index(step: &str) -> Option<i64> {
+    let t = step.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, t.get(1..)?),
+        Some(b'+') => (false, t.get(1..)?),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for b in digits.bytes() {
+        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        if v > i64::from(i32::MAX) + 1 {
+            return None;
+        }
+    }
+    let v = if neg { -v } else { v };
+    i32::try_from(v).ok().map(i64::from)
+}
+
+/// `doc #> path` (PG's `jsonb_get_element` / json's `get_path_all`): the node at `path`.
+/// Objects take the step as a key, arrays as an index (negative from the end); a scalar has
+/// no children, a top-level jsonb scalar included (unlike `-> 0`). json keeps duplicate keys:
+/// the last match in document order wins, as PG's streaming search does.
+pub(super) fn get_path<'n>(doc: &'n JNode, path: &[&str]) -> Option<&'n JNode> {
+    let Some((step, rest)) = path.split_first() else {
+        return Some(doc);
+    };
+    match &doc.value {
+        Json::Object(fields) => fields
+            .iter()
+            .rev()
+            .filter(|(k, _)| k == step)
+            .find_map(|(_, v)| get_path(v, rest)),
+        Json::Array(items) => {
+            let i = path_index(step)?;
+            let len = i64::try_from(items.len()).ok()?;
+            let i = if i < 0 { len + i } else { i };
+            get_path(items.get(usize::try_from(i).ok()?)?, rest)
+        }
+        _ => None,
     }
 }
 

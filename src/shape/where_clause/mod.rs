@@ -9,12 +9,14 @@
 //! typing, overload resolution and constant folding into an [`eval::Node`] tree →
 //! [`sql`] (normalised SQL) and [`index`] (routing keys). Type-specific semantics live in
 //! [`values`] (scalars), [`arith`], [`like`], [`array`] (PG array text, `ANY/ALL`, `@> <@ &&`,
-//! `||`, subscripts), [`interval`] (intervals and date/time arithmetic) and [`json`]
-//! (json/jsonb: `-> ->> @> <@ ?`, jsonb normalisation).
+//! `||`, subscripts), [`interval`] (intervals and date/time arithmetic), [`tz`] (`AT TIME
+//! ZONE` over the system's IANA tzdata) and [`json`] (json/jsonb operators, normalisation
+//! and ordering).
 //!
 //! Invariants:
 //! * Compiling never panics and never recurses deeper than [`parse::MAX_DEPTH`] levels;
-//!   input longer than [`parse::MAX_WHERE_BYTES`] is refused before parsing.
+//!   input longer than [`parse::MAX_WHERE_BYTES`] is refused before parsing, and so is any
+//!   literal or parameter value longer than [`parse::MAX_LITERAL_BYTES`].
 //! * Anything outside the supported subset is a [`WhereError`], never a silent approximation.
 //! * `matches` is PG's inclusion rule: TRUE only. A value that fails to decode, or an
 //!   evaluation error PG would raise (e.g. `'abc'::int4` on a row), means "not included".
@@ -40,6 +42,7 @@ mod parse;
 mod sql;
 mod subquery;
 mod types;
+mod tz;
 mod values;
 
 #[cfg(test)]
@@ -149,6 +152,15 @@ pub enum WhereError {
     MissingParameter { location: usize, number: String },
     #[error("At location {location}: {message}")]
     Unsupported { location: usize, message: String },
+    #[error(
+        "At location {location}: {what} is too long ({len} bytes; at most {max} bytes are accepted)"
+    )]
+    LiteralTooLong {
+        location: usize,
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("At location {location}: Could not select an operator overload")]
     NoOperatorOverload { location: usize },
     #[error("At location {location}: invalid syntax for type {type_name}: {value}")]
@@ -250,9 +262,10 @@ impl WhereClause {
         &self.referenced_columns
     }
 
-    /// True when the clause orders text (`< > <= >=`, `BETWEEN`). We compare bytes, which
-    /// equals PG only under a bytewise collation; `sql()` pins those comparisons to
-    /// `COLLATE "C"`, and the caller may choose to reject such clauses instead.
+    /// True when the clause orders text (`< > <= >=`, `BETWEEN`) or jsonb. We compare bytes,
+    /// which equals PG only under a bytewise collation; `sql()` pins text comparisons to
+    /// `COLLATE "C"`, but jsonb orders its strings by the database's default collation, which
+    /// nothing in the SQL can pin: the caller may choose to reject such clauses instead.
     pub fn needs_text_ordering(&self) -> bool {
         self.needs_text_ordering
     }

@@ -33,13 +33,15 @@ use super::types::{CmpType, SqlType};
 use super::values::{OwnedValue, parse_as};
 use super::{Schema, WhereError};
 
-/// Time zone conversions need the IANA rules Postgres uses, which the evaluator does not have:
-/// refused rather than approximated.
-const NO_TIME_ZONES: &str = "AT TIME ZONE and timezone() are not supported: the evaluator has no \
-     time zone database, so it could not match Postgres exactly";
-
 /// libpg_query's limit, which Electric inherits.
 pub(super) const MAX_WHERE_BYTES: usize = 65_536;
+/// Longest string literal, number or `$n` value accepted (bytes, after unescaping).
+///
+/// Electric cannot receive a longer one in a shape request at all: its HTTP server (Bandit)
+/// refuses request lines over 10 000 bytes, and a literal travels percent-encoded in the URL.
+/// Anything longer is an attempt to make every replicated row compare against a huge value
+/// and to ship it to Postgres in the snapshot query, so it is refused with a 400 instead.
+pub(super) const MAX_LITERAL_BYTES: usize = 10_000;
 /// Deepest expression nesting we accept.
 pub(super) const MAX_DEPTH: usize = 100;
 
@@ -121,31 +123,52 @@ pub(super) fn compile(
 }
 
 /// Byte offsets of sqlparser locations (1-based line and character column).
-struct Positions<'a> {
-    text: &'a str,
-    line_starts: Vec<usize>,
+///
+/// Lookups are O(1) (a table of every character's byte offset), because every node asks
+/// for its location: a per-lookup scan of the line made a 2000-term one-line clause
+/// quadratic to compile.
+struct Positions {
+    /// Byte offset of every character, then `text.len()` as a sentinel.
+    char_starts: Vec<usize>,
+    /// For each line, the index into `char_starts` of its first character.
+    line_first_char: Vec<usize>,
 }
 
-impl<'a> Positions<'a> {
-    fn new(text: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Positions { text, line_starts }
+impl Positions {
+    fn new(text: &str) -> Self {
+        let mut char_starts = Vec::with_capacity(text.len() + 1);
+        let mut line_first_char = vec![0];
+        for (i, c) in text.char_indices() {
+            char_starts.push(i);
+            if c == '\n' {
+                line_first_char.push(char_starts.len());
+            }
+        }
+        char_starts.push(text.len());
+        Positions {
+            char_starts,
+            line_first_char,
+        }
     }
 
     fn offset(&self, loc: Location) -> usize {
         let line = usize::try_from(loc.line).unwrap_or(0);
         let column = usize::try_from(loc.column).unwrap_or(0);
-        let Some(&start) = line.checked_sub(1).and_then(|l| self.line_starts.get(l)) else {
+        let Some(&first) = line
+            .checked_sub(1)
+            .and_then(|l| self.line_first_char.get(l))
+        else {
             return 0;
         };
-        let rest = self.text.get(start..).unwrap_or("");
-        let within: usize = rest
-            .chars()
-            .take(column.saturating_sub(1))
-            .map(char::len_utf8)
-            .sum();
-        start + within
+        // Past the end of the line (or the text) clamps like the old scan did: to the end.
+        let next_line = self
+            .line_first_char
+            .get(line)
+            .map_or(self.char_starts.len() - 1, |&n| n.saturating_sub(1));
+        let index = first
+            .saturating_add(column.saturating_sub(1))
+            .min(next_line);
+        self.char_starts.get(index).copied().unwrap_or(0)
     }
 }
 
@@ -171,6 +194,16 @@ fn prepass(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Locati
         if token.token == Token::SemiColon {
             after_semicolon = true;
             continue;
+        }
+        // sqlparser cannot parse `f(VARIADIC arr)`; Electric refuses it anyway.
+        if let Token::Word(w) = &token.token
+            && w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("variadic")
+        {
+            return Err(WhereError::Unsupported {
+                location: 0,
+                message: "explicit VARIADIC function calls are not currently supported".to_owned(),
+            });
         }
         if pending_symmetric {
             pending_symmetric = false;
@@ -205,7 +238,7 @@ fn prepass(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Locati
     Ok((out, symmetric))
 }
 
-fn check_end(next: &TokenWithSpan, positions: &Positions<'_>) -> Result<(), WhereError> {
+fn check_end(next: &TokenWithSpan, positions: &Positions) -> Result<(), WhereError> {
     match &next.token {
         Token::EOF => Ok(()),
         Token::Word(w)
@@ -516,6 +549,62 @@ fn fold_identifier(ident: &Ident) -> String {
     name
 }
 
+/// The plain positional arguments of a call (empty if it has any other kind).
+fn exprs_of(list: Option<&sqlparser::ast::FunctionArgumentList>) -> Vec<&Expr> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(list.args.len());
+    for arg in &list.args {
+        match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => out.push(x),
+            _ => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// The LIKE family as operators: `(negated, case_insensitive)`.
+fn like_op(op: &BinaryOperator) -> Option<(bool, bool)> {
+    match op {
+        BinaryOperator::PGLikeMatch => Some((false, false)),
+        BinaryOperator::PGILikeMatch => Some((false, true)),
+        BinaryOperator::PGNotLikeMatch => Some((true, false)),
+        BinaryOperator::PGNotILikeMatch => Some((true, true)),
+        _ => None,
+    }
+}
+
+/// sqlparser reads `x LIKE ALL (arr)` / `x LIKE SOME (arr)` as a call of a function named
+/// `ALL` / `SOME` (both reserved words in PG, so never a real function): `(all, arr)`.
+fn quantifier_call(f: &sqlparser::ast::Function) -> Option<(bool, &Expr)> {
+    let [ObjectNamePart::Identifier(name)] = f.name.0.as_slice() else {
+        return None;
+    };
+    if name.quote_style.is_some() || f.over.is_some() || f.filter.is_some() {
+        return None;
+    }
+    let all = match name.value.to_ascii_uppercase().as_str() {
+        "ALL" => true,
+        "SOME" | "ANY" => false,
+        _ => return None,
+    };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))]
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            Some((all, array))
+        }
+        _ => None,
+    }
+}
+
 fn cmp_op(op: &BinaryOperator) -> Option<CmpOp> {
     Some(match op {
         BinaryOperator::Eq => CmpOp::Eq,
@@ -552,7 +641,7 @@ struct Converter<'a> {
     /// The table column references resolve against (the inner table inside a subquery).
     schema: &'a Schema,
     tables: &'a [InnerTable],
-    positions: &'a Positions<'a>,
+    positions: &'a Positions,
     landmarks: &'a [Landmark],
     symmetric: Vec<Location>,
     symmetric_used: usize,
@@ -701,33 +790,7 @@ impl Converter<'_> {
                 low,
                 high,
             } => self.between(expr, *negated, low, high, d, loc),
-            Expr::Like {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            }
-            | Expr::ILike {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => {
-                if *any {
-                    return Err(self.unsupported(e, "LIKE ANY is not supported"));
-                }
-                if escape_char.is_some() {
-                    return Err(
-                        self.unsupported(e, "unknown or unsupported function like_escape/2")
-                    );
-                }
-                let case_insensitive = matches!(e, Expr::ILike { .. });
-                let text = self.convert(expr, d)?;
-                let pattern = self.convert(pattern, d)?;
-                self.like(text, pattern, *negated, case_insensitive, loc)
-            }
+            Expr::Like { .. } | Expr::ILike { .. } => self.like_expr(e, d, loc),
             Expr::Cast {
                 kind,
                 expr,
@@ -808,12 +871,71 @@ impl Converter<'_> {
             }
             Expr::Array(array) => self.array_ctor(&array.elem, e, d, loc),
             Expr::Interval(iv) => self.interval_literal(iv, e, loc),
-            Expr::AtTimeZone { .. } => Err(self.unsupported(e, NO_TIME_ZONES)),
+            Expr::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => self.at_time_zone_expr(timestamp, time_zone, d, loc),
             Expr::Tuple(_) => {
                 Err(self.unsupported(e, "row expressions are not supported in this context"))
             }
             _ => Err(self.unsupported(e, "this expression is not supported in this context")),
         }
+    }
+
+    /// `x [NOT] [I]LIKE p`, also with `ANY`/`ALL`/`SOME` (kept out of `convert` so its
+    /// stack frame, which every nesting level pays, stays small).
+    #[inline(never)]
+    fn like_expr(&mut self, e: &Expr, d: usize, loc: usize) -> Result<Typed, WhereError> {
+        let (Expr::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        }
+        | Expr::ILike {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        }) = e
+        else {
+            return Err(self.unsupported(e, "this expression is not supported in this context"));
+        };
+        if escape_char.is_some() {
+            return Err(self.unsupported(e, "unknown or unsupported function like_escape/2"));
+        }
+        let case_insensitive = matches!(e, Expr::ILike { .. });
+        // `x LIKE ANY (arr)` arrives as `any` with a parenthesised pattern, and
+        // `x LIKE ALL (arr)` / `SOME (arr)` as a call of a function named ALL / SOME.
+        let quantified = match pattern.as_ref() {
+            Expr::Nested(inner) if *any => Some((false, inner.as_ref())),
+            _ if *any => return Err(self.unsupported(e, "LIKE ANY needs an array")),
+            Expr::Function(f) => quantifier_call(f),
+            _ => None,
+        };
+        if let Some((all, array)) = quantified {
+            let text = self.convert(expr, d)?;
+            let array = self.convert(array, d)?;
+            return self.like_quantified(text, array, *negated, case_insensitive, all, loc);
+        }
+        let text = self.convert(expr, d)?;
+        let pattern = self.convert(pattern, d)?;
+        self.like(text, pattern, *negated, case_insensitive, loc)
+    }
+
+    #[inline(never)]
+    fn at_time_zone_expr(
+        &mut self,
+        timestamp: &Expr,
+        time_zone: &Expr,
+        d: usize,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let value = self.convert(timestamp, d)?;
+        let zone = self.convert(time_zone, d)?;
+        self.at_time_zone(zone, value, loc)
     }
 
     fn column(&self, ident: &Ident, loc: usize) -> Result<Typed, WhereError> {
@@ -843,8 +965,21 @@ impl Converter<'_> {
     }
 
     fn literal(&self, v: &SqlValue, e: &Expr, loc: usize) -> Result<Typed, WhereError> {
+        let too_long = |what: &'static str, len: usize| {
+            (len > MAX_LITERAL_BYTES).then_some(WhereError::LiteralTooLong {
+                location: loc,
+                what,
+                len,
+                max: MAX_LITERAL_BYTES,
+            })
+        };
         let text = match v {
-            SqlValue::Number(n, _) => return number_literal(n, loc),
+            SqlValue::Number(n, _) => {
+                if let Some(err) = too_long("number", n.len()) {
+                    return Err(err);
+                }
+                return number_literal(n, loc);
+            }
             SqlValue::Boolean(b) => return Ok(const_bool(Some(*b), loc)),
             SqlValue::Null => return Ok(Typed::Unknown { text: None, loc }),
             SqlValue::Placeholder(p) => {
@@ -855,6 +990,14 @@ impl Converter<'_> {
                     .and_then(|n| n.checked_sub(1))
                     .and_then(|i| self.params.get(i));
                 return match value {
+                    Some(value) if value.len() > MAX_LITERAL_BYTES => {
+                        Err(WhereError::LiteralTooLong {
+                            location: loc,
+                            what: "parameter value",
+                            len: value.len(),
+                            max: MAX_LITERAL_BYTES,
+                        })
+                    }
                     Some(value) => Ok(Typed::Unknown {
                         text: Some(value.clone()),
                         loc,
@@ -875,6 +1018,9 @@ impl Converter<'_> {
             }
             _ => return Err(self.unsupported(e, "this kind of literal is not supported")),
         };
+        if let Some(err) = too_long("string literal", text.len()) {
+            return Err(err);
+        }
         if text.contains('\0') {
             return Err(WhereError::InvalidLiteral {
                 location: loc,
@@ -904,6 +1050,18 @@ impl Converter<'_> {
                 Ok(fold(Node::Not(Box::new(arg)), loc))
             }
             UnaryOperator::Minus | UnaryOperator::Plus => {
+                // Postgres binds a unary sign tighter than `^` (`-2 ^ 2` is 4); sqlparser
+                // does the opposite. Parentheses make either reading explicit.
+                if let Expr::BinaryOp {
+                    op: BinaryOperator::PGExp,
+                    ..
+                } = x
+                {
+                    return Err(self.unsupported(
+                        e,
+                        "ambiguous operator precedence: Postgres reads `-a ^ b` as `(-a) ^ b`; add parentheses",
+                    ));
+                }
                 let arg = self.convert(x, d)?;
                 let negate = matches!(op, UnaryOperator::Minus);
                 match arg {
@@ -939,6 +1097,12 @@ impl Converter<'_> {
                             loc,
                         })
                     }
+                    other if other.ty() == SqlType::Interval && negate => {
+                        let Typed::Node { node, ty, .. } = other else {
+                            return Err(WhereError::NoOperatorOverload { location: loc });
+                        };
+                        fold_value(Node::IntervalNeg(Box::new(node)), ty, loc)
+                    }
                     other => {
                         let kind = num_kind(&other.ty())
                             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
@@ -958,6 +1122,10 @@ impl Converter<'_> {
                         )
                     }
                 }
+            }
+            UnaryOperator::PGSquareRoot | UnaryOperator::PGAbs => {
+                let arg = self.convert(x, d)?;
+                self.sqrt_or_abs(matches!(op, UnaryOperator::PGSquareRoot), arg, loc)
             }
             UnaryOperator::PGBitwiseNot => {
                 let arg = self.convert(x, d)?;
@@ -992,19 +1160,42 @@ impl Converter<'_> {
         if matches!(op, BinaryOperator::And | BinaryOperator::Or) {
             return self.junction(op, e, d, loc);
         }
+        // Postgres gives the prefix operators `~ @ |/ ||/` the low precedence of "any other
+        // operator", so `@ a + b` is `@ (a + b)` there; sqlparser binds them tightly. Rather
+        // than silently compute something else than the user's Postgres reading, ask for
+        // parentheses (`(@ a) + b` and `@ (a + b)` are both fine).
+        let binds_tighter = matches!(
+            op,
+            BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo
+                | BinaryOperator::PGExp
+        );
+        if binds_tighter
+            && let Expr::UnaryOp { op: prefix, .. } = left
+            && matches!(
+                prefix,
+                UnaryOperator::PGBitwiseNot
+                    | UnaryOperator::PGAbs
+                    | UnaryOperator::PGSquareRoot
+                    | UnaryOperator::PGCubeRoot
+            )
+        {
+            return Err(WhereError::Unsupported {
+                location: self.loc_of(left),
+                message: format!(
+                    "ambiguous operator precedence: Postgres reads `{prefix} a {op} b` as `{prefix} (a {op} b)`; add parentheses"
+                ),
+            });
+        }
         if let Some(cmp) = cmp_op(op) {
             let l = self.convert(left, d)?;
             let r = self.convert(right, d)?;
             return self.comparison(cmp, l, r, loc);
         }
-        let like = match op {
-            BinaryOperator::PGLikeMatch => Some((false, false)),
-            BinaryOperator::PGILikeMatch => Some((false, true)),
-            BinaryOperator::PGNotLikeMatch => Some((true, false)),
-            BinaryOperator::PGNotILikeMatch => Some((true, true)),
-            _ => None,
-        };
-        if let Some((negated, case_insensitive)) = like {
+        if let Some((negated, case_insensitive)) = like_op(op) {
             let l = self.convert(left, d)?;
             let r = self.convert(right, d)?;
             return self.like(l, r, negated, case_insensitive, loc);
@@ -1040,6 +1231,8 @@ impl Converter<'_> {
             BinaryOperator::Arrow => Some(0),
             BinaryOperator::LongArrow => Some(1),
             BinaryOperator::Question => Some(2),
+            BinaryOperator::HashArrow => Some(3),
+            BinaryOperator::HashLongArrow => Some(4),
             _ => None,
         };
         if let Some(kind) = json_op {
@@ -1047,6 +1240,7 @@ impl Converter<'_> {
                 let r = self.convert(right, d)?;
                 match kind {
                     2 => self.json_pred(JsonPredOp::Exists, l, r, loc),
+                    3 | 4 => self.json_path(kind == 4, l, r, loc),
                     k => self.json_get(k == 1, l, r, loc),
                 }
             }));
@@ -1146,6 +1340,7 @@ impl Converter<'_> {
             BinaryOperator::BitwiseAnd => Some(ArithOp::BitAnd),
             BinaryOperator::BitwiseOr => Some(ArithOp::BitOr),
             BinaryOperator::PGBitwiseXor => Some(ArithOp::BitXor),
+            BinaryOperator::PGExp => Some(ArithOp::Pow),
             _ => None,
         };
         if let Some(aop) = arith {
@@ -1172,7 +1367,7 @@ impl Converter<'_> {
                 Err(e) => return Some(Err(e)),
             };
             if matches!(l.ty(), SqlType::Array(_)) || matches!(r.ty(), SqlType::Array(_)) {
-                return Some(self.array_cat(l, r, loc));
+                return Some(self.array_cat(l, r, None, loc));
             }
             return Some(self.text_cat(l, r, loc));
         }
@@ -1200,6 +1395,9 @@ impl Converter<'_> {
     #[inline(never)]
     fn arith(&mut self, op: ArithOp, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
         let overload = WhereError::NoOperatorOverload { location: loc };
+        if op == ArithOp::Pow {
+            return self.power(l, r, loc);
+        }
         let ty = match (l.ty(), r.ty()) {
             (SqlType::Unknown, SqlType::Unknown) => return Err(overload),
             (SqlType::Unknown, t) | (t, SqlType::Unknown) => t,
@@ -1240,6 +1438,61 @@ impl Converter<'_> {
         )
     }
 
+    /// `x ^ y`: PG resolves it to `float8 ^ float8` unless an operand is numeric (and none is
+    /// a float), which gives `numeric ^ numeric`, not evaluated here.
+    #[inline(never)]
+    fn power(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (lt, rt) = (l.ty(), r.ty());
+        let numeric_like = |t: &SqlType| *t == SqlType::Unknown || t.numeric_rank().is_some();
+        if !numeric_like(&lt)
+            || !numeric_like(&rt)
+            || (lt == SqlType::Unknown && rt == SqlType::Unknown)
+        {
+            return Err(overload);
+        }
+        let float = |t: &SqlType| matches!(t, SqlType::Float4 | SqlType::Float8);
+        if !float(&lt) && !float(&rt) && (lt == SqlType::Numeric || rt == SqlType::Numeric) {
+            return Err(WhereError::Unsupported {
+                location: loc,
+                message: "numeric ^ numeric is not supported yet (cast an operand to float8)"
+                    .to_owned(),
+            });
+        }
+        let l = self.coerce(l, &SqlType::Float8, loc)?;
+        let r = self.coerce(r, &SqlType::Float8, loc)?;
+        fold_value(
+            Node::Arith {
+                op: ArithOp::Pow,
+                kind: NumKind::Float8,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            SqlType::Float8,
+            loc,
+        )
+    }
+
+    /// `|/ x` (float8 square root) and `@ x` (absolute value, in the operand's own type; an
+    /// unknown literal is read as float8, as PG does).
+    #[inline(never)]
+    fn sqrt_or_abs(&mut self, sqrt: bool, arg: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let ty = match arg.ty() {
+            SqlType::Unknown => SqlType::Float8,
+            _ if sqrt && arg.ty().numeric_rank().is_some() => SqlType::Float8,
+            t if t.numeric_rank().is_some() => t,
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let kind = num_kind(&ty).ok_or(WhereError::NoOperatorOverload { location: loc })?;
+        let arg = Box::new(self.coerce(arg, &ty, loc)?);
+        let node = if sqrt {
+            Node::Sqrt(arg)
+        } else {
+            Node::Abs { kind, arg }
+        };
+        fold_value(node, ty, loc)
+    }
+
     #[inline(never)]
     fn function(
         &mut self,
@@ -1261,8 +1514,12 @@ impl Converter<'_> {
             return Err(self.unsupported(e, "aggregation is not supported in this context"));
         }
         let unknown = || format!("unknown or unsupported function {name}/{arity}");
-        if name == "timezone" && arity == 2 {
-            return Err(self.unsupported(e, NO_TIME_ZONES));
+        if name == "timezone"
+            && let [zone, value] = exprs_of(list).as_slice()
+        {
+            let zone = self.convert(zone, d)?;
+            let value = self.convert(value, d)?;
+            return self.at_time_zone(zone, value, loc);
         }
         let mut exprs = Vec::with_capacity(arity);
         if let Some(list) = list {
@@ -1329,9 +1586,6 @@ impl Converter<'_> {
                     ty = SqlType::Text;
                 }
                 let cmp = ty.cmp_type().ok_or_else(no_overload)?;
-                if name != "coalesce" && cmp == CmpType::Jsonb {
-                    return Err(no_overload());
-                }
                 let mut nodes = Vec::with_capacity(args.len());
                 for a in args {
                     nodes.push(self.coerce(a, &ty, loc)?);
@@ -1440,8 +1694,7 @@ impl Converter<'_> {
                 if !shape_ok {
                     return Err(no_overload());
                 }
-                let result = self.array_cat(l, r, loc)?;
-                Ok(result)
+                self.array_cat(l, r, Some(want), loc)
             }
             _ => {
                 let pattern = args.pop().ok_or_else(no_overload)?;
@@ -1482,6 +1735,41 @@ impl Converter<'_> {
                 as_text,
                 arg: Box::new(arg),
                 step: Box::new(step),
+            },
+            result,
+            loc,
+        )
+    }
+
+    /// `#>` / `#>>` on json or jsonb with a `text[]` path.
+    #[inline(never)]
+    fn json_path(
+        &mut self,
+        as_text: bool,
+        l: Typed,
+        r: Typed,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let overload = WhereError::NoOperatorOverload { location: loc };
+        let (jsonb, ty) = match l.ty() {
+            SqlType::Json => (false, SqlType::Json),
+            SqlType::Jsonb => (true, SqlType::Jsonb),
+            _ => return Err(overload),
+        };
+        match r.ty() {
+            SqlType::Unknown => {}
+            SqlType::Array(elem) if elem.is_string() => {}
+            _ => return Err(overload),
+        }
+        let arg = self.coerce(l, &ty, loc)?;
+        let path = self.coerce(r, &SqlType::Array(Box::new(SqlType::Text)), loc)?;
+        let result = if as_text { SqlType::Text } else { ty };
+        fold_value(
+            Node::JsonPath {
+                jsonb,
+                as_text,
+                arg: Box::new(arg),
+                path: Box::new(path),
             },
             result,
             loc,
@@ -1550,6 +1838,7 @@ impl Converter<'_> {
         let overload = WhereError::NoOperatorOverload { location: loc };
         let (lt, rt) = (l.ty(), r.ty());
         let is_ts = |t: &SqlType| matches!(t, T::Timestamp | T::Timestamptz);
+        let to_float8 = |t: &SqlType| *t == T::Unknown || t.numeric_rank().is_some();
         let small_int = |t: &SqlType| matches!(t, T::Int2 | T::Int4);
         // (operator, left type, right type, result type)
         let (dop, lty, rty, result) = match (op, &lt, &rt) {
@@ -1627,12 +1916,26 @@ impl Converter<'_> {
             | (ArithOp::Sub, T::Unknown, T::Interval) => {
                 (DateOp::IntervalMinus, T::Interval, T::Interval, T::Interval)
             }
-            (ArithOp::Mul | ArithOp::Div, T::Interval, _) | (ArithOp::Mul, _, T::Interval) => {
-                return Err(WhereError::Unsupported {
-                    location: loc,
-                    message: "multiplying or dividing an interval is not supported yet".to_owned(),
-                });
-            }
+            // PG has only `interval * float8`, `float8 * interval` and `interval / float8`:
+            // integers and numerics reach them through their implicit casts to float8.
+            (ArithOp::Mul, T::Interval, t) if to_float8(t) => (
+                DateOp::IntervalMulFloat,
+                T::Interval,
+                T::Float8,
+                T::Interval,
+            ),
+            (ArithOp::Mul, t, T::Interval) if to_float8(t) => (
+                DateOp::FloatMulInterval,
+                T::Float8,
+                T::Interval,
+                T::Interval,
+            ),
+            (ArithOp::Div, T::Interval, t) if to_float8(t) => (
+                DateOp::IntervalDivFloat,
+                T::Interval,
+                T::Float8,
+                T::Interval,
+            ),
             _ => return Err(overload),
         };
         let l = self.coerce(l, &lty, loc)?;
@@ -1662,6 +1965,11 @@ impl Converter<'_> {
         loc: usize,
     ) -> Result<Typed, WhereError> {
         let Some(op) = cmp_op(op) else {
+            if let Some((negated, case_insensitive)) = like_op(op) {
+                let text = self.convert(left, d)?;
+                let array = self.convert(right, d)?;
+                return self.like_quantified(text, array, negated, case_insensitive, all, loc);
+            }
             return Err(self.unsupported(e, format!("unknown binary operator {op}")));
         };
         let l = self.convert(left, d)?;
@@ -1684,7 +1992,7 @@ impl Converter<'_> {
         let cmp = ty
             .cmp_type()
             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
+        if op.is_ordering() && cmp == CmpType::Bool {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
         let lhs = self.coerce(l, &ty, loc)?;
@@ -1773,9 +2081,23 @@ impl Converter<'_> {
 
     /// The array `||` family: array || array, array || element, element || array.
     #[inline(never)]
-    fn array_cat(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+    fn array_cat(
+        &mut self,
+        l: Typed,
+        r: Typed,
+        function: Option<CatKind>,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
         let overload = WhereError::NoOperatorOverload { location: loc };
         let (kind, ty) = match (l.ty(), r.ty()) {
+            // `array_append(arr, 'x')` / `array_prepend('x', arr)`: the function's signature
+            // makes the unknown an element (the `||` operator reads it as an array).
+            (a @ SqlType::Array(_), SqlType::Unknown) if function == Some(CatKind::Append) => {
+                (CatKind::Append, a)
+            }
+            (SqlType::Unknown, a @ SqlType::Array(_)) if function == Some(CatKind::Prepend) => {
+                (CatKind::Prepend, a)
+            }
             (a @ SqlType::Array(_), b @ SqlType::Array(_)) if a == b => (CatKind::Cat, a),
             (a @ SqlType::Array(_), SqlType::Unknown)
             | (SqlType::Unknown, a @ SqlType::Array(_)) => (CatKind::Cat, a),
@@ -2021,8 +2343,8 @@ impl Converter<'_> {
         let cmp = ty
             .cmp_type()
             .ok_or(WhereError::NoOperatorOverload { location: loc })?;
-        // Electric's catalogue has no ordering operators on bool; ours has none on jsonb.
-        if op.is_ordering() && matches!(cmp, CmpType::Bool | CmpType::Jsonb) {
+        // Electric's catalogue has no ordering operators on bool.
+        if op.is_ordering() && cmp == CmpType::Bool {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
         let l = self.coerce(l, &ty, loc)?;
@@ -2195,6 +2517,187 @@ impl Converter<'_> {
             case_insensitive,
             text: Box::new(text),
             pattern: Box::new(pattern),
+        };
+        Ok(fold(node, loc))
+    }
+
+    /// `value AT TIME ZONE zone` / `timezone(zone, value)`: PG's `timezone(text|interval,
+    /// timestamp|timestamptz)`. The zone must be a constant, resolved (and validated) now.
+    #[inline(never)]
+    fn at_time_zone(&mut self, zone: Typed, value: Typed, loc: usize) -> Result<Typed, WhereError> {
+        use super::tz::{TimeZone, lookup};
+        let (arg_ty, result_ty, to_local) = match value.ty() {
+            SqlType::Timestamptz | SqlType::Unknown => {
+                (SqlType::Timestamptz, SqlType::Timestamp, true)
+            }
+            SqlType::Timestamp => (SqlType::Timestamp, SqlType::Timestamptz, false),
+            SqlType::Time => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "AT TIME ZONE on time values is not supported (its result, timetz, is not a supported type)".to_owned(),
+                });
+            }
+            SqlType::Date => {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "AT TIME ZONE on a date needs an explicit cast to timestamp (date to timestamptz depends on the session time zone)".to_owned(),
+                });
+            }
+            t => {
+                return Err(WhereError::Type {
+                    location: loc,
+                    message: format!(
+                        "Could not select a function overload for timezone({}, {})",
+                        zone.ty().pg_name(),
+                        t.pg_name()
+                    ),
+                });
+            }
+        };
+        let zone_loc = zone.loc();
+        let zone_ty = match zone.ty() {
+            SqlType::Unknown => SqlType::Text,
+            t if t.is_string() => SqlType::Text,
+            SqlType::Interval => SqlType::Interval,
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let zone_node = self.coerce(zone, &zone_ty, loc)?;
+        let Node::Const(zone_const) = zone_node else {
+            return Err(WhereError::Unsupported {
+                location: zone_loc,
+                message: "AT TIME ZONE needs a constant time zone (a literal or a parameter)"
+                    .to_owned(),
+            });
+        };
+        let arg = self.coerce(value, &arg_ty, loc)?;
+        let zone = match &zone_const.value {
+            // Strict: a NULL zone gives NULL.
+            None => {
+                return Ok(Typed::Node {
+                    node: Node::Const(Const::null(result_ty.clone())),
+                    ty: result_ty,
+                    loc,
+                });
+            }
+            Some(OwnedValue::Text(name)) => lookup(name).map_err(|e| WhereError::Type {
+                location: zone_loc,
+                message: e.to_string(),
+            })?,
+            Some(OwnedValue::Interval(iv)) => {
+                if iv.months != 0 || iv.days != 0 {
+                    return Err(WhereError::Type {
+                        location: zone_loc,
+                        message: format!(
+                            "interval time zone \"{}\" must not include months or days",
+                            iv.canonical_text()
+                        ),
+                    });
+                }
+                // PG truncates the interval to whole seconds (C division).
+                TimeZone::Fixed(iv.micros / 1_000_000)
+            }
+            Some(_) => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        fold_value(
+            Node::AtTimeZone {
+                zone,
+                zone_sql: zone_const,
+                to_local,
+                arg: Box::new(arg),
+            },
+            result_ty,
+            loc,
+        )
+    }
+
+    /// `x [NOT] [I]LIKE ANY/ALL (patterns)` (PG's ScalarArrayOpExpr over `~~` and friends):
+    /// the same operator resolution as `like`, with the patterns a `text[]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn like_quantified(
+        &mut self,
+        text: Typed,
+        array: Typed,
+        negated: bool,
+        case_insensitive: bool,
+        all: bool,
+        loc: usize,
+    ) -> Result<Typed, WhereError> {
+        let text = match text.ty() {
+            SqlType::Unknown => self.coerce(text, &SqlType::Text, loc)?,
+            t if t.is_string() => match text {
+                Typed::Node { node, .. } => node,
+                Typed::Unknown { .. } => {
+                    return Err(WhereError::NoOperatorOverload { location: loc });
+                }
+            },
+            _ => return Err(WhereError::NoOperatorOverload { location: loc }),
+        };
+        let text_array = SqlType::Array(Box::new(SqlType::Text));
+        match array.ty() {
+            SqlType::Unknown => {}
+            SqlType::Array(elem) if elem.is_string() => {}
+            SqlType::Array(_) => return Err(WhereError::NoOperatorOverload { location: loc }),
+            _ => {
+                return Err(WhereError::Type {
+                    location: array.loc(),
+                    message: format!(
+                        "argument of {} must be an array",
+                        if all { "ALL" } else { "ANY" }
+                    ),
+                });
+            }
+        }
+        let array = self.coerce(array, &text_array, loc)?;
+        let patterns: Option<Vec<&str>> = match &array {
+            Node::Const(Const {
+                value: Some(OwnedValue::Array(a)),
+                ..
+            }) => Some(
+                a.elems
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        OwnedValue::Text(p) => Some(p.as_ref()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Node::Const(Const { value: None, .. }) => Some(Vec::new()),
+            _ => None,
+        };
+        if let Some(patterns) = &patterns
+            && patterns.iter().any(|p| like::check_pattern(p).is_err())
+        {
+            return Err(WhereError::Type {
+                location: loc,
+                message: "LIKE pattern must not end with escape character".to_owned(),
+            });
+        }
+        if case_insensitive {
+            let ascii = patterns.as_ref().is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    p.chars().all(|c| {
+                        c.is_ascii() || (c.to_lowercase().eq([c]) && c.to_uppercase().eq([c]))
+                    })
+                })
+            });
+            if !ascii {
+                return Err(WhereError::Unsupported {
+                    location: loc,
+                    message: "ILIKE ANY/ALL is only supported with a constant array of patterns \
+                              whose letters are ASCII (case folding of other letters depends on \
+                              the database locale)"
+                        .to_owned(),
+                });
+            }
+        }
+        let node = Node::LikeAnyAll {
+            negated,
+            case_insensitive,
+            all,
+            text: Box::new(text),
+            array: Box::new(array),
         };
         Ok(fold(node, loc))
     }
@@ -2535,7 +3038,7 @@ fn fold(node: Node, loc: usize) -> Typed {
         Node::In { lhs, .. } => is_null_const(lhs),
         Node::Not(arg) => is_null_const(arg),
         Node::ArrayPred { left, right, .. } => is_null_const(left) || is_null_const(right),
-        Node::AnyAll { array, .. } => is_null_const(array),
+        Node::AnyAll { array, .. } | Node::LikeAnyAll { array, .. } => is_null_const(array),
         _ => false,
     };
     if strict_null {
@@ -2551,7 +3054,10 @@ fn fold(node: Node, loc: usize) -> Typed {
         } => is_const(left) && is_const(right),
         Node::In { lhs, items, .. } => is_const(lhs) && items.iter().all(is_const),
         Node::ArrayPred { left, right, .. } => is_const(left) && is_const(right),
-        Node::AnyAll { lhs, array, .. } => is_const(lhs) && is_const(array),
+        Node::AnyAll { lhs, array, .. }
+        | Node::LikeAnyAll {
+            text: lhs, array, ..
+        } => is_const(lhs) && is_const(array),
         Node::Not(arg) | Node::IsNull { arg, .. } | Node::BoolTest { arg, .. } => is_const(arg),
         _ => false,
     };
@@ -2680,10 +3186,7 @@ const SUBLINK_FORMS: &str = "only `value IN (SELECT ...)` sublinks are supported
 const MAX_SUBQUERY_TOKENS: usize = 4096;
 
 /// Refuses a `( … SELECT … )` group longer than [`MAX_SUBQUERY_TOKENS`] tokens.
-fn check_subquery_spans(
-    tokens: &[TokenWithSpan],
-    positions: &Positions<'_>,
-) -> Result<(), WhereError> {
+fn check_subquery_spans(tokens: &[TokenWithSpan], positions: &Positions) -> Result<(), WhereError> {
     // (index of the opening parenthesis, whether the group holds a SELECT)
     let mut open: Vec<(usize, bool)> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {

@@ -185,6 +185,16 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, arg, schema);
             out.push(')');
         }
+        Node::Sqrt(arg) => {
+            out.push_str("(|/ ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::Abs { arg, .. } => {
+            out.push_str("(@ ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
         Node::BitNot { arg, .. } => {
             out.push_str("(~ ");
             write_node(out, arg, schema);
@@ -270,6 +280,25 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             }
             out.push_str("))");
         }
+        Node::LikeAnyAll {
+            negated,
+            case_insensitive,
+            all,
+            text,
+            array,
+        } => {
+            out.push('(');
+            write_node(out, text, schema);
+            out.push_str(match (negated, case_insensitive) {
+                (false, false) => " LIKE ",
+                (false, true) => " ILIKE ",
+                (true, false) => " NOT LIKE ",
+                (true, true) => " NOT ILIKE ",
+            });
+            out.push_str(if *all { "ALL (" } else { "ANY (" });
+            write_node(out, array, schema);
+            out.push_str("))");
+        }
         Node::ArrayPred {
             op, left, right, ..
         } => {
@@ -335,11 +364,32 @@ fn write_node(out: &mut String, node: &Node, schema: &Schema) {
             write_node(out, step, schema);
             out.push(')');
         }
+        Node::JsonPath {
+            as_text, arg, path, ..
+        } => {
+            out.push('(');
+            write_node(out, arg, schema);
+            out.push_str(if *as_text { " #>> " } else { " #> " });
+            write_node(out, path, schema);
+            out.push(')');
+        }
         Node::JsonPred { op, left, right } => {
             out.push('(');
             write_node(out, left, schema);
             let _ = write!(out, " {} ", op.symbol());
             write_node(out, right, schema);
+            out.push(')');
+        }
+        Node::AtTimeZone { zone_sql, arg, .. } => {
+            out.push_str("timezone(");
+            write_const(out, zone_sql);
+            out.push_str(", ");
+            write_node(out, arg, schema);
+            out.push(')');
+        }
+        Node::IntervalNeg(arg) => {
+            out.push_str("(- ");
+            write_node(out, arg, schema);
             out.push(')');
         }
         Node::Justify { kind, arg } => {

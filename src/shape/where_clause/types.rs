@@ -121,11 +121,7 @@ impl SqlType {
             SqlType::Interval => CmpType::Interval,
             SqlType::Jsonb => CmpType::Jsonb,
             SqlType::Enum(_) => CmpType::Enum,
-            SqlType::Array(elem) => match elem.cmp_type()? {
-                // jsonb has no ordering here, which array comparison needs.
-                CmpType::Jsonb => return None,
-                c => CmpType::Array(c.to_static()),
-            },
+            SqlType::Array(elem) => CmpType::Array(elem.cmp_type()?.to_static()),
             SqlType::Unknown | SqlType::Other(_) | SqlType::Json => return None,
         })
     }
@@ -228,7 +224,7 @@ pub(super) enum CmpType {
     Timestamp,
     /// By the normalised span (1 month = 30 days, 1 day = 24 h).
     Interval,
-    /// jsonb equality (numbers by value); no ordering.
+    /// jsonb's btree order (`compareJsonbContainers`; numbers by value, strings bytewise).
     Jsonb,
     /// By label position.
     Enum,
@@ -237,6 +233,16 @@ pub(super) enum CmpType {
 }
 
 impl CmpType {
+    /// Whether ordering in this family depends on the database's default collation, which
+    /// no `COLLATE` clause can pin (jsonb compares its strings that way).
+    pub fn is_collation_bound(self) -> bool {
+        match self {
+            CmpType::Jsonb => true,
+            CmpType::Array(inner) => inner.is_collation_bound(),
+            _ => false,
+        }
+    }
+
     /// Whether ordering in this family depends on the text collation.
     pub fn is_textual(self) -> bool {
         match self {

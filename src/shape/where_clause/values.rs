@@ -239,14 +239,9 @@ pub(super) fn compare(a: &Value<'_>, b: &Value<'_>, cmp: CmpType) -> Option<Orde
         (CmpType::Timestamp, Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (CmpType::Enum, Value::Enum(x), Value::Enum(y)) => x.cmp(y),
         (CmpType::Interval, Value::Interval(x), Value::Interval(y)) => x.cmp_span(y),
-        // Equality only (ordering operators are refused at compile time).
         (CmpType::Jsonb, Value::Text(x), Value::Text(y)) => {
             let (a, b) = (super::json::parse(x, true)?, super::json::parse(y, true)?);
-            if super::json::equal(&a.value, &b.value) {
-                Ordering::Equal
-            } else {
-                Ordering::Less
-            }
+            super::json::cmp_jsonb(&a.value, &b.value)
         }
         (CmpType::Array(inner), Value::Array(x), Value::Array(y)) => {
             super::array::cmp_arrays(x, y, *inner)?
