@@ -125,8 +125,11 @@ pub struct Engine {
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Recently loaded table info, to resolve requests for existing shapes without a query.
     tables: Mutex<HashMap<(String, String), CachedTable>>,
-    /// Serialises creation so one definition never gets two handles.
-    create_lock: tokio::sync::Mutex<()>,
+    /// Creation of shapes with subqueries is exclusive (their dependencies are created under
+    /// it); other shapes share it and only serialise per definition (`creating`), so one
+    /// definition never gets two handles while different shapes are created concurrently.
+    create_lock: tokio::sync::RwLock<()>,
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds concurrent snapshot and subset queries (the snapshot pool).
     pub snapshot_slots: Arc<tokio::sync::Semaphore>,
     /// Handle stamps up to this value are covered by the persisted high-water mark.
@@ -163,7 +166,8 @@ impl Engine {
             pipeline,
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
-            create_lock: tokio::sync::Mutex::new(()),
+            create_lock: tokio::sync::RwLock::new(()),
+            creating: Mutex::new(HashMap::new()),
             snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
             handles_reserved: Mutex::new(0),
             in_flight_initial: AtomicUsize::new(0),
@@ -496,7 +500,16 @@ impl Engine {
         if let Some(s) = self.registry.find(&def.identity) {
             return Ok(s);
         }
-        let _guard = self.create_lock.lock().await;
+        let has_subqueries = def
+            .where_clause
+            .as_ref()
+            .is_some_and(|w| !w.subqueries().is_empty());
+        let (_shared, _exclusive) = if has_subqueries {
+            (None, Some(self.create_lock.write().await))
+        } else {
+            (Some(self.create_lock.read().await), None)
+        };
+        let _same_definition = self.lock_definition(&def.identity).await;
         // Fresh catalog info for a new shape (the table may have been recreated).
         let def = self.resolve(request, true).await?;
         if let Some(s) = self.registry.find(&def.identity) {
@@ -506,6 +519,23 @@ impl Engine {
             return Err(EngineError::NotReady);
         }
         self.create(def).await
+    }
+
+    /// Holds the per-definition creation lock until the guard drops.
+    async fn lock_definition(&self, identity: &str) -> DefinitionGuard<'_> {
+        let lock = self
+            .creating
+            .lock()
+            .entry(identity.to_owned())
+            .or_default()
+            .clone();
+        let held = lock.clone().lock_owned().await;
+        DefinitionGuard {
+            engine: self,
+            identity: identity.to_owned(),
+            lock,
+            held: Some(held),
+        }
     }
 
     async fn create(&self, def: ShapeDef) -> Result<Arc<Shape>, EngineError> {
@@ -664,5 +694,24 @@ impl Engine {
             let _ = rx.await;
         }
         true
+    }
+}
+
+/// A held per-definition creation lock; the map entry goes when nobody else waits on it.
+struct DefinitionGuard<'a> {
+    engine: &'a Engine,
+    identity: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for DefinitionGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.held.take());
+        let mut map = self.engine.creating.lock();
+        // Ours and the map's: nobody else is waiting for this definition.
+        if Arc::strong_count(&self.lock) <= 2 {
+            map.remove(&self.identity);
+        }
     }
 }

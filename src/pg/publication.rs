@@ -110,29 +110,24 @@ pub async fn add_table(
         publication: publication.to_owned(),
         source,
     };
-    let in_pub = client
-        .query_opt(
-            "SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid \
-             WHERE p.pubname = $1 AND pr.prrelid = $2",
+    // One round trip for the common case (already published, already FULL): shape creation
+    // runs this for every new shape.
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p \
+               ON p.oid = pr.prpubid WHERE p.pubname = $1 AND pr.prrelid = $2), \
+             ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM (SELECT $2::oid AS relid \
+               UNION SELECT relid FROM pg_partition_tree($2::oid)) t \
+               JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+               WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'f')",
             &[&publication, &table.oid],
         )
         .await
-        .map_err(wrap)?
-        .is_some();
+        .map_err(wrap)?;
+    let in_pub: bool = row.get(0);
     // Old rows come from the published relation and its leaves: for a partitioned table the
     // root and every partition need FULL.
-    let not_full: Vec<String> = client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM (SELECT $1::oid AS relid UNION SELECT relid FROM pg_partition_tree($1::oid)) t \
-             JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'f'",
-            &[&table.oid],
-        )
-        .await
-        .map_err(wrap)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let not_full: Vec<String> = row.get(1);
     if in_pub && not_full.is_empty() {
         return Ok(());
     }
