@@ -38,6 +38,7 @@ mod index;
 mod interval;
 mod json;
 mod like;
+mod numeric_pow;
 mod parse;
 mod sql;
 mod subquery;
