@@ -127,6 +127,8 @@ pub struct Engine {
     tables: Mutex<HashMap<(String, String), CachedTable>>,
     /// Serialises creation so one definition never gets two handles.
     create_lock: tokio::sync::Mutex<()>,
+    /// The database's default collation, looked up once (jsonb ordering depends on it).
+    db_collation: tokio::sync::OnceCell<crate::pg::collation::DbCollation>,
     /// Bounds concurrent snapshot and subset queries (the snapshot pool).
     pub snapshot_slots: Arc<tokio::sync::Semaphore>,
     /// Handle stamps up to this value are covered by the persisted high-water mark.
@@ -164,6 +166,7 @@ impl Engine {
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            db_collation: tokio::sync::OnceCell::new(),
             snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
             handles_reserved: Mutex::new(0),
             in_flight_initial: AtomicUsize::new(0),
@@ -389,9 +392,39 @@ impl Engine {
                     };
                     inner.push(t);
                 }
-                other => return other.map_err(EngineError::from),
+                Ok(def) => {
+                    self.check_collation(&def).await?;
+                    return Ok(def);
+                }
+                Err(e) => return Err(EngineError::from(e)),
             }
         }
+    }
+
+    /// Refuses (400 under `where`) a clause that orders jsonb when the database's default
+    /// collation is not bytewise: PG would order the strings inside by that collation, which
+    /// the snapshot SQL cannot pin and the live evaluator does not reproduce.
+    async fn check_collation(&self, def: &ShapeDef) -> Result<(), EngineError> {
+        let needs = def
+            .where_clause
+            .as_ref()
+            .is_some_and(crate::shape::where_clause::WhereClause::needs_bytewise_default_collation);
+        if !needs {
+            return Ok(());
+        }
+        let collation = self
+            .db_collation
+            .get_or_try_init(|| {
+                self.with_admin(async |c| {
+                    crate::pg::collation::DbCollation::fetch(c)
+                        .await
+                        .map_err(|e| EngineError::Unavailable(Box::new(e)))
+                })
+            })
+            .await?;
+        collation
+            .check_bytewise(true)
+            .map_err(|m| EngineError::Definition(DefinitionError::Where(m)))
     }
 
     /// Makes the dependencies of a clause's subqueries ready (innermost first): each inner

@@ -1219,6 +1219,11 @@ fn normalised_sql() {
     assert!(compile("code BETWEEN 'a' AND 'b'").needs_text_ordering());
     assert!(!compile("title = 'B'").needs_text_ordering());
     assert!(!compile("kind < 'inactive'").needs_text_ordering());
+    // Only jsonb ordering depends on the database's default collation (text is pinned).
+    assert!(compile("data < '{\"a\": \"b\"}'").needs_bytewise_default_collation());
+    assert!(compile("greatest(data, '1') = '1'").needs_bytewise_default_collation());
+    assert!(!compile("title > 'B'").needs_bytewise_default_collation());
+    assert!(!compile("data = '{}'").needs_bytewise_default_collation());
     assert_eq!(
         compile("priority = 1 AND title = status").referenced_columns(),
         &[1, 2, 3]
