@@ -130,6 +130,8 @@ pub struct Engine {
     /// definition never gets two handles while different shapes are created concurrently.
     create_lock: tokio::sync::RwLock<()>,
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The database's default collation, looked up once (jsonb ordering depends on it).
+    db_collation: tokio::sync::OnceCell<crate::pg::collation::DbCollation>,
     /// Bounds concurrent snapshot and subset queries (the snapshot pool).
     pub snapshot_slots: Arc<tokio::sync::Semaphore>,
     /// Handle stamps up to this value are covered by the persisted high-water mark.
@@ -168,6 +170,7 @@ impl Engine {
             tables: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::RwLock::new(()),
             creating: Mutex::new(HashMap::new()),
+            db_collation: tokio::sync::OnceCell::new(),
             snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
             handles_reserved: Mutex::new(0),
             in_flight_initial: AtomicUsize::new(0),
@@ -393,9 +396,46 @@ impl Engine {
                     };
                     inner.push(t);
                 }
-                other => return other.map_err(EngineError::from),
+                Ok(def) => {
+                    self.check_collation(&def).await?;
+                    return Ok(def);
+                }
+                Err(e) => return Err(EngineError::from(e)),
             }
         }
+    }
+
+    /// Refuses (400 under `where`) a clause that orders jsonb when the database's default
+    /// collation is not bytewise: PG would order the strings inside by that collation, which
+    /// the snapshot SQL cannot pin and the live evaluator does not reproduce.
+    async fn check_collation(&self, def: &ShapeDef) -> Result<(), EngineError> {
+        match &def.where_clause {
+            Some(w) => self.check_where_collation(w).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Engine::check_collation`] for one clause (also used by subset queries).
+    pub async fn check_where_collation(
+        &self,
+        w: &crate::shape::where_clause::WhereClause,
+    ) -> Result<(), EngineError> {
+        if !w.needs_bytewise_default_collation() {
+            return Ok(());
+        }
+        let collation = self
+            .db_collation
+            .get_or_try_init(|| {
+                self.with_admin(async |c| {
+                    crate::pg::collation::DbCollation::fetch(c)
+                        .await
+                        .map_err(|e| EngineError::Unavailable(Box::new(e)))
+                })
+            })
+            .await?;
+        collation
+            .check_bytewise(true)
+            .map_err(|m| EngineError::Definition(DefinitionError::Where(m)))
     }
 
     /// Makes the dependencies of a clause's subqueries ready (innermost first): each inner

@@ -260,6 +260,18 @@ pub async fn serve(engine: &Engine, p: &ShapeParams, shape: &Shape, sub: Subset)
             Err(e) => return subset_error("where", &e.to_string()),
         },
     };
+    // The same collation rule as shape where clauses: jsonb ordering only on a bytewise database.
+    if let Some(w) = &extra {
+        match engine.check_where_collation(w).await {
+            Ok(()) => {}
+            Err(crate::engine::EngineError::Definition(e)) => {
+                return subset_error("where", &e.to_string());
+            }
+            Err(_) => {
+                return response::unavailable("Database unavailable; retry", 5);
+            }
+        }
+    }
     let mark: u32 = rand::random_range(0..(1u32 << 31));
     let _slot = engine.snapshot_slots.acquire().await;
     let result = snapshot::run_subset(

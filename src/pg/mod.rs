@@ -3,6 +3,7 @@
 //! development and tests.
 
 pub mod catalog;
+pub mod collation;
 pub mod connection;
 pub mod copy_text;
 pub mod failure;

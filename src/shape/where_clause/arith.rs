@@ -1,5 +1,6 @@
 //! Arithmetic with PG's exact semantics: checked integers, IEEE floats with PG's overflow and
-//! underflow errors, exact decimal `+ - *` on numeric, float8 `^` and `|/`, and `@`.
+//! underflow errors, exact decimal `+ - * /` on numeric, float8 `^` and `|/`, and `@`.
+//! numeric `^` lives in [`super::numeric_pow`].
 //!
 //! Invariants:
 //! * Every operation PG would raise on (integer out of range, division by zero, float
@@ -7,6 +8,9 @@
 //!   saturated or rounded value: the row is then "not included" (spec 3.4-c).
 //! * numeric never goes through `f64`; results are normalised [`NumOwned`] values, so they
 //!   compare and index exactly like parsed ones.
+//! * Every numeric result carries PG's display scale: `+ -` the larger of the operands',
+//!   `*` their sum, `/` the scale `select_div_scale` picks (the quotient rounded half away
+//!   from zero at that scale, which is what PG's exact `div_var` gives).
 //! * float4 arithmetic is done in `f32` (PG's `float4pl` etc.), float8 in `f64`.
 
 use super::eval::EvalError;
@@ -47,7 +51,7 @@ pub(super) enum ArithOp {
     BitAnd,
     BitOr,
     BitXor,
-    /// `^`, on float8 only (numeric `^` is not evaluated).
+    /// `^` on float8 and on numeric.
     Pow,
 }
 
@@ -208,10 +212,16 @@ pub(super) fn abs(kind: NumKind, a: &Value<'_>) -> Result<Value<'static>, EvalEr
             Ok(Value::NumericOwned(match n.to_owned_num() {
                 NumOwned::NaN => NumOwned::NaN,
                 NumOwned::PosInf | NumOwned::NegInf => NumOwned::PosInf,
-                NumOwned::Finite { digits, point, .. } => NumOwned::Finite {
+                NumOwned::Finite {
+                    digits,
+                    point,
+                    dscale,
+                    ..
+                } => NumOwned::Finite {
                     neg: false,
                     digits,
                     point,
+                    dscale,
                 },
             }))
         }
@@ -275,10 +285,16 @@ pub(super) fn negate(kind: NumKind, a: &Value<'_>) -> Result<Value<'static>, Eva
                 NumOwned::NaN => NumOwned::NaN,
                 NumOwned::PosInf => NumOwned::NegInf,
                 NumOwned::NegInf => NumOwned::PosInf,
-                NumOwned::Finite { neg, digits, point } => NumOwned::Finite {
+                NumOwned::Finite {
+                    neg,
+                    digits,
+                    point,
+                    dscale,
+                } => NumOwned::Finite {
                     neg: !neg && !digits.is_empty(),
                     digits,
                     point,
+                    dscale,
                 },
             }))
         }
@@ -343,35 +359,50 @@ pub(super) fn convert(
 /// 16383 after the point, so a real value never needs more).
 const MAX_DIGITS: i64 = 200_000;
 
-/// `(negative, digits most significant first, exponent)`: value = digits × 10^exponent.
-struct Dec {
-    neg: bool,
-    digits: Vec<u8>,
-    exp: i64,
+/// `(negative, digits most significant first, exponent, display scale)`:
+/// value = digits × 10^exponent.
+pub(super) struct Dec {
+    pub neg: bool,
+    pub digits: Vec<u8>,
+    pub exp: i64,
+    pub dscale: i64,
 }
 
-fn to_dec(n: Num<'_>) -> Option<Dec> {
+pub(super) fn to_dec(n: Num<'_>) -> Option<Dec> {
     match n {
-        Num::Finite { neg, hi, lo, point } => {
+        Num::Finite {
+            neg,
+            hi,
+            lo,
+            point,
+            dscale,
+        } => {
             let digits: Vec<u8> = hi.bytes().chain(lo.bytes()).map(|b| b - b'0').collect();
             let len = i64::try_from(digits.len()).ok()?;
             Some(Dec {
                 neg,
                 digits,
                 exp: point - len,
+                dscale: i64::from(dscale),
             })
         }
         _ => None,
     }
 }
 
-fn from_dec(d: Dec) -> Result<NumOwned, EvalError> {
+pub(super) fn from_dec(d: Dec) -> Result<NumOwned, EvalError> {
+    // PG's make_result: a display scale beyond the header's 14 bits overflows.
+    let dscale = u16::try_from(d.dscale)
+        .ok()
+        .filter(|&s| i64::from(s) <= super::values::NUMERIC_DSCALE_MAX)
+        .ok_or(EvalError::NumericOverflow)?;
     let first = d.digits.iter().position(|&x| x != 0);
     let Some(first) = first else {
         return Ok(NumOwned::Finite {
             neg: false,
             digits: String::new(),
             point: 0,
+            dscale,
         });
     };
     let last = d.digits.iter().rposition(|&x| x != 0).unwrap_or(first);
@@ -387,6 +418,7 @@ fn from_dec(d: Dec) -> Result<NumOwned, EvalError> {
         neg: d.neg,
         digits: kept.iter().map(|&x| char::from(b'0' + x)).collect(),
         point,
+        dscale,
     })
 }
 
@@ -401,13 +433,13 @@ fn aligned(d: &Dec, exp: i64) -> Result<Vec<u8>, EvalError> {
     Ok(v)
 }
 
-fn cmp_mag(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(super) fn cmp_mag(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let a = &a[a.iter().position(|&x| x != 0).unwrap_or(a.len())..];
     let b = &b[b.iter().position(|&x| x != 0).unwrap_or(b.len())..];
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-fn add_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
+pub(super) fn add_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
     let n = a.len().max(b.len()) + 1;
     let mut out = vec![0u8; n];
     let mut carry = 0u8;
@@ -422,7 +454,7 @@ fn add_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 /// |a| - |b| for |a| ≥ |b|.
-fn sub_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
+pub(super) fn sub_mag(a: &[u8], b: &[u8]) -> Vec<u8> {
     let n = a.len().max(b.len());
     let mut out = vec![0u8; n];
     let mut borrow = 0i8;
@@ -444,28 +476,32 @@ fn add_dec(a: &Dec, b: &Dec, negate_b: bool) -> Result<Dec, EvalError> {
     let exp = a.exp.min(b.exp);
     let (x, y) = (aligned(a, exp)?, aligned(b, exp)?);
     let b_neg = b.neg != negate_b;
+    let dscale = a.dscale.max(b.dscale);
     Ok(if a.neg == b_neg {
         Dec {
             neg: a.neg,
             digits: add_mag(&x, &y),
             exp,
+            dscale,
         }
     } else if cmp_mag(&x, &y) != std::cmp::Ordering::Less {
         Dec {
             neg: a.neg,
             digits: sub_mag(&x, &y),
             exp,
+            dscale,
         }
     } else {
         Dec {
             neg: b_neg,
             digits: sub_mag(&y, &x),
             exp,
+            dscale,
         }
     })
 }
 
-fn mul_dec(a: &Dec, b: &Dec) -> Result<Dec, EvalError> {
+pub(super) fn mul_dec(a: &Dec, b: &Dec) -> Result<Dec, EvalError> {
     let (la, lb) = (a.digits.len(), b.digits.len());
     if i64::try_from(la + lb).unwrap_or(i64::MAX) > MAX_DIGITS {
         return Err(EvalError::NumericOverflow);
@@ -488,6 +524,7 @@ fn mul_dec(a: &Dec, b: &Dec) -> Result<Dec, EvalError> {
             .map(|d| u8::try_from(d).unwrap_or(0))
             .collect(),
         exp: a.exp + b.exp,
+        dscale: a.dscale + b.dscale,
     })
 }
 
@@ -500,7 +537,7 @@ fn propagate(acc: &mut [u32]) {
     }
 }
 
-fn sign_of(n: Num<'_>) -> i8 {
+pub(super) fn sign_of(n: Num<'_>) -> i8 {
     match n {
         Num::NegInf => -1,
         Num::PosInf => 1,
@@ -525,8 +562,13 @@ fn inf(sign: i8) -> NumOwned {
     }
 }
 
-/// PG numeric `+ - *` including NaN and ±Infinity rules.
+/// PG numeric `+ - * / ^` including NaN and ±Infinity rules.
 fn numeric_op(op: ArithOp, a: Num<'_>, b: Num<'_>) -> Result<NumOwned, EvalError> {
+    match op {
+        ArithOp::Div => return numeric_div(a, b),
+        ArithOp::Pow => return super::numeric_pow::numeric_power(a, b),
+        _ => {}
+    }
     if matches!(a, Num::NaN) || matches!(b, Num::NaN) {
         return Ok(NumOwned::NaN);
     }
@@ -569,6 +611,145 @@ fn numeric_op(op: ArithOp, a: Num<'_>, b: Num<'_>) -> Result<NumOwned, EvalError
     from_dec(r)
 }
 
+/// PG's `numeric_div`: NaN and infinity rules, then [`div_dec`] at `select_div_scale`.
+fn numeric_div(a: Num<'_>, b: Num<'_>) -> Result<NumOwned, EvalError> {
+    if matches!(a, Num::NaN) || matches!(b, Num::NaN) {
+        return Ok(NumOwned::NaN);
+    }
+    let a_inf = matches!(a, Num::PosInf | Num::NegInf);
+    let b_inf = matches!(b, Num::PosInf | Num::NegInf);
+    if a_inf {
+        return match (b_inf, sign_of(a) * sign_of(b)) {
+            (true, _) => Ok(NumOwned::NaN),
+            (false, 0) => Err(EvalError::DivisionByZero),
+            (false, s) => Ok(inf(s)),
+        };
+    }
+    if b_inf {
+        // PG: a finite number over an infinity is zero (no underflow in numeric).
+        return Ok(NumOwned::Finite {
+            neg: false,
+            digits: String::new(),
+            point: 0,
+            dscale: 0,
+        });
+    }
+    let (Some(x), Some(y)) = (to_dec(a), to_dec(b)) else {
+        return Err(EvalError::TypeMismatch);
+    };
+    let rscale = select_div_scale(&x, &y);
+    from_dec(div_dec(&x, &y, rscale)?)
+}
+
+/// PG's `NUMERIC_MIN_SIG_DIGITS`: a quotient gets at least this many significant digits.
+pub(super) const NUMERIC_MIN_SIG_DIGITS: i64 = 16;
+/// PG's `NUMERIC_MAX_DISPLAY_SCALE`: the most fractional digits an inexact result gets.
+pub(super) const NUMERIC_MAX_DISPLAY_SCALE: i64 = 1000;
+/// Decimal digits per base-10000 digit of PG's `NumericVar`.
+pub(super) const DEC_DIGITS: i64 = 4;
+
+/// The base-10000 weight and leading base-10000 digit PG sees for `d` (`(0, 0)` for zero):
+/// PG estimates a quotient's magnitude from these, so the scale it picks depends on them.
+fn nbase_head(d: &Dec) -> (i64, i64) {
+    let Some(first) = d.digits.iter().position(|&x| x != 0) else {
+        return (0, 0);
+    };
+    let after = i64::try_from(d.digits.len() - 1 - first).unwrap_or(0);
+    // Decimal exponent of the leading digit, and the base-10000 digit holding it.
+    let lead = d.exp + after;
+    let weight = lead.div_euclid(DEC_DIGITS);
+    let in_group = lead - weight * DEC_DIGITS + 1;
+    let mut head = 0;
+    for k in 0..usize::try_from(in_group).unwrap_or(0) {
+        head = head * 10 + i64::from(d.digits.get(first + k).copied().unwrap_or(0));
+    }
+    (weight, head)
+}
+
+/// PG's `select_div_scale`: enough fractional digits for 16 significant ones, no fewer than
+/// either operand's display scale, at most 1000.
+fn select_div_scale(a: &Dec, b: &Dec) -> i64 {
+    let (w1, f1) = nbase_head(a);
+    let (w2, f2) = nbase_head(b);
+    let mut qweight = w1 - w2;
+    if f1 <= f2 {
+        qweight -= 1;
+    }
+    (NUMERIC_MIN_SIG_DIGITS - qweight * DEC_DIGITS)
+        .max(a.dscale)
+        .max(b.dscale)
+        .clamp(0, NUMERIC_MAX_DISPLAY_SCALE)
+}
+
+/// `a / b` to exactly `rscale` fractional digits, rounded half away from zero (PG's
+/// `div_var(.., round = true)`, which is exact).
+pub(super) fn div_dec(a: &Dec, b: &Dec, rscale: i64) -> Result<Dec, EvalError> {
+    let strip = |d: &[u8]| d[d.iter().position(|&x| x != 0).unwrap_or(d.len())..].to_vec();
+    let (mut num, mut den) = (strip(&a.digits), strip(&b.digits));
+    if den.is_empty() {
+        return Err(EvalError::DivisionByZero);
+    }
+    let zero = Dec {
+        neg: false,
+        digits: Vec::new(),
+        exp: -rscale,
+        dscale: rscale,
+    };
+    if num.is_empty() {
+        return Ok(zero);
+    }
+    // a/b × 10^rscale = num × 10^shift / den.
+    let shift = a.exp - b.exp + rscale;
+    let pad = |v: &mut Vec<u8>, n: i64| -> Result<(), EvalError> {
+        let total = i64::try_from(v.len()).unwrap_or(i64::MAX).saturating_add(n);
+        if total > MAX_DIGITS {
+            return Err(EvalError::NumericOverflow);
+        }
+        v.extend(std::iter::repeat_n(0, usize::try_from(n).unwrap_or(0)));
+        Ok(())
+    };
+    if shift >= 0 {
+        pad(&mut num, shift)?;
+    } else {
+        // The quotient is below one unit of the last place (or rounds to it): only the
+        // digits of `num` that reach that place matter, so a huge divisor costs nothing.
+        if -shift > i64::try_from(num.len()).unwrap_or(0) + 1 {
+            return Ok(zero);
+        }
+        pad(&mut den, -shift)?;
+    }
+    let (mut quotient, remainder) = long_division(&num, &den);
+    if cmp_mag(&add_mag(&remainder, &remainder), &den) != std::cmp::Ordering::Less {
+        quotient = add_mag(&quotient, &[1]);
+    }
+    Ok(Dec {
+        neg: a.neg != b.neg,
+        digits: quotient,
+        exp: -rscale,
+        dscale: rscale,
+    })
+}
+
+/// Schoolbook division of digit strings (`den` without leading zeros, not zero).
+fn long_division(num: &[u8], den: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut quotient = Vec::with_capacity(num.len());
+    let mut rem: Vec<u8> = Vec::with_capacity(den.len() + 1);
+    for &digit in num {
+        if !(rem.is_empty() && digit == 0) {
+            rem.push(digit);
+        }
+        let mut q = 0u8;
+        while cmp_mag(&rem, den) != std::cmp::Ordering::Less {
+            rem = sub_mag(&rem, den);
+            let lead = rem.iter().position(|&x| x != 0).unwrap_or(rem.len());
+            rem.drain(..lead);
+            q += 1;
+        }
+        quotient.push(q);
+    }
+    (quotient, rem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,15 +770,15 @@ mod tests {
         let cases = [
             (ArithOp::Add, "0.1", "0.2", "0.3"),
             (ArithOp::Sub, "0.1", "0.2", "-0.1"),
-            (ArithOp::Sub, "5", "5.000", "0"),
-            (ArithOp::Mul, "1.5", "-2", "-3"),
+            (ArithOp::Sub, "5", "5.000", "0.000"),
+            (ArithOp::Mul, "1.5", "-2", "-3.0"),
             (
                 ArithOp::Mul,
                 "12345678901234567.1",
                 "10",
-                "123456789012345671",
+                "123456789012345671.0",
             ),
-            (ArithOp::Add, "999.99", "0.01", "1000"),
+            (ArithOp::Add, "999.99", "0.01", "1000.00"),
             (ArithOp::Add, "Infinity", "-Infinity", "NaN"),
             (ArithOp::Mul, "Infinity", "0", "NaN"),
             (ArithOp::Sub, "-Infinity", "Infinity", "-Infinity"),

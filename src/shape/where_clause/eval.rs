@@ -1173,6 +1173,22 @@ impl Node {
         own || self.children().into_iter().any(Node::has_text_ordering)
     }
 
+    /// Whether evaluating the node orders values by the database's default collation (jsonb
+    /// ordering), which no `COLLATE` in the SQL can pin.
+    pub fn has_collation_bound_ordering(&self) -> bool {
+        let own = match self {
+            Node::Cmp { op, cmp, .. } | Node::AnyAll { op, cmp, .. } => {
+                op.is_ordering() && cmp.is_collation_bound()
+            }
+            Node::Extreme { cmp, .. } => cmp.is_collation_bound(),
+            _ => false,
+        };
+        own || self
+            .children()
+            .into_iter()
+            .any(Node::has_collation_bound_ordering)
+    }
+
     pub fn as_const(&self) -> Option<&Const> {
         match self {
             Node::Const(c) => Some(c),

@@ -38,6 +38,7 @@ mod index;
 mod interval;
 mod json;
 mod like;
+mod numeric_pow;
 mod parse;
 mod sql;
 mod subquery;
@@ -194,6 +195,7 @@ pub struct WhereClause {
     sql: String,
     referenced_columns: Vec<usize>,
     needs_text_ordering: bool,
+    needs_bytewise_default_collation: bool,
 }
 
 impl WhereClause {
@@ -226,11 +228,13 @@ impl WhereClause {
         referenced_columns.dedup();
         let sql = sql::render(&root, schema);
         let needs_text_ordering = root.has_text_ordering();
+        let needs_bytewise_default_collation = root.has_collation_bound_ordering();
         WhereClause {
             root,
             sql,
             referenced_columns,
             needs_text_ordering,
+            needs_bytewise_default_collation,
         }
     }
 
@@ -268,6 +272,18 @@ impl WhereClause {
     /// nothing in the SQL can pin: the caller may choose to reject such clauses instead.
     pub fn needs_text_ordering(&self) -> bool {
         self.needs_text_ordering
+    }
+
+    /// True when the clause (or a subquery's) orders jsonb: PG compares the strings inside with
+    /// the database's default collation, which `sql()` cannot pin, and we compare bytes, so
+    /// the shape is only exact on a database whose default collation is bytewise.
+    pub fn needs_bytewise_default_collation(&self) -> bool {
+        self.needs_bytewise_default_collation
+            || self.subqueries().iter().any(|(sub, _)| {
+                sub.where_clause
+                    .as_ref()
+                    .is_some_and(WhereClause::needs_bytewise_default_collation)
+            })
     }
 
     /// A necessary condition for routing (see the module invariants); `None` when the clause

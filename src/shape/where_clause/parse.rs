@@ -1417,13 +1417,6 @@ impl Converter<'_> {
         if bitwise && !kind.is_int() {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }
-        if op == ArithOp::Div && kind == NumKind::Numeric {
-            return Err(WhereError::Unsupported {
-                location: loc,
-                message: "numeric division is not supported yet (cast an operand to float8)"
-                    .to_owned(),
-            });
-        }
         let l = self.coerce(l, &ty, loc)?;
         let r = self.coerce(r, &ty, loc)?;
         fold_value(
@@ -1439,7 +1432,7 @@ impl Converter<'_> {
     }
 
     /// `x ^ y`: PG resolves it to `float8 ^ float8` unless an operand is numeric (and none is
-    /// a float), which gives `numeric ^ numeric`, not evaluated here.
+    /// a float), which gives `numeric ^ numeric`.
     #[inline(never)]
     fn power(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
         let overload = WhereError::NoOperatorOverload { location: loc };
@@ -1453,11 +1446,7 @@ impl Converter<'_> {
         }
         let float = |t: &SqlType| matches!(t, SqlType::Float4 | SqlType::Float8);
         if !float(&lt) && !float(&rt) && (lt == SqlType::Numeric || rt == SqlType::Numeric) {
-            return Err(WhereError::Unsupported {
-                location: loc,
-                message: "numeric ^ numeric is not supported yet (cast an operand to float8)"
-                    .to_owned(),
-            });
+            return self.numeric_power(l, r, loc);
         }
         let l = self.coerce(l, &SqlType::Float8, loc)?;
         let r = self.coerce(r, &SqlType::Float8, loc)?;
@@ -1469,6 +1458,41 @@ impl Converter<'_> {
                 right: Box::new(r),
             },
             SqlType::Float8,
+            loc,
+        )
+    }
+
+    /// `numeric ^ numeric`. We evaluate exactly what PG computes by repeated multiplication
+    /// (see `numeric_pow.rs`); the exponent must therefore be a constant that is NaN, ±Infinity
+    /// or an integer from -1 to `i32::MAX`, unless both sides are constants (then folding
+    /// either computes the value or reports why not).
+    #[inline(never)]
+    fn numeric_power(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
+        let l = self.coerce(l, &SqlType::Numeric, loc)?;
+        let r = self.coerce(r, &SqlType::Numeric, loc)?;
+        let constant = |n: &Node| match n {
+            Node::Const(c) => Some(c.value.clone()),
+            _ => None,
+        };
+        let supported = match (constant(&l), constant(&r)) {
+            (Some(_), Some(_)) | (_, Some(None)) => true,
+            (_, Some(Some(OwnedValue::Numeric(n)))) => numeric_exponent_ok(&n),
+            _ => false,
+        };
+        if !supported {
+            return Err(WhereError::Unsupported {
+                location: loc,
+                message: super::numeric_pow::UNSUPPORTED_EXPONENT.to_owned(),
+            });
+        }
+        fold_value(
+            Node::Arith {
+                op: ArithOp::Pow,
+                kind: NumKind::Numeric,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            SqlType::Numeric,
             loc,
         )
     }
@@ -2945,11 +2969,47 @@ fn negate_num(n: super::values::NumOwned) -> super::values::NumOwned {
         NumOwned::NaN => NumOwned::NaN,
         NumOwned::PosInf => NumOwned::NegInf,
         NumOwned::NegInf => NumOwned::PosInf,
-        NumOwned::Finite { neg, digits, point } => NumOwned::Finite {
+        NumOwned::Finite {
+            neg,
+            digits,
+            point,
+            dscale,
+        } => NumOwned::Finite {
             neg: !neg && !digits.is_empty(),
             digits,
             point,
+            dscale,
         },
+    }
+}
+
+/// An exponent `numeric ^` evaluates exactly: an integer from -1 to `i32::MAX`.
+fn numeric_exponent_ok(n: &super::values::NumOwned) -> bool {
+    let super::values::NumOwned::Finite {
+        neg, digits, point, ..
+    } = n
+    else {
+        return true;
+    };
+    let Ok(len) = i64::try_from(digits.len()) else {
+        return false;
+    };
+    if digits.is_empty() {
+        return true;
+    }
+    if *point < len || *point > 10 {
+        return false;
+    }
+    let magnitude = format!(
+        "{digits:0<width$}",
+        width = usize::try_from(*point).unwrap_or(0)
+    )
+    .parse::<i64>()
+    .unwrap_or(i64::MAX);
+    if *neg {
+        magnitude == 1
+    } else {
+        i32::try_from(magnitude).is_ok()
     }
 }
 
@@ -3123,7 +3183,10 @@ fn fold_value(node: Node, ty: SqlType, loc: usize) -> Result<Typed, WhereError> 
 /// PG's numeric → int4 cast: round half away from zero, range-checked.
 fn round_to_int4(text: &str) -> Option<i64> {
     let num = super::values::parse_numeric(text)?.to_owned_num();
-    let super::values::NumOwned::Finite { neg, digits, point } = num else {
+    let super::values::NumOwned::Finite {
+        neg, digits, point, ..
+    } = num
+    else {
         return None;
     };
     // value = 0.digits × 10^point

@@ -55,6 +55,11 @@ pub(super) enum Value<'a> {
 
 /// An exact decimal: `0.d₁d₂… × 10^point`, digits = `hi ++ lo`, no leading or trailing zero
 /// digit, empty digits = zero (never negative).
+///
+/// `dscale` is PG's display scale: the number of digits after the point the value carries
+/// (`1.50` has 2, `3` has 0), always at least the number of significant fractional digits.
+/// It never takes part in comparisons (`1.50 = 1.5`), only in the result scale of `/` and
+/// `^` and in the text we send back to PG.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Num<'a> {
     NaN,
@@ -65,10 +70,11 @@ pub(super) enum Num<'a> {
         hi: &'a str,
         lo: &'a str,
         point: i64,
+        dscale: u16,
     },
 }
 
-/// An owned, normalised numeric (for constants).
+/// An owned, normalised numeric (for constants and computed values); see [`Num`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum NumOwned {
     NaN,
@@ -78,8 +84,13 @@ pub(super) enum NumOwned {
         neg: bool,
         digits: String,
         point: i64,
+        dscale: u16,
     },
 }
+
+/// PG's `NUMERIC_DSCALE_MAX`: a larger display scale does not fit the on-disk header
+/// ("value overflows numeric format").
+pub(super) const NUMERIC_DSCALE_MAX: i64 = 0x3FFF;
 
 /// An owned constant value.
 #[derive(Clone, Debug)]
@@ -552,10 +563,23 @@ pub(super) fn parse_numeric(text: &str) -> Option<Num<'_>> {
     if i != b.len() {
         return None;
     }
-    Some(normalise_num(neg, int_part, frac, exponent))
+    // PG's set_var_from_str: the digits written after the point, less the exponent.
+    let written = i64::try_from(frac.len()).ok()?;
+    let scale = written.saturating_sub(exponent).max(0);
+    if scale > NUMERIC_DSCALE_MAX {
+        return None;
+    }
+    let dscale = u16::try_from(scale).ok()?;
+    Some(normalise_num(neg, int_part, frac, exponent, dscale))
 }
 
-fn normalise_num<'a>(neg: bool, int_part: &'a str, frac: &'a str, exponent: i64) -> Num<'a> {
+fn normalise_num<'a>(
+    neg: bool,
+    int_part: &'a str,
+    frac: &'a str,
+    exponent: i64,
+    dscale: u16,
+) -> Num<'a> {
     let ip = int_part.trim_start_matches('0');
     let len = |s: &str| i64::try_from(s.len()).unwrap_or(i64::MAX);
     let (mut hi, mut lo, point) = if ip.is_empty() {
@@ -574,9 +598,16 @@ fn normalise_num<'a>(neg: bool, int_part: &'a str, frac: &'a str, exponent: i64)
             hi: "",
             lo: "",
             point: 0,
+            dscale,
         };
     }
-    Num::Finite { neg, hi, lo, point }
+    Num::Finite {
+        neg,
+        hi,
+        lo,
+        point,
+        dscale,
+    }
 }
 
 impl Num<'_> {
@@ -598,12 +629,14 @@ impl Num<'_> {
                     hi: ah,
                     lo: al,
                     point: ap,
+                    ..
                 },
                 Num::Finite {
                     neg: bn,
                     hi: bh,
                     lo: bl,
                     point: bp,
+                    ..
                 },
             ) => {
                 let sign = |neg: bool, hi: &str, lo: &str| -> i8 {
@@ -639,10 +672,17 @@ impl Num<'_> {
             Num::NaN => NumOwned::NaN,
             Num::PosInf => NumOwned::PosInf,
             Num::NegInf => NumOwned::NegInf,
-            Num::Finite { neg, hi, lo, point } => NumOwned::Finite {
+            Num::Finite {
+                neg,
+                hi,
+                lo,
+                point,
+                dscale,
+            } => NumOwned::Finite {
                 neg,
                 digits: format!("{hi}{lo}"),
                 point,
+                dscale,
             },
         }
     }
@@ -654,11 +694,17 @@ impl NumOwned {
             NumOwned::NaN => Num::NaN,
             NumOwned::PosInf => Num::PosInf,
             NumOwned::NegInf => Num::NegInf,
-            NumOwned::Finite { neg, digits, point } => Num::Finite {
+            NumOwned::Finite {
+                neg,
+                digits,
+                point,
+                dscale,
+            } => Num::Finite {
                 neg: *neg,
                 hi: digits,
                 lo: "",
                 point: *point,
+                dscale: *dscale,
             },
         }
     }
@@ -670,34 +716,67 @@ impl NumOwned {
             NumOwned::PosInf => "Infinity".to_owned(),
             NumOwned::NegInf => "-Infinity".to_owned(),
             NumOwned::Finite { digits, .. } if digits.is_empty() => "0".to_owned(),
-            NumOwned::Finite { neg, digits, point } => {
+            NumOwned::Finite {
+                neg, digits, point, ..
+            } => {
                 format!("{}0.{digits}e{point}", if *neg { "-" } else { "" })
             }
         }
     }
 
-    /// PG numeric input text for this value (plain decimal when short, else exponent form).
+    /// PG numeric input text for this value that PG reads back with the same display scale
+    /// (plain decimal when short, else exponent form).
     pub fn canonical_text(&self) -> String {
-        match self {
-            NumOwned::Finite { neg, digits, point } if !digits.is_empty() => {
-                let sign = if *neg { "-" } else { "" };
-                let n = i64::try_from(digits.len()).unwrap_or(i64::MAX);
-                match usize::try_from(*point) {
-                    Ok(p) if *point <= 40 && *point >= n => {
-                        format!("{sign}{digits}{}", "0".repeat(p - digits.len()))
-                    }
-                    Ok(p) if *point > 0 && *point < n => {
-                        format!("{sign}{}.{}", &digits[..p], &digits[p..])
-                    }
-                    _ if *point <= 0 && *point >= -40 => {
-                        let zeros = usize::try_from(-*point).unwrap_or(0);
-                        format!("{sign}0.{}{digits}", "0".repeat(zeros))
-                    }
-                    _ => format!("{sign}0.{digits}e{point}"),
-                }
+        let NumOwned::Finite {
+            neg,
+            digits,
+            point,
+            dscale,
+        } = self
+        else {
+            return self.key();
+        };
+        let sign = if *neg { "-" } else { "" };
+        let len = i64::try_from(digits.len()).unwrap_or(i64::MAX);
+        let dscale = i64::from(*dscale);
+        if (-40..=40).contains(point) {
+            // Integer digits, then the fraction padded with zeros up to the display scale.
+            let (int_part, frac) = match usize::try_from(*point) {
+                Ok(p) if p >= digits.len() => (
+                    format!("{digits}{}", "0".repeat(p - digits.len())),
+                    String::new(),
+                ),
+                Ok(p) => (digits[..p].to_owned(), digits[p..].to_owned()),
+                Err(_) => (
+                    String::new(),
+                    format!(
+                        "{}{digits}",
+                        "0".repeat(usize::try_from(-*point).unwrap_or(0))
+                    ),
+                ),
+            };
+            let int_part = if int_part.is_empty() {
+                "0".to_owned()
+            } else {
+                int_part
+            };
+            let pad = usize::try_from(dscale - i64::try_from(frac.len()).unwrap_or(0)).unwrap_or(0);
+            let frac = format!("{frac}{}", "0".repeat(pad));
+            if frac.is_empty() {
+                return format!("{sign}{int_part}");
             }
-            other => other.key(),
+            return format!("{sign}{int_part}.{frac}");
         }
+        if digits.is_empty() {
+            return "0".to_owned();
+        }
+        // `0.DIGITS000eP` reads back with scale max(0, digits + zeros - P).
+        let zeros = if dscale == 0 {
+            0
+        } else {
+            usize::try_from(dscale + point - len).unwrap_or(0)
+        };
+        format!("{sign}0.{digits}{}e{point}", "0".repeat(zeros))
     }
 }
 
