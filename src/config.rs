@@ -425,8 +425,9 @@ impl Config {
             connection: Default::default(),
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
+            // The same default as the service (tests that exercise the cap set their own).
             http: crate::http::server::Limits {
-                max_connections: 4096,
+                max_connections: crate::http::server::default_max_connections(300, 10_000),
                 header_read_timeout: Duration::from_secs(10),
             },
             storage_fs: crate::storage::io::Fs::real(),
