@@ -195,6 +195,121 @@ async fn t29_disk_full_stops_acknowledging_then_recovers_by_itself() {
     server.stop().await;
 }
 
+/// A tmpfs of a given size, unmounted on drop (also when the test fails).
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a {size} tmpfs (running as root)");
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills `fs` with a file until the disk is full, then frees `keep` bytes of it.
+fn fill(fs: &Path, keep: u64) -> PathBuf {
+    use std::io::Write;
+    let filler = fs.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![0x55u8; 64 * 1024];
+    while f.write_all(&block).is_ok() {}
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(keep)).unwrap();
+    f.sync_all().unwrap();
+    filler
+}
+
+/// T29 on a real file system: the storage directory lives on a small tmpfs that the workload
+/// fills up (no failpoints: the kernel's own ENOSPC). Health turns 503 `degraded`, nothing is
+/// acknowledged or served beyond what was durable, the walsender stays; when space is freed the
+/// server recovers by itself, and every client converges with no 409, duplicate or reordering.
+/// Needs root for `mount -t tmpfs`; as another user it says so and returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t29_real_tmpfs_full_stops_acknowledging_then_recovers_when_space_returns() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("t29 (tmpfs): skipped, mounting a tmpfs needs root");
+        return;
+    }
+    let seed = seed("t29-tmpfs");
+    let pg = Pg::start().await;
+    pg.exec(SCHEMA).await;
+    tune_pg(&pg, &[]).await;
+    let small = SmallFs::mount("8m");
+    let storage = small.path().join("storage");
+    let server = Server::start(test_config(&pg, &storage)).await;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let oracles = start_oracles(&http, &base).await;
+    let mut probe = Oracle::new("table=items", false);
+    let writer = Writer::start(pg.url(), seed, Duration::from_millis(3));
+    let following = Following::start(oracles, &base);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Leave 64 KiB: the workload's next flushes run out of space.
+    let filler = fill(small.path(), 64 * 1024);
+    wait_health(&base, 503).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = walsender_pid(&pg).await;
+    let acked = confirmed_flush(&pg).await;
+    probe.sync(&http, &base).await;
+    let seen = (probe.offset.clone(), probe.rows.clone());
+    let until = Instant::now() + Duration::from_millis(pick(2000, 10000));
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(health(&base).await, 503, "degraded while the disk is full");
+        assert_eq!(
+            confirmed_flush(&pg).await,
+            acked,
+            "nothing is acknowledged while the disk is full"
+        );
+        assert!(matches!(
+            probe.step(&http, &base, false).await,
+            Step::UpToDate
+        ));
+        assert_eq!(
+            (probe.offset.clone(), probe.rows.clone()),
+            seen,
+            "nothing new is served while the disk is full"
+        );
+    }
+    assert_eq!(
+        walsender_pid(&pg).await,
+        pid,
+        "keepalives answered meanwhile"
+    );
+    // Space returns.
+    std::fs::remove_file(&filler).unwrap();
+    wait_health(&base, 200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let committed = writer.finish().await;
+    let mut oracles = following.stop().await;
+    eprintln!("t29 (tmpfs): {committed} transactions");
+    let handles = converge_without_409(&pg, &base, &mut oracles).await;
+    check_hygiene(&pg, SLOT, &storage, &handles).await;
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // T30: EIO on fsync
 
