@@ -415,7 +415,7 @@ pub(super) enum Node {
     },
     /// date → timestamp (midnight) of a computed value.
     DateToTimestamp(Box<Node>),
-    /// `text || text` (strict).
+    /// `text || text` or `bytea || bytea` (strict).
     TextCat {
         left: Box<Node>,
         right: Box<Node>,
@@ -765,6 +765,9 @@ impl Node {
                 match (l, r) {
                     (Value::Null, _) | (_, Value::Null) => Value::Null,
                     (Value::Text(a), Value::Text(b)) => Value::Text(Cow::Owned(format!("{a}{b}"))),
+                    (Value::Bytea(a), Value::Bytea(b)) => {
+                        Value::Bytea(Cow::Owned(format!("{a}{b}")))
+                    }
                     _ => return Err(EvalError::TypeMismatch),
                 }
             }

@@ -24,8 +24,8 @@ use std::collections::HashSet;
 use super::eval::{ArrayPredOp, CmpOp, ColumnRead, Const, Node, Post, TextPre};
 use super::types::{CmpType, SqlType};
 use super::values::{
-    OwnedValue, parse_bool, parse_date, parse_float4, parse_float8, parse_int, parse_numeric,
-    parse_time, parse_timestamp, parse_uuid, strip_bpchar,
+    OwnedValue, parse_bool, parse_bytea, parse_date, parse_float4, parse_float8, parse_int,
+    parse_numeric, parse_time, parse_timestamp, parse_uuid, strip_bpchar,
 };
 
 /// How a row's text is decoded into a key: the comparison type chosen by overload
@@ -43,6 +43,8 @@ pub enum KeyType {
     Bpchar,
     Bool,
     Uuid,
+    /// bytea, keyed by its lower-case hex digits (whose order is the bytes' order).
+    Bytea,
     Date,
     Time,
     Timestamp,
@@ -64,6 +66,8 @@ pub enum IndexKey {
     Text(String),
     Bool(bool),
     Uuid([u8; 16]),
+    /// bytea as lower-case hex digits.
+    Bytea(String),
     /// Days since 2000-01-01 (±infinity at the extremes).
     Date(i64),
     /// µs since midnight.
@@ -283,6 +287,7 @@ pub fn range_key(key_type: KeyType, column_text: &str) -> Option<RangeKey> {
         KeyType::Timestamp => RangeKey::Num(parse_timestamp(t, false)?),
         KeyType::Timestamptz => RangeKey::Num(parse_timestamp(t, true)?),
         KeyType::Interval => interval_range_key(super::interval::parse_interval(t)?.span()),
+        KeyType::Bytea => RangeKey::Text(parse_bytea(t)?.into_owned()),
         KeyType::Bool | KeyType::Uuid | KeyType::Enum => return None,
     })
 }
@@ -298,6 +303,7 @@ fn const_range_key(c: &Const, cmp: CmpType) -> Option<RangeKey> {
         OwnedValue::Time(t) => RangeKey::Num(*t),
         OwnedValue::Timestamp(t) => RangeKey::Num(*t),
         OwnedValue::Interval(v) => interval_range_key(v.span()),
+        OwnedValue::Bytea(h) => RangeKey::Text(h.to_string()),
         _ => return None,
     })
 }
@@ -330,6 +336,7 @@ pub fn index_key(key_type: KeyType, column_text: &str) -> Option<IndexKey> {
         KeyType::Bpchar => IndexKey::Text(strip_bpchar(t).to_owned()),
         KeyType::Bool => IndexKey::Bool(parse_bool(t)?),
         KeyType::Uuid => IndexKey::Uuid(parse_uuid(t)?),
+        KeyType::Bytea => IndexKey::Bytea(parse_bytea(t)?.into_owned()),
         KeyType::Date => IndexKey::Date(parse_date(t)?),
         KeyType::Time => IndexKey::Time(parse_time(t)?),
         KeyType::Timestamp => IndexKey::Timestamp(parse_timestamp(t, false)?),
@@ -364,6 +371,7 @@ pub(super) fn scalar_key_type(ty: &SqlType) -> Option<KeyType> {
         SqlType::Numeric => KeyType::Numeric,
         SqlType::Bool => KeyType::Bool,
         SqlType::Uuid => KeyType::Uuid,
+        SqlType::Bytea => KeyType::Bytea,
         SqlType::Date => KeyType::Date,
         SqlType::Time => KeyType::Time,
         SqlType::Timestamp => KeyType::Timestamp,
@@ -384,6 +392,7 @@ fn const_key(c: &Const, cmp: CmpType) -> Option<IndexKey> {
         OwnedValue::Text(t) => IndexKey::Text(t.to_string()),
         OwnedValue::Bool(b) => IndexKey::Bool(*b),
         OwnedValue::Uuid(u) => IndexKey::Uuid(*u),
+        OwnedValue::Bytea(h) => IndexKey::Bytea(h.to_string()),
         OwnedValue::Date(d) => IndexKey::Date(*d),
         OwnedValue::Time(t) => IndexKey::Time(*t),
         OwnedValue::Timestamp(t) => IndexKey::Timestamp(*t),

@@ -1377,6 +1377,23 @@ impl Converter<'_> {
     #[inline(never)]
     fn text_cat(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
         let textual = |t: &SqlType| *t == SqlType::Unknown || t.is_string();
+        let bytea = |t: &SqlType| matches!(t, SqlType::Unknown | SqlType::Bytea);
+        if (l.ty() == SqlType::Bytea || r.ty() == SqlType::Bytea)
+            && bytea(&l.ty())
+            && bytea(&r.ty())
+        {
+            // `byteacat`: an unknown literal side is read as bytea.
+            let l = self.coerce(l, &SqlType::Bytea, loc)?;
+            let r = self.coerce(r, &SqlType::Bytea, loc)?;
+            return fold_value(
+                Node::TextCat {
+                    left: Box::new(l),
+                    right: Box::new(r),
+                },
+                SqlType::Bytea,
+                loc,
+            );
+        }
         if !textual(&l.ty()) || !textual(&r.ty()) {
             return Err(WhereError::NoOperatorOverload { location: loc });
         }

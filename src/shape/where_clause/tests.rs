@@ -40,6 +40,7 @@ fn items() -> Schema {
         col("created_at", "timestamptz"),
         col("due", "date"),
         col("uid", "uuid"),
+        col("bin", "bytea"),
         col("code", "bpchar"),
         Column {
             enum_labels: Some(vec!["active".to_owned(), "inactive".to_owned()]),
@@ -1380,6 +1381,25 @@ fn index_entries_follow_the_spec_rules() {
 /// Columns used by the generators, with row values and literals of interest for each.
 const GEN_COLUMNS: &[(&str, &[&str], &[&str])] = &[
     (
+        "bin",
+        &[
+            "\\x", "\\x00", "\\x01", "\\x0100", "\\xff", "\\x0A0b", "abc", "\\x6162", "\\000",
+            "a\\\\b", "\\x01 02",
+        ],
+        &[
+            "'\\x01'",
+            "'\\x'",
+            "'\\x0100'",
+            "'\\xFF'",
+            "'abc'",
+            "'\\x61 62\t63'",
+            "'a\\\\b'",
+            "'\\001'",
+            "'\\x0a0b'::bytea",
+            "CAST('\\x00' AS bytea)",
+        ],
+    ),
+    (
         "priority",
         &["1", "-3", "0", "2147483647", "5"],
         &["1", "1.5", "'1'", "2147483648", "-3", "5", "1.0"],
@@ -1843,6 +1863,49 @@ fn array_leaf() -> impl Strategy<Value = String> {
         })
 }
 
+/// Leaves over bytea: comparisons, `||`, casts from and to text, lists and arrays.
+fn bytea_leaf() -> impl Strategy<Value = String> {
+    let ops = prop::sample::select(vec!["=", "<>", "<", ">", "<=", ">="]);
+    let lits = GEN_COLUMNS[0].2;
+    let texts = prop::sample::select(vec![
+        "'\\x0102'",
+        "'\\x'",
+        "' \\x01'",
+        "'\\x0'",
+        "'\\xzz'",
+        "'ab\\'",
+        "'\\\\\\001'",
+        "'\\x 0 1'",
+        "'\\X01'",
+        "title",
+    ]);
+    (
+        ops,
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+        texts,
+        0..12u8,
+    )
+        .prop_map(|(op, i, j, text, form)| {
+            let a = lits[i.index(lits.len())];
+            let b = lits[j.index(lits.len())];
+            match form {
+                0 => format!("bin || {a} {op} {b}"),
+                1 => format!("{a} || bin {op} bin"),
+                2 => format!("bin {op} {text}::bytea"),
+                3 => format!("bin::text {op} {text}"),
+                4 => format!("CAST({text} AS bytea) {op} {a}"),
+                5 => format!("bin IS NOT DISTINCT FROM {a}"),
+                6 => format!("bin IN ({a}, {b}, NULL)"),
+                7 => format!("bin = ANY(ARRAY[{a}, {b}]::bytea[])"),
+                8 => format!("bin::text = ({a}::bytea)::text"),
+                9 => format!("({a}::bytea || {b}::bytea) {op} bin"),
+                10 => format!("title::bytea {op} {a}"),
+                _ => format!("bin {op} {a}"),
+            }
+        })
+}
+
 /// Leaves over `LIKE`/`ILIKE` with `ANY`/`ALL`.
 fn like_leaf() -> impl Strategy<Value = String> {
     let texts = prop::sample::select(vec![
@@ -2032,7 +2095,7 @@ fn numeric_leaf() -> impl Strategy<Value = String> {
 }
 
 fn clause() -> impl Strategy<Value = String> {
-    prop_oneof![3 => leaf(), 1 => computed_leaf(), 1 => numeric_leaf(), 1 => array_leaf(), 1 => datetime_leaf(), 1 => json_leaf(), 1 => like_leaf()].prop_recursive(
+    prop_oneof![3 => leaf(), 1 => computed_leaf(), 1 => numeric_leaf(), 1 => array_leaf(), 1 => datetime_leaf(), 1 => json_leaf(), 1 => like_leaf(), 1 => bytea_leaf()].prop_recursive(
         3,
         12,
         3,
@@ -2622,7 +2685,7 @@ fn differential_against_postgres() {
                 "SET TimeZone='UTC'; SET DateStyle='ISO, DMY'; SET extra_float_digits=1; SET IntervalStyle='iso_8601';
                  CREATE TYPE my_enum AS ENUM ('active','inactive');
                  CREATE TABLE items (id int8, title text, status text, priority int4, score float8, amount numeric,
-                   flag bool, tags text[], nums int4[], created_at timestamptz, due date, uid uuid, code char(5),
+                   flag bool, tags text[], nums int4[], created_at timestamptz, due date, uid uuid, bin bytea, code char(5),
                    kind my_enum, dur interval, \"Status-Check\" text, f4 float4, small int2, note varchar,
                    at timestamp, t time, data jsonb, doc json, jdocs jsonb[], rid serial PRIMARY KEY);
                  CREATE FUNCTION try_eval(clause text) RETURNS TABLE(r bool, err text) LANGUAGE plpgsql AS $f$
@@ -2750,6 +2813,7 @@ fn differential_against_postgres() {
             ("jsonb[]", "\"jdocs\""),
             ("numeric /", "\"amount\" /"),
             ("numeric ^", "\"amount\" ^"),
+            ("bytea", "::bytea"),
         ];
         let counts: Vec<String> = features
             .iter()
@@ -2962,4 +3026,68 @@ fn time_zones_match_postgres() {
         "AT TIME ZONE disagrees with Postgres:\n{}",
         mismatches.join("\n")
     );
+}
+
+#[test]
+fn bytea_input_output_and_comparison() {
+    use super::values::parse_bytea;
+    // Hex format: either case, blanks between pairs, canonical input borrowed as is.
+    assert_eq!(parse_bytea("\\x").as_deref(), Some(""));
+    assert_eq!(parse_bytea("\\x0a0B").as_deref(), Some("0a0b"));
+    assert_eq!(parse_bytea("\\x 0a\t0b\n\r").as_deref(), Some("0a0b"));
+    assert!(matches!(
+        parse_bytea("\\x0a0b"),
+        Some(std::borrow::Cow::Borrowed("0a0b"))
+    ));
+    // Odd digit count, a blank inside a pair, a non-hex digit, `\X`: errors.
+    for bad in [
+        "\\x0", "\\x012", "\\x0 1", "\\xzz", "\\X01", " \\x01", "ab\\", "\\8", "\\400", "\\01",
+    ] {
+        assert_eq!(parse_bytea(bad), None, "{bad:?}");
+    }
+    // Escape format: `\\`, `\ooo`, other bytes (UTF-8 too) as themselves.
+    assert_eq!(parse_bytea("").as_deref(), Some(""));
+    assert_eq!(parse_bytea("abc").as_deref(), Some("616263"));
+    assert_eq!(parse_bytea("a\\\\b").as_deref(), Some("615c62"));
+    assert_eq!(parse_bytea("\\000\\377").as_deref(), Some("00ff"));
+    assert_eq!(parse_bytea("é").as_deref(), Some("c3a9"));
+
+    let cases: &[Case<'_>] = &[
+        ("bin = '\\x0102'", &[("bin", "\\x0102")], true),
+        ("bin = '\\x01 02'", &[("bin", "\\x0102")], true),
+        ("bin = 'abc'", &[("bin", "\\x616263")], true),
+        ("bin = '\\x'", &[("bin", "\\x")], true),
+        ("bin < '\\x0100'", &[("bin", "\\x01")], true),
+        ("bin > '\\x01'", &[("bin", "\\x0100")], true),
+        ("bin < '\\x02'", &[("bin", "\\x01ff")], true),
+        ("bin > '\\x'", &[("bin", "\\x00")], true),
+        ("bin >= '\\xff'", &[("bin", "\\x7f")], false),
+        ("bin <> '\\x01'", &[("bin", "\\x01")], false),
+        ("bin || '\\x02' = '\\x0102'", &[("bin", "\\x01")], true),
+        ("'\\x' || bin = bin", &[("bin", "\\xabcd")], true),
+        ("bin::text = '\\x0a0b'", &[("bin", "\\x0a0b")], true),
+        ("'\\x0A0B'::bytea::text = '\\x0a0b'", &[], true),
+        ("CAST('\\001' AS bytea) = bin", &[("bin", "\\x01")], true),
+        ("title::bytea = '\\x6869'", &[("title", "hi")], true),
+        ("bin IS DISTINCT FROM NULL", &[("bin", "\\x")], true),
+        (
+            "bin IS NOT DISTINCT FROM '\\x00'",
+            &[("bin", "\\x00")],
+            true,
+        ),
+        ("bin IN ('\\x01', '\\x02')", &[("bin", "\\x02")], true),
+        ("bin NOT IN ('\\x01', '\\x02')", &[("bin", "\\x0102")], true),
+        (
+            "bin = ANY(ARRAY['\\x01', '\\x02']::bytea[])",
+            &[("bin", "\\x02")],
+            true,
+        ),
+    ];
+    for (text, values, expected) in cases {
+        check(text, values, *expected);
+    }
+    assert!(compile_err("bin = '\\x0'", &[]).contains("invalid syntax for type bytea"));
+    assert!(compile_err("bin = 'a\\b'", &[]).contains("invalid syntax for type bytea"));
+    assert!(compile_err("bin = 1", &[]).contains("operator"));
+    assert!(compile("bin = '\\x0A'").sql().contains("E'\\\\x0a'::bytea"));
 }

@@ -39,6 +39,10 @@ pub(super) enum Value<'a> {
     /// Text-family values; bpchar keeps its padding (stripped only when compared).
     Text(Cow<'a, str>),
     Uuid([u8; 16]),
+    /// bytea as its lower-case hex digits without the `\x` prefix (borrowed from the row's
+    /// hex output when it is already canonical). Comparing the digit strings bytewise is
+    /// PG's `byteacmp` (memcmp, then length).
+    Bytea(Cow<'a, str>),
     /// Days since 2000-01-01; `i64::MIN`/`MAX` are -infinity/infinity.
     Date(i64),
     /// Microseconds since midnight.
@@ -101,6 +105,8 @@ pub(super) enum OwnedValue {
     Numeric(NumOwned),
     Text(Box<str>),
     Uuid([u8; 16]),
+    /// Lower-case hex digits, as in [`Value::Bytea`].
+    Bytea(Box<str>),
     Date(i64),
     Time(i64),
     Timestamp(i64),
@@ -118,6 +124,7 @@ impl OwnedValue {
             OwnedValue::Numeric(n) => Value::Numeric(n.view()),
             OwnedValue::Text(t) => Value::Text(Cow::Borrowed(t)),
             OwnedValue::Uuid(u) => Value::Uuid(*u),
+            OwnedValue::Bytea(h) => Value::Bytea(Cow::Borrowed(h)),
             OwnedValue::Date(d) => Value::Date(*d),
             OwnedValue::Time(t) => Value::Time(*t),
             OwnedValue::Timestamp(t) => Value::Timestamp(*t),
@@ -136,6 +143,7 @@ impl OwnedValue {
             OwnedValue::Numeric(n) => Value::NumericOwned(n),
             OwnedValue::Text(t) => Value::Text(Cow::Owned(t.into_string())),
             OwnedValue::Uuid(u) => Value::Uuid(u),
+            OwnedValue::Bytea(h) => Value::Bytea(Cow::Owned(h.into_string())),
             OwnedValue::Date(d) => Value::Date(d),
             OwnedValue::Time(t) => Value::Time(t),
             OwnedValue::Timestamp(t) => Value::Timestamp(t),
@@ -156,6 +164,7 @@ impl OwnedValue {
             Value::NumericOwned(n) => OwnedValue::Numeric(n),
             Value::Text(t) => OwnedValue::Text(t.into_owned().into_boxed_str()),
             Value::Uuid(u) => OwnedValue::Uuid(u),
+            Value::Bytea(h) => OwnedValue::Bytea(h.into_owned().into_boxed_str()),
             Value::Date(d) => OwnedValue::Date(d),
             Value::Time(t) => OwnedValue::Time(t),
             Value::Timestamp(t) => OwnedValue::Timestamp(t),
@@ -174,6 +183,7 @@ impl OwnedValue {
             OwnedValue::Numeric(n) => n.canonical_text(),
             OwnedValue::Text(t) => t.to_string(),
             OwnedValue::Uuid(u) => format_uuid(u),
+            OwnedValue::Bytea(h) => format!("\\x{h}"),
             OwnedValue::Date(d) => format_date(*d),
             OwnedValue::Time(t) => format_time(*t),
             OwnedValue::Timestamp(t) => format_timestamp(*t, matches!(ty, SqlType::Timestamptz)),
@@ -208,6 +218,7 @@ pub(super) fn parse_as<'a>(ty: &SqlType, text: &'a str) -> Option<Value<'a>> {
             Value::Text(Cow::Borrowed(text))
         }
         SqlType::Uuid => Value::Uuid(parse_uuid(text)?),
+        SqlType::Bytea => Value::Bytea(parse_bytea(text)?),
         SqlType::Date => Value::Date(parse_date(text)?),
         SqlType::Time => Value::Time(parse_time(text)?),
         SqlType::Timestamp => Value::Timestamp(parse_timestamp(text, false)?),
@@ -245,6 +256,7 @@ pub(super) fn compare(a: &Value<'_>, b: &Value<'_>, cmp: CmpType) -> Option<Orde
             strip_bpchar(x).as_bytes().cmp(strip_bpchar(y).as_bytes())
         }
         (CmpType::Uuid, Value::Uuid(x), Value::Uuid(y)) => x.cmp(y),
+        (CmpType::Bytea, Value::Bytea(x), Value::Bytea(y)) => x.as_bytes().cmp(y.as_bytes()),
         (CmpType::Date, Value::Date(x), Value::Date(y)) => x.cmp(y),
         (CmpType::Time, Value::Time(x), Value::Time(y)) => x.cmp(y),
         (CmpType::Timestamp, Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
@@ -292,6 +304,64 @@ fn is_pg_space(c: char) -> bool {
 
 fn trim_pg(s: &str) -> &str {
     s.trim_matches(is_pg_space)
+}
+
+// ---------------------------------------------------------------------------------------------
+// bytea
+
+/// PG `byteain` (15): `\x` then hex digit pairs of either case, blanks (space, tab, newline,
+/// carriage return) allowed between pairs; otherwise the escape format, where `\\` is a
+/// backslash, `\ooo` (first digit 0-3) an octal byte and any other byte itself. Returns the
+/// lower-case hex digits, borrowed when `text` is already canonical (PG's hex output).
+pub(super) fn parse_bytea(text: &str) -> Option<Cow<'_, str>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if let Some(digits) = text.strip_prefix("\\x") {
+        if digits.len() % 2 == 0
+            && digits
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Some(Cow::Borrowed(digits));
+        }
+        let mut out = String::with_capacity(digits.len());
+        let mut bytes = digits.bytes();
+        while let Some(b) = bytes.next() {
+            if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                continue;
+            }
+            let hi = hex_val(b)?;
+            let lo = hex_val(bytes.next()?)?;
+            out.push(char::from(HEX[usize::from(hi)]));
+            out.push(char::from(HEX[usize::from(lo)]));
+        }
+        return Some(Cow::Owned(out));
+    }
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut push = |byte: u8| {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    };
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'\\' {
+            push(b);
+            i += 1;
+            continue;
+        }
+        match (bytes.get(i + 1), bytes.get(i + 2), bytes.get(i + 3)) {
+            (Some(b'\\'), _, _) => {
+                push(b'\\');
+                i += 2;
+            }
+            (Some(&a @ b'0'..=b'3'), Some(&m @ b'0'..=b'7'), Some(&z @ b'0'..=b'7')) => {
+                push(((a - b'0') << 6) | ((m - b'0') << 3) | (z - b'0'));
+                i += 4;
+            }
+            _ => return None,
+        }
+    }
+    Some(Cow::Owned(out))
 }
 
 // ---------------------------------------------------------------------------------------------
