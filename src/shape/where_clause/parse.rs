@@ -1479,29 +1479,13 @@ impl Converter<'_> {
         )
     }
 
-    /// `numeric ^ numeric`. We evaluate exactly what PG computes by repeated multiplication
-    /// (see `numeric_pow.rs`); the exponent must therefore be a constant that is NaN, ±Infinity
-    /// or an integer from -1 to `i32::MAX`, unless both sides are constants (then folding
-    /// either computes the value or reports why not).
+    /// `numeric ^ numeric`, evaluated the way PG 15's `numeric_power` computes it (see
+    /// `numeric_pow.rs`) for every exponent, constant or not; its errors are runtime errors
+    /// like the other arithmetic ones.
     #[inline(never)]
     fn numeric_power(&mut self, l: Typed, r: Typed, loc: usize) -> Result<Typed, WhereError> {
         let l = self.coerce(l, &SqlType::Numeric, loc)?;
         let r = self.coerce(r, &SqlType::Numeric, loc)?;
-        let constant = |n: &Node| match n {
-            Node::Const(c) => Some(c.value.clone()),
-            _ => None,
-        };
-        let supported = match (constant(&l), constant(&r)) {
-            (Some(_), Some(_)) | (_, Some(None)) => true,
-            (_, Some(Some(OwnedValue::Numeric(n)))) => numeric_exponent_ok(&n),
-            _ => false,
-        };
-        if !supported {
-            return Err(WhereError::Unsupported {
-                location: loc,
-                message: super::numeric_pow::UNSUPPORTED_EXPONENT.to_owned(),
-            });
-        }
         fold_value(
             Node::Arith {
                 op: ArithOp::Pow,
@@ -2997,36 +2981,6 @@ fn negate_num(n: super::values::NumOwned) -> super::values::NumOwned {
             point,
             dscale,
         },
-    }
-}
-
-/// An exponent `numeric ^` evaluates exactly: an integer from -1 to `i32::MAX`.
-fn numeric_exponent_ok(n: &super::values::NumOwned) -> bool {
-    let super::values::NumOwned::Finite {
-        neg, digits, point, ..
-    } = n
-    else {
-        return true;
-    };
-    let Ok(len) = i64::try_from(digits.len()) else {
-        return false;
-    };
-    if digits.is_empty() {
-        return true;
-    }
-    if *point < len || *point > 10 {
-        return false;
-    }
-    let magnitude = format!(
-        "{digits:0<width$}",
-        width = usize::try_from(*point).unwrap_or(0)
-    )
-    .parse::<i64>()
-    .unwrap_or(i64::MAX);
-    if *neg {
-        magnitude == 1
-    } else {
-        i32::try_from(magnitude).is_ok()
     }
 }
 
