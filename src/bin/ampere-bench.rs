@@ -287,8 +287,8 @@ async fn fanout_scenario(
     res: &mut Results,
 ) -> anyhow::Result<()> {
     // Both ends of every connection are in this process: two descriptors per client.
-    let limit = env::raise_nofile();
-    let cap = usize::try_from(limit.saturating_sub(512) / 2).unwrap_or(1000);
+    let limit = ampere::http::server::raise_fd_limit();
+    let cap = limit.saturating_sub(512) / 2;
     let clients = opts.fanout_clients().min(cap);
     if clients < opts.fanout_clients() {
         eprintln!(

@@ -110,14 +110,20 @@ pub async fn run(
     if !def.request.changes_only {
         let sql = copy_sql(def, &[], None, None, None);
         let mut json = Vec::with_capacity(256);
-        copy_rows(&client, &sql, def, |row| {
-            json.clear();
-            convert::snapshot_row(def, row, &mut json);
-            if writer.append_snapshot_row(&json) {
-                flush_chunk(writer)?;
-            }
-            Ok(())
-        })
+        copy_rows(
+            &client,
+            &sql,
+            &def.selected,
+            def.table.columns.len(),
+            |row| {
+                json.clear();
+                convert::snapshot_row(def, row, &mut json);
+                if writer.append_snapshot_row(&json) {
+                    flush_chunk(writer)?;
+                }
+                Ok(())
+            },
+        )
         .await?;
     }
     client.batch_execute("COMMIT").await?;
@@ -147,35 +153,22 @@ pub async fn run_dependency(
     let snap_text: String = row.get(0);
     let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
     client.batch_execute(DISPLAY_SQL).await?;
-    let stream = client
-        .copy_out(&format!("COPY ({}) TO STDOUT", sub.sql()))
-        .await?;
-    futures::pin_mut!(stream);
-    let ncols = sub.columns.len();
-    let width = sub.table.columns.columns.len();
     let mut members = Members::default();
-    let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
-    let mut carry: Vec<u8> = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        carry.extend_from_slice(&chunk?);
-        let mut consumed = 0;
-        while let Some(nl) = memchr::memchr(b'\n', &carry[consumed..]) {
-            let line = &carry[consumed..consumed + nl];
-            consumed += nl + 1;
-            copy_text::decode_line(line, ncols, &mut fields)?;
-            let mut row: Vec<Option<&str>> = vec![None; width];
-            for (slot, &i) in sub.columns.iter().enumerate() {
-                if let Some(cell) = row.get_mut(i) {
-                    *cell = fields.get(slot).and_then(|f| f.as_deref());
-                }
-            }
+    let sql = format!("COPY ({}) TO STDOUT", sub.sql());
+    copy_rows(
+        &client,
+        &sql,
+        &sub.columns,
+        sub.table.columns.columns.len(),
+        |row| {
             let tuple = sub
-                .tuple_of(&row)
+                .tuple_of(row)
                 .map_err(|_| SnapshotError::BadSnapshot("undecodable subquery value".into()))?;
             members.add(&tuple);
-        }
-        carry.drain(..consumed);
-    }
+            Ok(())
+        },
+    )
+    .await?;
     client.batch_execute("COMMIT").await?;
     Ok((snapshot, members))
 }
@@ -231,18 +224,18 @@ fn copy_sql(
     sql
 }
 
-/// Streams a COPY of the shape's selected columns, calling `on_row` with each row as a full
-/// table-width row (unselected columns `None`).
+/// Streams a COPY of `columns` (table column indexes, in COPY order), calling `on_row` with
+/// each row as a full `width`-wide row (other columns `None`).
 async fn copy_rows(
     client: &tokio_postgres::Client,
     sql: &str,
-    def: &ShapeDef,
+    columns: &[usize],
+    width: usize,
     mut on_row: impl FnMut(&[Option<&str>]) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
     let stream = client.copy_out(sql).await?;
     futures::pin_mut!(stream);
-    let ncols = def.selected.len();
-    let width = def.table.columns.len();
+    let ncols = columns.len();
     let mut fields: Vec<Option<String>> = Vec::with_capacity(ncols);
     let mut carry: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -253,8 +246,10 @@ async fn copy_rows(
             consumed += nl + 1;
             copy_text::decode_line(line, ncols, &mut fields)?;
             let mut row: Vec<Option<&str>> = vec![None; width];
-            for (slot, &i) in def.selected.iter().enumerate() {
-                row[i] = fields[slot].as_deref();
+            for (slot, &i) in columns.iter().enumerate() {
+                if let Some(cell) = row.get_mut(i) {
+                    *cell = fields.get(slot).and_then(|f| f.as_deref());
+                }
             }
             on_row(&row)?;
         }
@@ -382,15 +377,21 @@ pub async fn run_subset(
     let extra: Vec<&str> = extra_where.into_iter().collect();
     let sql = copy_sql(def, &extra, order_by, limit, offset);
     let mut rows = Vec::new();
-    copy_rows(&client, &sql, def, |row| {
-        let mut json = Vec::with_capacity(128);
-        convert::snapshot_row(def, row, &mut json);
-        // Close the headers with the mark instead of `}}`.
-        json.truncate(json.len() - 2);
-        json.extend_from_slice(format!(",\"snapshot_mark\":{mark}}}}}").as_bytes());
-        rows.push(json);
-        Ok(())
-    })
+    copy_rows(
+        &client,
+        &sql,
+        &def.selected,
+        def.table.columns.len(),
+        |row| {
+            let mut json = Vec::with_capacity(128);
+            convert::snapshot_row(def, row, &mut json);
+            // Close the headers with the mark instead of `}}`.
+            json.truncate(json.len() - 2);
+            json.extend_from_slice(format!(",\"snapshot_mark\":{mark}}}}}").as_bytes());
+            rows.push(json);
+            Ok(())
+        },
+    )
     .await?;
     client.batch_execute("COMMIT").await?;
     Ok(SubsetResult {

@@ -124,6 +124,40 @@ async fn converge_without_409(pg: &Pg, base: &str, oracles: &mut [Oracle]) -> Ha
     handles
 }
 
+/// For `ms` while storage cannot be written (`why`): health stays 503 `degraded`, the slot's
+/// `confirmed_flush_lsn` does not move, and `probe` is served nothing new.
+async fn degraded_window(
+    pg: &Pg,
+    http: &reqwest::Client,
+    base: &str,
+    probe: &mut Oracle,
+    ms: u64,
+    why: &str,
+) {
+    let acked = confirmed_flush(pg).await;
+    probe.sync(http, base).await;
+    let seen = (probe.offset.clone(), probe.rows.clone());
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(health(base).await, 503, "degraded while the disk is full");
+        assert_eq!(
+            confirmed_flush(pg).await,
+            acked,
+            "nothing is acknowledged while {why}"
+        );
+        assert!(matches!(
+            probe.step(http, base, false).await,
+            Step::UpToDate
+        ));
+        assert_eq!(
+            (probe.offset.clone(), probe.rows.clone()),
+            seen,
+            "nothing new is served while {why}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // T29: disk full
 
@@ -157,28 +191,15 @@ async fn t29_disk_full_stops_acknowledging_then_recovers_by_itself() {
     // client sends them within 100 ms): let it land before taking the reference.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = walsender_pid(&pg).await;
-    let acked = confirmed_flush(&pg).await;
-    probe.sync(&http, &base).await;
-    let seen = (probe.offset.clone(), probe.rows.clone());
-    let until = Instant::now() + Duration::from_millis(pick(3000, 15000));
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(health(&base).await, 503, "degraded while the disk is full");
-        assert_eq!(
-            confirmed_flush(&pg).await,
-            acked,
-            "nothing is acknowledged while writes fail"
-        );
-        assert!(matches!(
-            probe.step(&http, &base, false).await,
-            Step::UpToDate
-        ));
-        assert_eq!(
-            (probe.offset.clone(), probe.rows.clone()),
-            seen,
-            "nothing new is served while writes fail"
-        );
-    }
+    degraded_window(
+        &pg,
+        &http,
+        &base,
+        &mut probe,
+        pick(3000, 15000),
+        "writes fail",
+    )
+    .await;
     // The walsender was not dropped meanwhile (keepalives answered).
     assert_eq!(walsender_pid(&pg).await, pid);
     faults.disarm_all();
@@ -271,28 +292,15 @@ async fn t29_real_tmpfs_full_stops_acknowledging_then_recovers_when_space_return
     wait_health(&base, 503).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = walsender_pid(&pg).await;
-    let acked = confirmed_flush(&pg).await;
-    probe.sync(&http, &base).await;
-    let seen = (probe.offset.clone(), probe.rows.clone());
-    let until = Instant::now() + Duration::from_millis(pick(2000, 10000));
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(health(&base).await, 503, "degraded while the disk is full");
-        assert_eq!(
-            confirmed_flush(&pg).await,
-            acked,
-            "nothing is acknowledged while the disk is full"
-        );
-        assert!(matches!(
-            probe.step(&http, &base, false).await,
-            Step::UpToDate
-        ));
-        assert_eq!(
-            (probe.offset.clone(), probe.rows.clone()),
-            seen,
-            "nothing new is served while the disk is full"
-        );
-    }
+    degraded_window(
+        &pg,
+        &http,
+        &base,
+        &mut probe,
+        pick(2000, 10000),
+        "the disk is full",
+    )
+    .await;
     assert_eq!(
         walsender_pid(&pg).await,
         pid,
