@@ -487,13 +487,7 @@ impl Pipeline {
         if self.deps.has_table(r.oid)
             && let Some(t) = self.deps.tables().into_iter().find(|t| t.oid == r.oid)
         {
-            let same_layout = t.schema == r.namespace
-                && t.name == r.name
-                && t.columns.len() == r.columns.len()
-                && t.columns
-                    .iter()
-                    .zip(&r.columns)
-                    .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid));
+            let same_layout = same_layout(&t, &r);
             if !same_layout {
                 tracing::info!(
                     oid = r.oid,
@@ -509,13 +503,7 @@ impl Pipeline {
                 continue;
             };
             let t = &slot.shape.def.table;
-            let same_layout = t.schema == r.namespace
-                && t.name == r.name
-                && t.columns.len() == r.columns.len()
-                && t.columns
-                    .iter()
-                    .zip(&r.columns)
-                    .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid));
+            let same_layout = same_layout(t, &r);
             if same_layout {
                 continue;
             }
@@ -1240,6 +1228,18 @@ fn relayout(shape: &Shape, r: &pgoutput::Relation) -> Option<Arc<Shape>> {
 
 /// True when the stream reports a different type for a column than the shape was built with.
 /// Array columns store their element type, so only scalars are compared.
+/// Whether a relation message describes the table as `t` knows it: same name, and the same
+/// column names and types in the same order.
+fn same_layout(t: &TableInfo, r: &pgoutput::Relation) -> bool {
+    t.schema == r.namespace
+        && t.name == r.name
+        && t.columns.len() == r.columns.len()
+        && t.columns
+            .iter()
+            .zip(&r.columns)
+            .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid))
+}
+
 fn type_differs(c: &crate::shape::table::ColumnInfo, stream_type_oid: u32) -> bool {
     c.dims == 0 && c.type_oid != stream_type_oid
 }
