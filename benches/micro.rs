@@ -38,9 +38,9 @@ use ampere::shape::table::{ColumnInfo, TableInfo};
 use ampere::shape::where_clause::{Column, Schema, WhereClause};
 use ampere::storage::io::Fs;
 use ampere::storage::log::{LogView, LogWriter};
+use ampere::storage::view::ViewCell;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::sync::watch;
 
 /// Relation oid used for every table in these benchmarks.
 const OID: u32 = 16_384;
@@ -337,9 +337,8 @@ const ROTATE_EVERY: u64 = 256;
 fn fresh_log(path: &std::path::Path) -> LogWriter {
     // Ignoring the error is right: the first call finds no file to remove.
     let _ = std::fs::remove_file(path);
-    let (tx, _rx) = watch::channel(LogView::empty());
-    LogWriter::create(&Fs::real(), path.to_path_buf(), CHUNK_BYTES, Arc::new(tx))
-        .expect("create log")
+    let tx = ViewCell::new(LogView::empty());
+    LogWriter::create(&Fs::real(), path.to_path_buf(), CHUNK_BYTES, tx).expect("create log")
 }
 
 fn bench_log_append(c: &mut Criterion) {
@@ -353,14 +352,9 @@ fn bench_log_append(c: &mut Criterion) {
     // Pure CPU: encode 1,000 records into the pending buffer, then drop them again (the batch
     // is never committed, so `discard_uncommitted` rolls the buffer back to empty).
     {
-        let (tx, _rx) = watch::channel(LogView::empty());
-        let mut w = LogWriter::create(
-            &Fs::real(),
-            dir.path().join("append_only"),
-            CHUNK_BYTES,
-            Arc::new(tx),
-        )
-        .expect("create log");
+        let tx = ViewCell::new(LogView::empty());
+        let mut w = LogWriter::create(&Fs::real(), dir.path().join("append_only"), CHUNK_BYTES, tx)
+            .expect("create log");
         let mut lsn = 1u64;
         g.bench_function("1000_entries_append_only", |b| {
             b.iter(|| {

@@ -22,6 +22,7 @@ use crate::pipeline::{Command, Pipeline};
 use crate::shape::definition::ShapeDef;
 use crate::shape::registry::{Registry, Shape};
 use crate::storage::log::{LogView, LogWriter};
+use crate::storage::view::ViewCell;
 use crate::storage::{Storage, meta};
 
 #[derive(Debug, thiserror::Error)]
@@ -352,7 +353,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                 m.inner_tables.iter().cloned().map(Arc::new).collect(),
             )
             .ok()?;
-            let view = Arc::new(watch::channel(LogView::empty()).0);
+            let view = ViewCell::new(LogView::empty());
             let log_path = dir.join("log");
             let writer = match LogWriter::recover(
                 engine.storage.fs(),

@@ -26,6 +26,7 @@ use crate::shape::registry::{Registry, Shape};
 use crate::shape::table::TableInfo;
 use crate::storage::Storage;
 use crate::storage::log::{LogView, LogWriter};
+use crate::storage::view::ViewCell;
 
 /// Service health as `/v1/health` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,8 @@ pub struct Engine {
     pub config: Config,
     pub url: PgUrl,
     /// Connection for snapshot and subset queries (`ELECTRIC_POOLED_DATABASE_URL`, else `url`).
-    pub query_url: PgUrl,
+    /// Connections for snapshots, subsets and subquery loads (pooled: `pg::pool`).
+    pub query: Arc<crate::pg::pool::QueryPool>,
     pub storage: Storage,
     pub registry: Registry,
     /// The last commit LSN the pipeline made durable (`G` of http-protocol.md §8.3).
@@ -157,7 +159,10 @@ impl Engine {
         let snapshot_connections = config.snapshot_connections;
         Engine {
             config,
-            query_url: query_url.unwrap_or_else(|| url.clone()),
+            query: Arc::new(crate::pg::pool::QueryPool::new(
+                query_url.unwrap_or_else(|| url.clone()),
+                snapshot_connections,
+            )),
             url,
             storage,
             registry,
@@ -492,7 +497,7 @@ impl Engine {
             }
             let loaded = {
                 let _slot = self.snapshot_slots.acquire().await;
-                snapshot::run_dependency(&self.query_url, &sub).await
+                snapshot::run_dependency(&self.query, &sub).await
             };
             let (snap, members) = match loaded {
                 Ok(x) => x,
@@ -643,7 +648,7 @@ impl Engine {
             return Err(e);
         }
 
-        let view = Arc::new(watch::channel(LogView::empty()).0);
+        let view = ViewCell::new(LogView::empty());
         let log_path = dir.join("log");
         let writer = match LogWriter::create(
             self.storage.fs(),
@@ -676,14 +681,14 @@ impl Engine {
         self.registry.insert(shape.clone());
         tracing::info!(handle = %shape.handle, table = %shape.def.table.sql_name(), "shape created");
 
-        let url = self.query_url.clone();
+        let query = self.query.clone();
         let pipeline = self.pipeline.clone();
         let task_shape = shape.clone();
         let slots = self.snapshot_slots.clone();
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let mut writer = writer;
-            let cmd = match snapshot::run(&url, &task_shape.def, &mut writer).await {
+            let cmd = match snapshot::run(&query, &task_shape.def, &mut writer).await {
                 Ok(snapshot) => Command::SnapshotDone {
                     handle: task_shape.handle.clone(),
                     writer: Box::new(writer),
@@ -691,7 +696,7 @@ impl Engine {
                 },
                 Err(e) => {
                     tracing::error!(handle = %task_shape.handle, error = %e, "snapshot failed");
-                    task_shape.view.send_modify(|v| v.failed = true);
+                    task_shape.view.update(|v| v.failed = true);
                     Command::Remove {
                         handle: task_shape.handle.clone(),
                         reply: None,

@@ -268,7 +268,7 @@ impl Pipeline {
             if !ensured.needs_snapshot {
                 continue;
             }
-            match crate::pg::snapshot::run_dependency(&self.engine.query_url, &sub).await {
+            match crate::pg::snapshot::run_dependency(&self.engine.query, &sub).await {
                 Ok((snapshot, members)) => {
                     if self.deps.load(ensured.id, members, snapshot, true).is_err() {
                         return false;
@@ -869,7 +869,7 @@ impl Pipeline {
             t.touched.retain(|&d| d != id);
         }
         self.engine.registry.remove(&slot.shape.handle);
-        slot.shape.view.send_modify(|v| v.gone = true);
+        slot.shape.view.update(|v| v.gone = true);
         self.engine.storage.remove_shape(&slot.shape.handle);
     }
 
@@ -935,29 +935,29 @@ impl Pipeline {
                 w.mark_synced();
             }
         }
-        for (id, snapshot) in completing {
-            let Some(slot) = self.slots.get(id) else {
-                continue;
-            };
-            let meta = ShapeMeta {
-                handle: slot.shape.handle.clone(),
-                request: slot.shape.def.request.clone(),
-                table: (*slot.shape.def.table).clone(),
-                inner_tables: slot
-                    .shape
-                    .def
-                    .inner_tables
-                    .iter()
-                    .map(|t| (**t).clone())
-                    .collect(),
-                snapshot: Some(snapshot.clone()),
-                complete: true,
-            };
-            self.engine
-                .storage
-                .seal_shape(&slot.shape.handle, &meta)
-                .map_err(FlushFailure::Seal)?;
-        }
+        let metas: Vec<(&str, ShapeMeta)> = completing
+            .iter()
+            .filter_map(|(id, snapshot)| {
+                let slot = self.slots.get(id)?;
+                let def = &slot.shape.def;
+                Some((
+                    slot.shape.handle.as_str(),
+                    ShapeMeta {
+                        handle: slot.shape.handle.clone(),
+                        request: def.request.clone(),
+                        table: (*def.table).clone(),
+                        inner_tables: def.inner_tables.iter().map(|t| (**t).clone()).collect(),
+                        snapshot: Some(snapshot.clone()),
+                        complete: true,
+                    },
+                ))
+            })
+            .collect();
+        let refs: Vec<(&str, &ShapeMeta)> = metas.iter().map(|(h, m)| (*h, m)).collect();
+        self.engine
+            .storage
+            .seal_shapes(&refs)
+            .map_err(FlushFailure::Seal)?;
         Ok(())
     }
 

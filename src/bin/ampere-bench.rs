@@ -87,6 +87,11 @@ pub struct Opts {
     /// Log level of the in-process Ampere (RUST_LOG wins).
     #[arg(long, default_value = "warn")]
     log_level: String,
+    /// Runs every selected workload this many times; the report shows the median of each
+    /// figure (footprint: the first run's, the only one measured on a fresh heap) and the JSON
+    /// keeps every run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
 }
 
 impl Opts {
@@ -124,7 +129,7 @@ impl Opts {
 }
 
 /// RSS growth of registering idle shapes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Footprint {
     pub shapes: usize,
     pub create_secs: f64,
@@ -135,7 +140,7 @@ pub struct Footprint {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct Results {
     pub ingest: Vec<workloads::Ingest>,
     pub latency: Vec<workloads::Latency>,
@@ -319,59 +324,69 @@ async fn main() -> anyhow::Result<()> {
     let pg = Pg::start(opts.pg_fsync == "on").await?;
     let pg_version = pg.text("SHOW server_version").await?;
     let root = tempfile_dir()?;
-    let mut res = Results::default();
+    let mut runs: Vec<Results> = Vec::new();
+    for run in 1..=opts.repeat {
+        if opts.repeat > 1 {
+            eprintln!("run {run} of {}", opts.repeat);
+        }
+        let mut res = Results::default();
 
-    if opts.runs("ingest") {
-        // Largest first: its footprint is measured before earlier scenarios fragment the heap
-        // (memory they freed is reused without growing RSS, hiding the new shapes' cost).
-        let mut counts: Vec<usize> = opts.shape_counts().into_iter().filter(|&n| n > 0).collect();
-        counts.sort_unstable_by(|a, b| b.cmp(a));
-        for n in counts {
-            eprintln!("ingest / irrelevant / latency / footprint with {n} shapes");
-            if let Err(e) = tenant_scenario(&pg, &opts, &root, n, &mut res).await {
-                eprintln!("  failed: {e:#}");
-                res.errors
-                    .push(format!("tenant scenario, {n} shapes: {e:#}"));
+        if opts.runs("ingest") {
+            // Largest first: its footprint is measured before earlier scenarios fragment the heap
+            // (memory they freed is reused without growing RSS, hiding the new shapes' cost).
+            let mut counts: Vec<usize> =
+                opts.shape_counts().into_iter().filter(|&n| n > 0).collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            for n in counts {
+                eprintln!("ingest / irrelevant / latency / footprint with {n} shapes");
+                if let Err(e) = tenant_scenario(&pg, &opts, &root, n, &mut res).await {
+                    eprintln!("  failed: {e:#}");
+                    res.errors
+                        .push(format!("tenant scenario, {n} shapes: {e:#}"));
+                }
             }
         }
-    }
-    if opts.runs("ilike") {
-        for &n in opts.ilike_shapes.iter().filter(|&&n| n > 0) {
-            eprintln!("non-indexable shapes: {n}");
-            if let Err(e) = ilike_scenario(&pg, &opts, &root, n, &mut res).await {
-                eprintln!("  failed: {e:#}");
-                res.errors
-                    .push(format!("ilike scenario, {n} shapes: {e:#}"));
+        if opts.runs("ilike") {
+            for &n in opts.ilike_shapes.iter().filter(|&&n| n > 0) {
+                eprintln!("non-indexable shapes: {n}");
+                if let Err(e) = ilike_scenario(&pg, &opts, &root, n, &mut res).await {
+                    eprintln!("  failed: {e:#}");
+                    res.errors
+                        .push(format!("ilike scenario, {n} shapes: {e:#}"));
+                }
             }
         }
-    }
-    if opts.runs("sync") {
-        eprintln!("initial sync of {} rows", opts.sync_rows());
-        if let Err(e) = sync_scenario(&pg, &opts, &root, &mut res).await {
-            eprintln!("  failed: {e:#}");
-            res.errors.push(format!("initial sync: {e:#}"));
+        if opts.runs("sync") {
+            eprintln!("initial sync of {} rows", opts.sync_rows());
+            if let Err(e) = sync_scenario(&pg, &opts, &root, &mut res).await {
+                eprintln!("  failed: {e:#}");
+                res.errors.push(format!("initial sync: {e:#}"));
+            }
         }
-    }
-    if opts.runs("fanout") {
-        eprintln!("fan-out");
-        if let Err(e) = fanout_scenario(&pg, &opts, &root, &mut res).await {
-            eprintln!("  failed: {e:#}");
-            res.errors.push(format!("fan-out: {e:#}"));
+        if opts.runs("fanout") {
+            eprintln!("fan-out");
+            if let Err(e) = fanout_scenario(&pg, &opts, &root, &mut res).await {
+                eprintln!("  failed: {e:#}");
+                res.errors.push(format!("fan-out: {e:#}"));
+            }
         }
+        runs.push(res);
     }
+    let res = report::median(&runs)?;
     let _ = std::fs::remove_dir_all(&root);
     let fsync = pg.fsync;
     drop(pg);
 
     let meta = report::Meta {
         command,
+        runs: runs.len(),
         started_unix: started,
         duration_secs: clock.elapsed().as_secs_f64(),
         loadavg_start: load_start,
         loadavg_end: env::loadavg(),
         machine: env::machine(&pg_version, fsync),
     };
-    let (json_path, md_path) = report::write(&opts.out_dir, &meta, &res)
+    let (json_path, md_path) = report::write(&opts.out_dir, &meta, &res, &runs)
         .with_context(|| format!("writing the report into {}", opts.out_dir.display()))?;
     println!("{}", report::markdown(&meta, &res));
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());

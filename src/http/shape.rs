@@ -173,11 +173,7 @@ async fn serve_shape(
             return respond(engine, p, &shape, &view, plan).await;
         };
         tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return rotated(engine, p).await;
-                }
-            }
+            () = rx.changed() => {}
             () = crate::engine::stopped(&mut stopping) => {
                 return match plan {
                     ReadPlan::AtEnd { .. } => no_change(engine, p, &shape, &view),
@@ -226,7 +222,7 @@ async fn serve_subset(
 ) -> Response<Body> {
     let mut rx = shape.subscribe();
     let wait = rx.wait_for(|v| v.snapshot_complete || v.gone || v.failed);
-    let ready = matches!(tokio::time::timeout(SNAPSHOT_WAIT, wait).await, Ok(Ok(ref v)) if v.snapshot_complete && !v.gone);
+    let ready = matches!(tokio::time::timeout(SNAPSHOT_WAIT, wait).await, Ok(ref v) if v.snapshot_complete && !v.gone);
     if !ready {
         return response::unavailable("Timeout waiting for shape data to be loaded", 5);
     }

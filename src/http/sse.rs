@@ -78,11 +78,7 @@ pub fn stream(
         let mut last_sent = Instant::now();
         loop {
             tokio::select! {
-                changed = views.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+                () = views.changed() => {}
                 () = tokio::time::sleep_until(last_sent + keepalive) => {
                     if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
                         return;

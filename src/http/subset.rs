@@ -275,7 +275,7 @@ pub async fn serve(engine: &Engine, p: &ShapeParams, shape: &Shape, sub: Subset)
     let mark: u32 = rand::random_range(0..(1u32 << 31));
     let _slot = engine.snapshot_slots.acquire().await;
     let result = snapshot::run_subset(
-        &engine.query_url,
+        &engine.query,
         def,
         extra.as_ref().map(WhereClause::sql),
         order_by.as_deref(),
@@ -327,7 +327,7 @@ pub async fn serve(engine: &Engine, p: &ShapeParams, shape: &Shape, sub: Subset)
         out.extend_from_slice(r);
     }
     out.extend_from_slice(b"]}");
-    let view = shape.view.borrow().clone();
+    let view = shape.view.get();
     let offset = match log::plan_read(&view, p.offset) {
         ReadPlan::Range { response, .. } | ReadPlan::AtEnd { response } => response,
         _ => view.latest,

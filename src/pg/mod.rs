@@ -9,6 +9,7 @@ pub mod copy_text;
 pub mod failure;
 pub mod local_cluster;
 pub mod pgoutput;
+pub mod pool;
 pub mod publication;
 pub mod replication;
 pub mod snapshot;

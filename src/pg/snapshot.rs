@@ -7,8 +7,9 @@
 
 use futures::StreamExt;
 
-use super::connection::{DISPLAY_SQL, PgUrl};
+use super::connection::DISPLAY_SQL;
 use super::copy_text;
+use super::pool::QueryPool;
 use crate::shape::convert;
 use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
@@ -87,25 +88,59 @@ pub enum SnapshotError {
     Io(#[from] std::io::Error),
 }
 
+/// Opens the snapshot transaction on a pooled connection in one round trip: `BEGIN` REPEATABLE
+/// READ, the `SELECT` whose evaluation fixes the transaction's snapshot (the `SET`s of
+/// `DISPLAY_SQL` after it take none), and the session's display settings. Returns the
+/// connection and the selected row's text values. A reused connection that fails is retried
+/// once on a new one (it may have died while idle).
+async fn begin(
+    pool: &QueryPool,
+    select: &str,
+) -> Result<(tokio_postgres::Client, Vec<String>), SnapshotError> {
+    let sql =
+        format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT {select}; {DISPLAY_SQL}");
+    let mut conn = pool.get().await?;
+    loop {
+        match conn.client.simple_query(&sql).await {
+            Ok(messages) => {
+                let values = messages
+                    .iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                            (0..r.len())
+                                .map(|i| r.get(i).unwrap_or_default().to_owned())
+                                .collect::<Vec<_>>(),
+                        ),
+                        _ => None,
+                    })
+                    .ok_or_else(|| SnapshotError::BadSnapshot("no snapshot row".into()))?;
+                return Ok((conn.client, values));
+            }
+            Err(_) if conn.reused => conn = pool.fresh().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Ends the snapshot transaction and returns the connection to the pool.
+async fn commit(pool: &QueryPool, client: tokio_postgres::Client) -> Result<(), SnapshotError> {
+    client.batch_execute("COMMIT").await?;
+    pool.give_back(client);
+    Ok(())
+}
+
 /// Runs the snapshot for `def` into `writer`: rows into snapshot chunks (each closed chunk is made
 /// durable and published as it completes), then the snapshot-end message, written and synced but
 /// not published: the pipeline publishes the completed snapshot once its buffered transactions
 /// are durable too.
 pub async fn run(
-    url: &PgUrl,
+    pool: &QueryPool,
     def: &ShapeDef,
     writer: &mut LogWriter,
 ) -> Result<PgSnapshot, SnapshotError> {
-    let client = url.connect().await?;
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    let row = client
-        .query_one("SELECT pg_current_snapshot()::text", &[])
-        .await?;
-    let snap_text: String = row.get(0);
+    let (client, values) = begin(pool, "pg_current_snapshot()::text").await?;
+    let snap_text = values.into_iter().next().unwrap_or_default();
     let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
-    client.batch_execute(DISPLAY_SQL).await?;
 
     if !def.request.changes_only {
         let sql = copy_sql(def, &[], None, None, None);
@@ -126,13 +161,15 @@ pub async fn run(
         )
         .await?;
     }
-    client.batch_execute("COMMIT").await?;
+    commit(pool, client).await?;
     writer.finish_snapshot(&crate::shape::json::snapshot_end(
         snapshot.xmin,
         snapshot.xmax,
         &snapshot.xip,
     ));
-    writer.write_and_sync()?;
+    // Written, not synced: the pipeline syncs it in the flush that seals the shape, together
+    // with every other log and shape of that flush (one syncfs for many new shapes).
+    writer.write_pending()?;
     Ok(snapshot)
 }
 
@@ -140,19 +177,12 @@ pub async fn run(
 /// regenerated from our tree) in a REPEATABLE READ transaction whose snapshot is returned with
 /// the multiset of selected tuples.
 pub async fn run_dependency(
-    url: &PgUrl,
+    pool: &QueryPool,
     sub: &Subquery,
 ) -> Result<(PgSnapshot, Members), SnapshotError> {
-    let client = url.connect().await?;
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    let row = client
-        .query_one("SELECT pg_current_snapshot()::text", &[])
-        .await?;
-    let snap_text: String = row.get(0);
+    let (client, values) = begin(pool, "pg_current_snapshot()::text").await?;
+    let snap_text = values.into_iter().next().unwrap_or_default();
     let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
-    client.batch_execute(DISPLAY_SQL).await?;
     let mut members = Members::default();
     let sql = format!("COPY ({}) TO STDOUT", sub.sql());
     copy_rows(
@@ -169,7 +199,7 @@ pub async fn run_dependency(
         },
     )
     .await?;
-    client.batch_execute("COMMIT").await?;
+    commit(pool, client).await?;
     Ok((snapshot, members))
 }
 
@@ -349,7 +379,7 @@ pub struct SubsetResult {
 /// `limit`/`offset`, read in one REPEATABLE READ transaction whose snapshot is returned. Every SQL
 /// fragment comes from our own parsed trees (`order_by` is regenerated by the HTTP layer).
 pub async fn run_subset(
-    url: &PgUrl,
+    pool: &QueryPool,
     def: &ShapeDef,
     extra_where: Option<&str>,
     order_by: Option<&str>,
@@ -357,23 +387,18 @@ pub async fn run_subset(
     offset: Option<u64>,
     mark: u32,
 ) -> Result<SubsetResult, SnapshotError> {
-    let client = url.connect().await?;
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await?;
-    let row = client
-        .query_one(
-            "SELECT pg_current_snapshot()::text, (pg_current_wal_lsn() - '0/0'::pg_lsn)::text",
-            &[],
-        )
-        .await?;
-    let snap_text: String = row.get(0);
-    let lsn_text: String = row.get(1);
+    let (client, values) = begin(
+        pool,
+        "pg_current_snapshot()::text, (pg_current_wal_lsn() - '0/0'::pg_lsn)::text",
+    )
+    .await?;
+    let mut values = values.into_iter();
+    let snap_text = values.next().unwrap_or_default();
+    let lsn_text = values.next().unwrap_or_default();
     let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
     let database_lsn = lsn_text
         .parse()
         .map_err(|_| SnapshotError::BadSnapshot(lsn_text))?;
-    client.batch_execute(DISPLAY_SQL).await?;
     let extra: Vec<&str> = extra_where.into_iter().collect();
     let sql = copy_sql(def, &extra, order_by, limit, offset);
     let mut rows = Vec::new();
@@ -393,7 +418,7 @@ pub async fn run_subset(
         },
     )
     .await?;
-    client.batch_execute("COMMIT").await?;
+    commit(pool, client).await?;
     Ok(SubsetResult {
         snapshot,
         database_lsn,

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use tokio::sync::watch;
 
 use super::definition::ShapeDef;
-use crate::storage::log::LogView;
+use crate::storage::view::{ViewCell, ViewWatch};
 
 /// One live shape as readers see it.
 #[derive(Debug)]
@@ -20,7 +19,7 @@ pub struct Shape {
     pub handle: String,
     pub def: Arc<ShapeDef>,
     pub log_path: PathBuf,
-    pub view: Arc<watch::Sender<LogView>>,
+    pub view: Arc<ViewCell>,
     /// When a request last read this shape (Unix seconds), for `ELECTRIC_MAX_SHAPES` eviction.
     pub last_read: AtomicU64,
 }
@@ -30,7 +29,7 @@ impl Shape {
         handle: String,
         def: Arc<ShapeDef>,
         log_path: PathBuf,
-        view: Arc<watch::Sender<LogView>>,
+        view: Arc<ViewCell>,
     ) -> Shape {
         let s = Shape {
             handle,
@@ -51,8 +50,8 @@ impl Shape {
         self.last_read.store(now, Ordering::Relaxed);
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<LogView> {
-        self.view.subscribe()
+    pub fn subscribe(&self) -> ViewWatch {
+        self.view.watch()
     }
 }
 
@@ -102,7 +101,7 @@ impl Registry {
             g.by_identity.remove(&shape.def.identity);
         }
         drop(g);
-        shape.view.send_modify(|v| v.gone = true);
+        shape.view.update(|v| v.gone = true);
         Some(shape)
     }
 

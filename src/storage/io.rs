@@ -268,6 +268,36 @@ impl Fs {
         real()
     }
 
+    /// Makes the entries of several directories durable: one `fsync` per directory for a few,
+    /// one `syncfs` for many (shape creation seals many directories in one flush).
+    pub fn sync_dirs(&self, dirs: &[&Path]) -> io::Result<()> {
+        const SYNCFS_ABOVE: usize = 8;
+        let Some(first) = dirs.first() else {
+            return Ok(());
+        };
+        if dirs.len() > SYNCFS_ABOVE {
+            let real = || {
+                use std::os::fd::AsRawFd;
+                let d = File::open(first)?;
+                // SAFETY: syncfs takes a valid open descriptor, which `d` holds for this call.
+                let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            #[cfg(any(test, feature = "failpoints"))]
+            if let Some(t) = &self.test {
+                return t.mutate(Op::Sync, Path::new(""), real, |m, ()| m.sync_everything());
+            }
+            return real();
+        }
+        for d in dirs {
+            self.sync_dir(d)?;
+        }
+        Ok(())
+    }
+
     /// Makes written files durable: one `fdatasync` per file for a few files, one `syncfs` for
     /// many (a single syscall regardless of how many shapes a batch touched).
     pub fn sync_files(&self, files: &[&FsFile]) -> io::Result<()> {

@@ -18,12 +18,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use super::format::{
     self, FILE_HEADER_LEN, FLAG_SNAPSHOT_END, FLAG_TXN_END, KIND_CHUNK_END, KIND_ENTRY,
 };
 use super::io::{Fs, FsFile};
+use super::view::ViewCell;
 use crate::offset::{LogOffset, RequestOffset};
 
 /// Spacing of the seek points kept inside the open chunk, so a live reader near the tail scans at
@@ -244,7 +243,7 @@ pub struct LogWriter {
     /// Chunk count and open-chunk bytes at the last transaction end (for rollback).
     committed_chunks: usize,
     committed_open_bytes: u64,
-    view: Arc<watch::Sender<LogView>>,
+    view: Arc<ViewCell>,
 }
 
 impl LogWriter {
@@ -253,7 +252,7 @@ impl LogWriter {
         fs: &Fs,
         path: PathBuf,
         threshold: u64,
-        view: Arc<watch::Sender<LogView>>,
+        view: Arc<ViewCell>,
     ) -> io::Result<LogWriter> {
         let f = fs.create_new(&path)?;
         f.write_all_at(&format::file_header(), 0)?;
@@ -287,7 +286,7 @@ impl LogWriter {
         fs: &Fs,
         path: PathBuf,
         threshold: u64,
-        view: Arc<watch::Sender<LogView>>,
+        view: Arc<ViewCell>,
         acknowledged_lsn: u64,
     ) -> Result<LogWriter, RecoverError> {
         let bytes = fs.read(&path)?;
@@ -488,7 +487,9 @@ impl LogWriter {
             self.unsynced = Some(f);
             written?;
             self.file_len += self.pending.len() as u64;
-            self.pending.clear();
+            // Released, not cleared: most shapes are idle most of the time, and a retained
+            // buffer (a snapshot's, or one large change's) would stay with the shape for good.
+            self.pending = Vec::new();
         }
         Ok(self.unsynced.is_some())
     }
@@ -563,7 +564,7 @@ impl LogWriter {
         let points = Arc::new(points);
         let snapshot_chunks = self.snapshot_chunks;
         let snapshot_complete = self.snapshot_complete;
-        self.view.send_modify(|v| {
+        self.view.update(|v| {
             v.durable_len = durable_len;
             v.latest = latest;
             v.snapshot_chunks = snapshot_chunks;
@@ -593,10 +594,10 @@ pub enum RecoverError {
 mod tests {
     use super::*;
 
-    fn writer(dir: &Path, threshold: u64) -> (LogWriter, watch::Receiver<LogView>) {
-        let (tx, rx) = watch::channel(LogView::empty());
-        let w = LogWriter::create(&Fs::real(), dir.join("log"), threshold, Arc::new(tx)).unwrap();
-        (w, rx)
+    fn writer(dir: &Path, threshold: u64) -> (LogWriter, Arc<ViewCell>) {
+        let cell = ViewCell::new(LogView::empty());
+        let w = LogWriter::create(&Fs::real(), dir.join("log"), threshold, cell.clone()).unwrap();
+        (w, cell)
     }
 
     fn flush(w: &mut LogWriter) {
@@ -632,7 +633,7 @@ mod tests {
         w.append_snapshot_row(b"\"r3\"");
         w.finish_snapshot(b"\"end\"");
         flush(&mut w);
-        let v = rx.borrow().clone();
+        let v = rx.get();
         assert_eq!(v.snapshot_chunks, 2);
         let p = w.path().to_path_buf();
         assert_eq!(
@@ -650,9 +651,9 @@ mod tests {
         w.append_entry(LogOffset::new(100, 0), b"\"a\"", false);
         w.append_entry(LogOffset::new(100, 2), b"\"b\"", true);
         // Not flushed: invisible.
-        assert_eq!(rx.borrow().latest, LogOffset::SNAPSHOT_END);
+        assert_eq!(rx.get().latest, LogOffset::SNAPSHOT_END);
         flush(&mut w);
-        let v = rx.borrow().clone();
+        let v = rx.get();
         assert_eq!(v.latest, LogOffset::new(100, 2));
         assert_eq!(
             body(&v, &p, RequestOffset::At(LogOffset::SNAPSHOT_END)),
@@ -666,7 +667,7 @@ mod tests {
         w.append_entry(LogOffset::new(200, 0), b"\"cccccccccc\"", true);
         w.append_entry(LogOffset::new(300, 0), b"\"d\"", true);
         flush(&mut w);
-        let v = rx.borrow().clone();
+        let v = rx.get();
         assert_eq!(
             body(&v, &p, RequestOffset::At(LogOffset::SNAPSHOT_END)),
             (
@@ -687,9 +688,9 @@ mod tests {
         w.append_entry(LogOffset::new(500, 0), b"\"partial\"", false);
         w.write_pending().unwrap();
         drop(w);
-        let (tx2, rx2) = watch::channel(LogView::empty());
-        let w2 = LogWriter::recover(&Fs::real(), p.clone(), 10, Arc::new(tx2), 0).unwrap();
-        let v2 = rx2.borrow().clone();
+        let rx2 = ViewCell::new(LogView::empty());
+        let w2 = LogWriter::recover(&Fs::real(), p.clone(), 10, rx2.clone(), 0).unwrap();
+        let v2 = rx2.get();
         assert_eq!(v2.latest, LogOffset::new(300, 0));
         assert_eq!(*v2.chunks, *v.chunks);
         assert_eq!(v2.durable_len, v.durable_len);
@@ -724,7 +725,7 @@ mod tests {
                 }
             }
             flush(&mut w);
-            let v = rx.borrow().clone();
+            let v = rx.get();
             let p = w.path().to_path_buf();
             let expect_after = |o: LogOffset, upto: LogOffset| -> String {
                 let items: Vec<&str> = all.iter().filter(|(off, _)| *off > o && *off <= upto).map(|(_, j)| j.as_str()).collect();
@@ -767,16 +768,16 @@ mod tests {
         w.append_entry(LogOffset::new(20, 0), b"\"partial\"", false);
         w.write_pending().unwrap();
         let with_partial = std::fs::read(&path).unwrap();
-        let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15).unwrap();
+        let tx = ViewCell::new(LogView::empty());
+        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, tx, 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
         // The same unfinished transaction below the acknowledged position: it was durable whole
         // before being acknowledged, so losing its end means damage.
         std::fs::write(&path, &with_partial).unwrap();
-        let (tx, _) = watch::channel(LogView::empty());
+        let tx = ViewCell::new(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 25),
+            LogWriter::recover(&Fs::real(), path.clone(), 1000, tx, 25),
             Err(RecoverError::Damaged)
         ));
         std::fs::write(&path, &good).unwrap();
@@ -785,9 +786,9 @@ mod tests {
         let last = bad.len() - 3;
         bad[last] ^= 0x20;
         std::fs::write(&path, &bad).unwrap();
-        let (tx, _) = watch::channel(LogView::empty());
+        let tx = ViewCell::new(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15),
+            LogWriter::recover(&Fs::real(), path.clone(), 1000, tx, 15),
             Err(RecoverError::Damaged)
         ));
         // A record cut short by the end of the file is an interrupted append (never
@@ -795,8 +796,8 @@ mod tests {
         let mut torn = good.clone();
         torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
         std::fs::write(&path, &torn).unwrap();
-        let (tx, _) = watch::channel(LogView::empty());
-        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, Arc::new(tx), 15).unwrap();
+        let tx = ViewCell::new(LogView::empty());
+        let r = LogWriter::recover(&Fs::real(), path.clone(), 1000, tx, 15).unwrap();
         assert_eq!(r.latest(), LogOffset::new(10, 0));
         assert_eq!(std::fs::read(&path).unwrap(), good);
     }
@@ -807,9 +808,9 @@ mod tests {
         let (mut w, _rx) = writer(dir.path(), 1000);
         w.append_snapshot_row(b"1");
         flush(&mut w);
-        let (tx, _) = watch::channel(LogView::empty());
+        let tx = ViewCell::new(LogView::empty());
         assert!(matches!(
-            LogWriter::recover(&Fs::real(), w.path().to_path_buf(), 1000, Arc::new(tx), 0),
+            LogWriter::recover(&Fs::real(), w.path().to_path_buf(), 1000, tx, 0),
             Err(RecoverError::IncompleteSnapshot)
         ));
     }

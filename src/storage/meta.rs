@@ -12,9 +12,9 @@
 //! | 20.. | payload (JSON) |
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::io::Fs;
+use super::io::{Fs, FsFile};
 
 const MAGIC: &[u8; 8] = b"AMPMETA\n";
 const VERSION: u32 = 1;
@@ -75,23 +75,51 @@ pub fn decode(bytes: &[u8]) -> Option<&[u8]> {
 /// Atomically and durably replaces `path` with `value` serialised as JSON. The temp file is
 /// `path` with the extension `tmp`; one left by a crash is removed at startup.
 pub fn write_json<T: serde::Serialize>(fs: &Fs, path: &Path, value: &T) -> Result<(), MetaError> {
+    // Every retry rewrites the whole temp file and renames it again, so a failed fsync is never
+    // retried as if the earlier bytes were safe.
+    let staged = stage_json(fs, path, value)?;
+    staged.tmp_file.sync_all().map_err(io_err(&staged.tmp))?;
+    staged.commit(fs)?;
+    if let Some(dir) = path.parent() {
+        fs.sync_dir(dir).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+/// A metadata file written to its temp path, not yet synced or renamed: the first half of
+/// [`write_json`], split out so many files can share one sync (`Storage::seal_shapes`).
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    pub tmp_file: FsFile,
+}
+
+/// Writes `value` to `path`'s temp file (created or truncated). Nothing is durable yet.
+pub fn stage_json<T: serde::Serialize>(
+    fs: &Fs,
+    path: &Path,
+    value: &T,
+) -> Result<Staged, MetaError> {
     let payload = serde_json::to_vec(value).map_err(|source| MetaError::Json {
         path: path.display().to_string(),
         source,
     })?;
     let tmp = path.with_extension("tmp");
-    // Every retry rewrites the whole temp file and renames it again, so a failed fsync is never
-    // retried as if the earlier bytes were safe.
-    {
-        let f = fs.create_truncate(&tmp).map_err(io_err(&tmp))?;
-        f.write_all_at(&encode(&payload), 0).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+    let f = fs.create_truncate(&tmp).map_err(io_err(&tmp))?;
+    f.write_all_at(&encode(&payload), 0).map_err(io_err(&tmp))?;
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+        tmp_file: f,
+    })
+}
+
+impl Staged {
+    /// Renames the (synced) temp file over the target. Durable once its directory is synced.
+    pub fn commit(self, fs: &Fs) -> Result<(), MetaError> {
+        drop(self.tmp_file);
+        fs.rename(&self.tmp, &self.path).map_err(io_err(&self.path))
     }
-    fs.rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent() {
-        fs.sync_dir(dir).map_err(io_err(dir))?;
-    }
-    Ok(())
 }
 
 /// Reads a metadata file; `Ok(None)` when it does not exist.

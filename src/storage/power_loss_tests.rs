@@ -12,11 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
+use super::view::ViewCell;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
 
 use super::crash::Recorder;
 use super::failpoints::{Action, Op};
@@ -95,9 +94,8 @@ impl Run {
         let Ok(dir) = self.storage.create_shape_dir(&handle) else {
             return;
         };
-        let (tx, _) = watch::channel(LogView::empty());
-        let Ok(mut writer) = LogWriter::create(&self.fs, dir.join("log"), THRESHOLD, Arc::new(tx))
-        else {
+        let tx = ViewCell::new(LogView::empty());
+        let Ok(mut writer) = LogWriter::create(&self.fs, dir.join("log"), THRESHOLD, tx) else {
             return;
         };
         let mut all = Vec::new();
@@ -329,15 +327,10 @@ fn check_image(run: &Run, image: &Path, seed: u64) {
             continue;
         };
         assert_eq!(meta, s.handle);
-        let (tx, rx) = watch::channel(LogView::empty());
+        let rx = ViewCell::new(LogView::empty());
+        let tx = rx.clone();
         let path = storage.shape_dir(&s.handle).join("log");
-        let recovered = LogWriter::recover(
-            &Fs::real(),
-            path.clone(),
-            THRESHOLD,
-            Arc::new(tx),
-            run.acked,
-        );
+        let recovered = LogWriter::recover(&Fs::real(), path.clone(), THRESHOLD, tx, run.acked);
         if s.removed {
             // A removal whose rename did not survive: whatever it recovers to is never served
             // (the handle answered 409 before the power loss); only no panic is required.
@@ -378,7 +371,7 @@ fn check_image(run: &Run, image: &Path, seed: u64) {
             "{ctx}: an acknowledged entry was lost ({} < {acked})",
             got.len()
         );
-        let view = rx.borrow().clone();
+        let view = rx.get();
         let want_latest = match got.last() {
             Some((o, _)) if o.tx > 0 => *o,
             _ => LogOffset::SNAPSHOT_END,

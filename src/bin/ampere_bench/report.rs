@@ -12,6 +12,8 @@ use super::Results;
 #[derive(Debug, Serialize)]
 pub struct Meta {
     pub command: String,
+    /// How many times every workload ran; figures are medians when above one.
+    pub runs: usize,
     pub started_unix: u64,
     pub duration_secs: f64,
     pub loadavg_start: String,
@@ -20,15 +22,92 @@ pub struct Meta {
 }
 
 /// Writes `ampere-bench-<unix time>.json` and `.md` into `dir`.
-pub fn write(dir: &Path, meta: &Meta, res: &Results) -> anyhow::Result<(PathBuf, PathBuf)> {
+pub fn write(
+    dir: &Path,
+    meta: &Meta,
+    res: &Results,
+    runs: &[Results],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let stem = format!("ampere-bench-{}", meta.started_unix);
     let json = dir.join(format!("{stem}.json"));
     let md = dir.join(format!("{stem}.md"));
-    let doc = serde_json::json!({ "meta": meta, "results": res });
+    let doc = if runs.len() > 1 {
+        serde_json::json!({ "meta": meta, "results": res, "runs": runs })
+    } else {
+        serde_json::json!({ "meta": meta, "results": res })
+    };
     std::fs::write(&json, serde_json::to_vec_pretty(&doc)?)?;
     std::fs::write(&md, markdown(meta, res))?;
     Ok((json, md))
+}
+
+/// The median run: every number is the median of that number across the runs (scenarios are
+/// matched by position, which is the same in every run of one invocation); footprints are the
+/// first run's (later runs reuse heap freed by earlier ones, so their RSS growth understates the
+/// cost); errors are the union.
+pub fn median(runs: &[Results]) -> anyhow::Result<Results> {
+    let Some(first) = runs.first() else {
+        return Ok(Results::default());
+    };
+    if runs.len() == 1 {
+        return Ok(first.clone());
+    }
+    let values = runs
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out: Results = serde_json::from_value(median_value(&values))?;
+    out.footprint = first.footprint.clone();
+    out.errors = runs.iter().flat_map(|r| r.errors.clone()).collect();
+    Ok(out)
+}
+
+fn median_value(vs: &[serde_json::Value]) -> serde_json::Value {
+    use serde_json::Value;
+    match &vs[0] {
+        Value::Number(n) if vs.iter().all(Value::is_number) => {
+            let mut xs: Vec<f64> = vs.iter().filter_map(Value::as_f64).collect();
+            xs.sort_by(f64::total_cmp);
+            let mid = xs[xs.len() / 2];
+            let m = if xs.len() % 2 == 0 {
+                (xs[xs.len() / 2 - 1] + mid) / 2.0
+            } else {
+                mid
+            };
+            if n.is_f64() {
+                serde_json::json!(m)
+            } else {
+                serde_json::json!(m.round() as u64)
+            }
+        }
+        Value::Object(o) => Value::Object(
+            o.keys()
+                .map(|k| {
+                    let parts: Vec<Value> = vs
+                        .iter()
+                        .map(|v| v.get(k).cloned().unwrap_or(Value::Null))
+                        .collect();
+                    (k.clone(), median_value(&parts))
+                })
+                .collect(),
+        ),
+        Value::Array(a)
+            if vs
+                .iter()
+                .all(|v| v.as_array().is_some_and(|b| b.len() == a.len())) =>
+        {
+            Value::Array(
+                (0..a.len())
+                    .map(|i| {
+                        let parts: Vec<Value> = vs.iter().map(|v| v[i].clone()).collect();
+                        median_value(&parts)
+                    })
+                    .collect(),
+            )
+        }
+        other => other.clone(),
+    }
 }
 
 /// `12345.6` → `12,346`.
@@ -91,6 +170,14 @@ pub fn markdown(meta: &Meta, res: &Results) -> String {
         meta.duration_secs,
     );
     let _ = writeln!(o, "`{}`\n", meta.command);
+    if meta.runs > 1 {
+        let _ = writeln!(
+            o,
+            "Each figure is the median of {} runs (footprint: the first run's); the JSON report \
+             keeps every run.\n",
+            meta.runs
+        );
+    }
     let _ = writeln!(
         o,
         "| Workload | Shapes | Ampere | Baseline (same run) | Ratio | Target |"

@@ -195,7 +195,7 @@ async fn wait_for_change(
 pub type RowsFor<'a> = &'a (dyn Fn(usize) -> (i32, String) + Sync);
 
 /// One ingest run and its `pg_recvlogical` baseline.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Ingest {
     pub workload: String,
     pub shapes: usize,
@@ -408,7 +408,7 @@ async fn recvlogical(url: &str, args: &[&str], limit: Duration) -> anyhow::Resul
 }
 
 /// Commit → live response delay of a long-polling client.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Latency {
     pub shapes: usize,
     pub samples: usize,
@@ -488,7 +488,7 @@ pub async fn latency(
 }
 
 /// Initial sync of one big shape against `COPY (SELECT row_to_json(t) …)`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct InitialSync {
     pub rows: usize,
     pub copy_secs: f64,
@@ -557,7 +557,7 @@ pub async fn initial_sync(pg: &Pg, amp: &Ampere, rows: usize) -> anyhow::Result<
 }
 
 /// Many clients parked on one shape, one write.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Fanout {
     pub clients: usize,
     pub delivered: usize,
