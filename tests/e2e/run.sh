@@ -23,13 +23,18 @@ for tool in node npm initdb pg_ctl; do
   fi
 done
 
-# Install the pinned clients only when node_modules is missing or the lockfile changed.
-stamp=node_modules/.package-lock.sha256
-want="$(sha256sum package-lock.json | cut -d' ' -f1)"
-if [[ ! -d node_modules || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-  npm ci --no-audit --no-fund
-  echo "$want" >"$stamp"
-fi
+# Install pinned packages only when node_modules is missing or the lockfile changed: the
+# clients here, and the todo example (examples/todo) that todo_app.test.mjs builds and serves.
+npm_ci_if_stale() {
+  local dir=$1 stamp="$1/node_modules/.package-lock.sha256" want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -d $dir/node_modules || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+    (cd "$dir" && npm ci --no-audit --no-fund)
+    echo "$want" >"$stamp"
+  fi
+}
+npm_ci_if_stale .
+npm_ci_if_stale "$repo_root/examples/todo"
 
 export AMPERE_BIN="$bin"
 # Sequential: the machine has two cores and each file runs its own Postgres and server.
