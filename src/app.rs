@@ -308,6 +308,10 @@ fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replicatio
 
 /// Loads every complete shape from storage; incomplete, unreadable or damaged ones are removed
 /// (`acknowledged_lsn`: the slot's confirmed position, which replay will not go below).
+///
+/// Runs before the stream starts, so it is on the path of every restart: reading, decoding,
+/// compiling and recovering the shapes is spread over the cores (each worker with its own
+/// table-sharing map); registering them stays sequential.
 fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_lsn: u64) {
     let handles = match engine.storage.list_shapes() {
         Ok(h) => h,
@@ -318,59 +322,34 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
     };
     // This instance owns the storage now: temp files of interrupted metadata writes are orphans.
     engine.storage.remove_temp_files(&handles);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8);
+    let per_worker = handles.len().div_ceil(workers).max(1);
+    let loaded: Vec<(String, Option<Restored>)> = std::thread::scope(|scope| {
+        let tasks: Vec<_> = handles
+            .chunks(per_worker)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut tables = TableShare::new();
+                    part.iter()
+                        .map(|h| {
+                            (
+                                h.clone(),
+                                restore_one(engine, h, acknowledged_lsn, &mut tables),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    });
     let (mut ok, mut dropped) = (0usize, 0usize);
-    // One `TableInfo` per distinct table description, shared by its shapes (each meta file
-    // carries its own copy; ~0.5 KiB per shape otherwise).
-    let mut tables: std::collections::HashMap<u32, Vec<Arc<crate::shape::table::TableInfo>>> =
-        std::collections::HashMap::new();
-    for handle in handles {
-        let dir = engine.storage.shape_dir(&handle);
-        let restored = (|| -> Option<(Arc<Shape>, LogWriter, ShapeMeta)> {
-            let m: ShapeMeta = match engine.storage.read_shape_meta(&handle) {
-                Ok(Some(m)) => m,
-                // No metadata: a shape whose snapshot never completed (or a stray directory).
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
-                    return None;
-                }
-            };
-            if !m.complete || m.handle != handle {
-                return None;
-            }
-            let same_oid = tables.entry(m.table.oid).or_default();
-            let table = match same_oid.iter().find(|t| ***t == m.table) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = Arc::new(m.table.clone());
-                    same_oid.push(t.clone());
-                    t
-                }
-            };
-            let def = ShapeDef::compile_with(
-                m.request.clone(),
-                table,
-                m.inner_tables.iter().cloned().map(Arc::new).collect(),
-            )
-            .ok()?;
-            let view = ViewCell::new(LogView::empty());
-            let log_path = dir.join("log");
-            let writer = match LogWriter::recover(
-                engine.storage.fs(),
-                log_path.clone(),
-                engine.config.chunk_bytes_threshold,
-                view.clone(),
-                acknowledged_lsn,
-            ) {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
-                    return None;
-                }
-            };
-            let shape = Arc::new(Shape::new(handle.clone(), Arc::new(def), log_path, view));
-            Some((shape, writer, m))
-        })();
+    for (handle, restored) in loaded {
         match restored {
             Some((shape, writer, m)) => {
                 engine.registry.insert(shape.clone());
@@ -386,4 +365,64 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
     if ok + dropped > 0 {
         tracing::info!(restored = ok, dropped, "shapes recovered from storage");
     }
+}
+
+type Restored = (Arc<Shape>, LogWriter, ShapeMeta);
+
+/// One `TableInfo` per distinct table description, shared by its shapes (each meta file
+/// carries its own copy; ~0.5 KiB per shape otherwise).
+type TableShare = std::collections::HashMap<u32, Vec<Arc<crate::shape::table::TableInfo>>>;
+
+/// Reads, checks and recovers one stored shape; `None` when it must be dropped.
+fn restore_one(
+    engine: &Engine,
+    handle: &str,
+    acknowledged_lsn: u64,
+    tables: &mut TableShare,
+) -> Option<Restored> {
+    let dir = engine.storage.shape_dir(handle);
+    let m: ShapeMeta = match engine.storage.read_shape_meta(handle) {
+        Ok(Some(m)) => m,
+        // No metadata: a shape whose snapshot never completed (or a stray directory).
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
+            return None;
+        }
+    };
+    if !m.complete || m.handle != handle {
+        return None;
+    }
+    let same_oid = tables.entry(m.table.oid).or_default();
+    let table = match same_oid.iter().find(|t| ***t == m.table) {
+        Some(t) => t.clone(),
+        None => {
+            let t = Arc::new(m.table.clone());
+            same_oid.push(t.clone());
+            t
+        }
+    };
+    let def = ShapeDef::compile_with(
+        m.request.clone(),
+        table,
+        m.inner_tables.iter().cloned().map(Arc::new).collect(),
+    )
+    .ok()?;
+    let view = ViewCell::new(LogView::empty());
+    let log_path = dir.join("log");
+    let writer = match LogWriter::recover(
+        engine.storage.fs(),
+        log_path.clone(),
+        engine.config.chunk_bytes_threshold,
+        view.clone(),
+        acknowledged_lsn,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
+            return None;
+        }
+    };
+    let shape = Arc::new(Shape::new(handle.to_owned(), Arc::new(def), log_path, view));
+    Some((shape, writer, m))
 }

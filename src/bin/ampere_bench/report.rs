@@ -70,7 +70,7 @@ fn median_value(vs: &[serde_json::Value]) -> serde_json::Value {
             let mut xs: Vec<f64> = vs.iter().filter_map(Value::as_f64).collect();
             xs.sort_by(f64::total_cmp);
             let mid = xs[xs.len() / 2];
-            let m = if xs.len() % 2 == 0 {
+            let m = if xs.len().is_multiple_of(2) {
                 (xs[xs.len() / 2 - 1] + mid) / 2.0
             } else {
                 mid
