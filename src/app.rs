@@ -187,6 +187,7 @@ pub async fn run(
         let Some(connected) = connected else { break };
         match connected {
             Ok((mut client, start)) => {
+                *engine.stream_progress.lock() = Some(client.metrics());
                 if !restored {
                     if global_lost && let Err(e) = engine.storage.remove_all_shapes() {
                         tracing::error!(error = %e, "cannot drop the stored shapes");

@@ -111,7 +111,6 @@ pub struct Cli {
     )]
     pub schema_reconciler_period: String,
 
-    /// Log level (error, warning, info, debug). RUST_LOG wins when set.
     /// CA bundle for the database connections: TLS with full verification becomes mandatory.
     #[arg(long, env = "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE")]
     pub database_ca_certificate_file: Option<PathBuf>,
@@ -132,6 +131,7 @@ pub struct Cli {
     #[arg(long, env = "ELECTRIC_DATABASE_TCP_USER_TIMEOUT")]
     pub database_tcp_user_timeout: Option<String>,
 
+    /// Log level (error, warning, info, debug). RUST_LOG wins when set.
     #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 

@@ -122,6 +122,9 @@ pub struct Engine {
     pub storage_failing: std::sync::atomic::AtomicBool,
     /// Turns true when the service shuts down: parked requests answer at once.
     pub stopping: watch::Sender<bool>,
+    /// Progress counters of the current replication connection (received and acknowledged
+    /// positions), for the admin API; set by the supervisor on each connect, read-only here.
+    pub stream_progress: Mutex<Option<Arc<pgwire_replication::ReplicationMetrics>>>,
     pipeline: mpsc::Sender<Command>,
     /// Serialises catalog/publication work (one admin connection).
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
@@ -170,6 +173,7 @@ impl Engine {
             health: watch::channel(Health::Starting).0,
             storage_failing: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
+            stream_progress: Mutex::new(None),
             pipeline,
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
@@ -311,6 +315,20 @@ impl Engine {
         } else {
             h
         }
+    }
+
+    /// Runs one read-only query on the admin connection (the admin API's replication status).
+    pub async fn admin_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, EngineError> {
+        self.with_admin(async |c| {
+            c.query(sql, params)
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))
+        })
+        .await
     }
 
     /// Forgets cached table info (after DDL was seen).

@@ -6,6 +6,7 @@
 //! HTTP layer and the pipeline share; [`app::run`] wires them under one shutdown signal.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;

@@ -4,6 +4,7 @@
 //! all reach the shape handler) and authentication is keyed on the matched route, so no path
 //! variant bypasses the secret check. Every response gets the common headers in one place.
 
+pub mod admin;
 pub mod params;
 pub mod response;
 pub mod server;
@@ -35,6 +36,8 @@ enum Route {
     Root,
     Health,
     Shape,
+    /// Anything under `/v1/admin` (an Ampere extension, see [`admin`]).
+    Admin,
     NotFound,
 }
 
@@ -50,6 +53,7 @@ fn route_of(path: &str) -> Route {
         "/" => Route::Root,
         "/v1/health" => Route::Health,
         "/v1/shape" => Route::Shape,
+        p if p == admin::PREFIX || p.starts_with("/v1/admin/") => Route::Admin,
         _ => Route::NotFound,
     }
 }
@@ -111,6 +115,11 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
                 shape::serve(&engine, raw, req).await
             }
         }
+        (Route::Admin, _) => {
+            let path = normalise(req.uri().path());
+            let query = req.uri().query().unwrap_or("");
+            admin::handle(&engine, &path, &method, req.headers(), query).await
+        }
         _ => response::not_found(),
     };
     if matches!(method, Method::POST | Method::DELETE) && route == Route::Shape {
@@ -122,6 +131,18 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
         route == Route::Shape,
         &rid,
     );
+    if route == Route::Admin {
+        // Not an API for browsers: no CORS grant, so a page cannot read or drive it.
+        let h = resp.headers_mut();
+        for name in [
+            "access-control-allow-origin",
+            "access-control-expose-headers",
+            "access-control-allow-methods",
+            "vary",
+        ] {
+            h.remove(name);
+        }
+    }
     if method == Method::OPTIONS && route == Route::Shape {
         // Pre-flight responses carry no cache-control.
         resp.headers_mut().remove("cache-control");
@@ -202,5 +223,16 @@ mod tests {
         assert_eq!(route_of("/v1/health"), Route::Health);
         assert_eq!(route_of("/nope"), Route::NotFound);
         assert_eq!(route_of("/v1/shapes"), Route::NotFound);
+        for p in [
+            "/v1/admin/shapes",
+            "/v1//admin/shapes",
+            "//v1/admin//shapes/",
+            "/v1/%61dmin/shapes",
+            "/v1/admin",
+            "/v1/admin/replication",
+        ] {
+            assert_eq!(route_of(p), Route::Admin, "{p}");
+        }
+        assert_eq!(route_of("/v1/administrator"), Route::NotFound);
     }
 }

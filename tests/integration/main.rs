@@ -2,6 +2,7 @@
 //! against a throwaway Postgres per test.
 
 mod checklist;
+mod cli;
 mod fault_proxy;
 mod faults;
 mod http_hostile;
