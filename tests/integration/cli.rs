@@ -17,11 +17,10 @@ async fn ampere(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+    tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
         .await
         .expect("the CLI finishes")
-        .expect("the CLI runs");
-    out
+        .expect("the CLI runs")
 }
 
 fn stdout(o: &Output) -> String {
