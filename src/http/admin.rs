@@ -241,7 +241,7 @@ fn list(engine: &Engine) -> ShapeList {
         .iter()
         .map(|s| {
             let (durable_len, latest, chunks, complete, failed) = {
-                let v = s.view.borrow();
+                let v = s.view.get();
                 (
                     v.durable_len,
                     v.latest,
