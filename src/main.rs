@@ -1,5 +1,5 @@
 //! The `ampere` binary: parse configuration (Electric's env names), set up logging, bind the
-//! port, run until SIGINT/SIGTERM.
+//! port (and the metrics port), run until SIGINT/SIGTERM.
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,7 +21,15 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port))
         .await
         .with_context(|| format!("cannot bind port {}", config.port))?;
-    tracing::info!(port = config.port, storage_dir = %config.storage_dir.display(), "ampere starting");
+    let metrics_listener = match config.prometheus_port {
+        Some(port) => Some(
+            tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .with_context(|| format!("cannot bind ELECTRIC_PROMETHEUS_PORT {port}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(event = "service_starting", port = config.port, prometheus_port = config.prometheus_port, storage_dir = %config.storage_dir.display(), "ampere starting");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -30,13 +38,13 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("shutting down");
+        tracing::info!(event = "service_stopping", "shutting down");
         let _ = tx.send(true);
     });
-    if let Err(e) = ampere::app::run(listener, config, rx).await {
+    if let Err(e) = ampere::app::run_with_metrics(listener, metrics_listener, config, rx).await {
         // One line that says what to fix (no credentials: see pg::failure).
         let line = ampere::pg::failure::Chain(&e).to_string();
-        tracing::error!(error = %line, "ampere stopped");
+        tracing::error!(event = "service_failed", error = %line, "ampere stopped");
         eprintln!("ampere: fatal: {line}");
         std::process::exit(1);
     }

@@ -14,6 +14,7 @@ use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
 use crate::shape::where_clause::{Members, Subquery};
 use crate::storage::log::LogWriter;
+use crate::telemetry::progress::SnapshotProgress;
 
 /// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,11 +91,12 @@ pub enum SnapshotError {
 /// Runs the snapshot for `def` into `writer`: rows into snapshot chunks (each closed chunk is made
 /// durable and published as it completes), then the snapshot-end message, written and synced but
 /// not published: the pipeline publishes the completed snapshot once its buffered transactions
-/// are durable too.
+/// are durable too. `progress` hears of every row and durable chunk (it logs every few seconds).
 pub async fn run(
     url: &PgUrl,
     def: &ShapeDef,
     writer: &mut LogWriter,
+    progress: &mut SnapshotProgress,
 ) -> Result<PgSnapshot, SnapshotError> {
     let client = url.connect().await?;
     client
@@ -118,8 +120,10 @@ pub async fn run(
             |row| {
                 json.clear();
                 convert::snapshot_row(def, row, &mut json);
+                progress.row(json.len());
                 if writer.append_snapshot_row(&json) {
                     flush_chunk(writer)?;
+                    progress.durable(writer.synced_len());
                 }
                 Ok(())
             },
@@ -133,6 +137,7 @@ pub async fn run(
         &snapshot.xip,
     ));
     writer.write_and_sync()?;
+    progress.durable(writer.synced_len());
     Ok(snapshot)
 }
 

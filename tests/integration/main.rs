@@ -5,6 +5,7 @@ mod checklist;
 mod fault_proxy;
 mod faults;
 mod http_hostile;
+mod metrics;
 mod process_faults;
 mod storage_faults;
 mod subquery;
