@@ -576,27 +576,81 @@ async fn metrics_count_real_work() {
     server.stop().await;
 }
 
-/// The binary binds `ELECTRIC_PROMETHEUS_PORT` and serves scrapes there.
+/// The binary binds `ELECTRIC_PROMETHEUS_PORT` and serves scrapes there; with
+/// `AMPERE_LOG_JSON=true` every log line is a JSON object, key events carry their fixed fields,
+/// and no row value reaches the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_serves_metrics_on_the_prometheus_port() {
+async fn the_binary_serves_metrics_and_structured_logs() {
     let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE secrets (id int PRIMARY KEY, v text); \
+         INSERT INTO secrets VALUES (1, 'row-value-never-logged')",
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
     let bin = Binary::spawn_with(
         &pg.url(),
         &dir.path().join("s"),
         free_port(),
-        &[("ELECTRIC_PROMETHEUS_PORT", &metrics_port.to_string())],
+        &[
+            ("ELECTRIC_PROMETHEUS_PORT", &metrics_port.to_string()),
+            ("AMPERE_LOG_JSON", "true"),
+        ],
     );
     wait_active(&bin.base).await;
-    let s = scrape(&format!("http://127.0.0.1:{metrics_port}")).await;
+    let metrics = format!("http://127.0.0.1:{metrics_port}");
+    let s = scrape(&metrics).await;
     assert_eq!(s.v("ampere_health_state", &[("state", "active")]), 1.0);
     assert!(s.v("process_resident_memory_bytes", &[]) > 0.0);
-    let r = reqwest::get(format!("http://127.0.0.1:{metrics_port}/other"))
-        .await
-        .unwrap();
+    let r = reqwest::get(format!("{metrics}/other")).await.unwrap();
     assert_eq!(r.status(), 404);
     // Not served on the API port.
     let r = reqwest::get(format!("{}/metrics", bin.base)).await.unwrap();
     assert_eq!(r.status(), 404);
+
+    let r = get(&bin.base, "table=secrets&offset=-1").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let handle = r.h("electric-handle").unwrap().to_owned();
+    let mut complete = None;
+    for _ in 0..200 {
+        complete = bin
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "snapshot_complete");
+        if complete.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let complete = complete.expect("a snapshot_complete line");
+    assert_eq!(complete["handle"], handle.as_str());
+    assert_eq!(complete["table"], "\"public\".\"secrets\"");
+    assert_eq!(complete["rows"], 1);
+    assert_eq!(complete["level"], "INFO");
+    assert!(complete["elapsed_ms"].is_u64() && complete["bytes"].is_u64());
+
+    let log = bin.log_text();
+    assert!(!log.contains("row-value-never-logged"), "{log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+        })
+        .collect();
+    for e in &events {
+        assert!(
+            e["timestamp"].is_string() && e["level"].is_string() && e["message"].is_string(),
+            "{e}"
+        );
+    }
+    let has = |event: &str| events.iter().any(|e| e["event"] == event);
+    assert!(has("service_starting") && has("replication_streaming") && has("shape_created"));
+    let streaming = events
+        .iter()
+        .find(|e| e["event"] == "replication_streaming")
+        .unwrap();
+    assert!(streaming["lsn"].is_u64() && streaming["slot"].is_string());
 }
