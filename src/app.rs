@@ -44,10 +44,23 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const HEALTHY_AFTER: Duration = Duration::from_secs(5);
 /// How long a graceful stop waits for in-flight HTTP responses (Electric's bound).
 const DRAIN_BOUND: Duration = Duration::from_secs(10);
+/// How often the replication slot's lag is sampled for the metrics (one query on the admin
+/// connection, whatever the scrape rate).
+const SLOT_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Runs Ampere until `shutdown` turns true.
 pub async fn run(
     listener: TcpListener,
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    run_with_metrics(listener, None, config, shutdown).await
+}
+
+/// [`run`], also serving Prometheus scrapes on `metrics_listener` (`ELECTRIC_PROMETHEUS_PORT`).
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
@@ -157,6 +170,32 @@ pub async fn run(
             }
         });
     }
+    {
+        // Sampled when streaming starts and then periodically, never per scrape.
+        let engine = engine.clone();
+        let mut s = shutdown.clone();
+        let mut health = engine.health.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SLOT_SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    r = health.changed() => if r.is_err() { return },
+                    () = crate::engine::stopped(&mut s) => return,
+                }
+                if matches!(engine.health(), Health::Active | Health::Degraded) {
+                    engine.sample_slot().await;
+                }
+            }
+        });
+    }
+    let metrics_server = metrics_listener.map(|l| {
+        tokio::spawn(crate::http::metrics::serve(
+            l,
+            engine.clone(),
+            shutdown.clone(),
+        ))
+    });
     let http_shutdown = shutdown.clone();
     let app = crate::http::router(engine.clone());
     let server = tokio::spawn(crate::http::server::serve(
@@ -200,8 +239,9 @@ pub async fn run(
                 engine
                     .global_lsn
                     .fetch_max(start.start_lsn, std::sync::atomic::Ordering::AcqRel);
+                engine.metrics.acknowledged(start.start_lsn);
                 let _ = engine.health.send_replace(Health::Active);
-                tracing::info!(slot = %slot, start_lsn = start.start_lsn, attempt, "replication streaming");
+                tracing::info!(event = "replication_streaming", slot = %slot, lsn = start.start_lsn, attempt, "replication streaming");
                 let streaming_since = tokio::time::Instant::now();
                 let result = pipeline.run(&mut client, &mut cmd_rx, &mut shutdown).await;
                 let _ = engine.health.send_replace(Health::Starting);
@@ -213,6 +253,7 @@ pub async fn run(
                             backoff = BACKOFF_FIRST;
                         }
                         tracing::warn!(
+                            event = "replication_failed",
                             attempt,
                             retry_in_ms = backoff.as_millis() as u64,
                             error = %failure::Chain(&e),
@@ -223,12 +264,13 @@ pub async fn run(
             }
             Err(e) => match failure::classify(&e) {
                 failure::Disposition::Fatal(message) => {
-                    tracing::error!(attempt, error = %message, "cannot replicate from Postgres; stopping (retrying cannot fix this)");
+                    tracing::error!(event = "replication_fatal", attempt, error = %message, "cannot replicate from Postgres; stopping (retrying cannot fix this)");
                     fatal = Some(message);
                     break;
                 }
                 failure::Disposition::Retry => {
                     tracing::warn!(
+                        event = "replication_failed",
                         attempt,
                         retry_in_ms = backoff.as_millis() as u64,
                         error = %failure::Chain(&e),
@@ -254,6 +296,9 @@ pub async fn run(
     if let Some(message) = fatal {
         // Nothing was served from this database: stop answering at once.
         server.abort();
+        if let Some(m) = &metrics_server {
+            m.abort();
+        }
         engine.stopping.send_replace(true);
         if let Some(cluster) = dev_cluster {
             let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
@@ -364,7 +409,12 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
         }
     }
     if ok + dropped > 0 {
-        tracing::info!(restored = ok, dropped, "shapes recovered from storage");
+        tracing::info!(
+            event = "shapes_recovered",
+            restored = ok,
+            dropped,
+            "shapes recovered from storage"
+        );
     }
 }
 

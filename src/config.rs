@@ -135,6 +135,12 @@ pub struct Cli {
     #[arg(long, env = "ELECTRIC_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Port of a second HTTP listener serving Prometheus metrics at `GET /metrics` (text
+    /// exposition format; every other path is 404). Unset: no metrics listener. Keep it off
+    /// the public network: it is served without authentication.
+    #[arg(long, env = "ELECTRIC_PROMETHEUS_PORT")]
+    pub prometheus_port: Option<String>,
+
     /// Emit logs as JSON lines.
     #[arg(long, env = "AMPERE_LOG_JSON", default_value = "false")]
     pub log_json: String,
@@ -176,6 +182,8 @@ pub struct Config {
     pub schema_reconciler_period: Duration,
     pub log_level: String,
     pub log_json: bool,
+    /// Port of the Prometheus metrics listener (`None`: not served).
+    pub prometheus_port: Option<u16>,
     /// Database connection settings given outside the URLs (CA file, keepalive).
     pub connection: crate::pg::connection::ConnectionOverrides,
     /// SSE response lifetime (not configurable in Electric).
@@ -228,6 +236,8 @@ pub enum ConfigError {
     MaxConnections(String),
     #[error("ELECTRIC_DATABASE_TCP_KEEPALIVE_COUNT: {0:?} must be a positive integer")]
     KeepaliveCount(String),
+    #[error("ELECTRIC_PROMETHEUS_PORT: {0:?} must be a port number (0-65535)")]
+    PrometheusPort(String),
     #[error(
         "ELECTRIC_DATABASE_CA_CERTIFICATE_FILE is set but a database URL has sslmode=disable: \
          a CA file requires TLS"
@@ -373,6 +383,13 @@ impl Cli {
             )?,
             log_level: self.log_level,
             log_json: parse_bool("AMPERE_LOG_JSON", &self.log_json)?,
+            prometheus_port: match self.prometheus_port.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(
+                    v.parse::<u16>()
+                        .map_err(|_| ConfigError::PrometheusPort(v.to_owned()))?,
+                ),
+            },
             connection,
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
@@ -422,6 +439,7 @@ impl Config {
             schema_reconciler_period: Duration::from_secs(60),
             log_level: "info".into(),
             log_json: false,
+            prometheus_port: None,
             connection: Default::default(),
             sse_timeout: Duration::from_secs(60),
             sse_keepalive: Duration::from_secs(21),
@@ -638,6 +656,24 @@ mod tests {
             cli(&["--insecure", "true", "--max-shapes", "x"])
                 .into_config()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn prometheus_port() {
+        let c = cli(&["--insecure", "true", "--prometheus-port", "9091"])
+            .into_config()
+            .unwrap();
+        assert_eq!(c.prometheus_port, Some(9091));
+        let c = cli(&["--insecure", "true", "--prometheus-port", ""])
+            .into_config()
+            .unwrap();
+        assert_eq!(c.prometheus_port, None);
+        assert_eq!(
+            cli(&["--insecure", "true", "--prometheus-port", "70000"])
+                .into_config()
+                .unwrap_err(),
+            ConfigError::PrometheusPort("70000".into())
         );
     }
 

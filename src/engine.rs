@@ -125,6 +125,8 @@ pub struct Engine {
     /// Progress counters of the current replication connection (received and acknowledged
     /// positions), for the admin API; set by the supervisor on each connect, read-only here.
     pub stream_progress: Mutex<Option<Arc<pgwire_replication::ReplicationMetrics>>>,
+    /// Prometheus metrics of this service (scraped on `ELECTRIC_PROMETHEUS_PORT`).
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     pipeline: mpsc::Sender<Command>,
     /// Serialises catalog/publication work (one admin connection).
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
@@ -174,6 +176,7 @@ impl Engine {
             storage_failing: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
             stream_progress: Mutex::new(None),
+            metrics: Arc::default(),
             pipeline,
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
@@ -262,7 +265,7 @@ impl Engine {
                         && published.as_ref().is_none_or(|p| p.contains(&t.oid))
                 });
             if !same {
-                tracing::info!(handle = %s.handle, table = %t.sql_name(), "table dropped or renamed: shape removed");
+                tracing::info!(event = "shape_removed", reason = "table_gone", handle = %s.handle, table = %t.sql_name(), "table dropped or renamed: shape removed");
                 self.forget_table(t.oid);
                 self.delete(&s.handle).await;
             }
@@ -299,7 +302,7 @@ impl Engine {
         shapes.sort_by_key(|s| s.last_read.load(Ordering::Relaxed));
         let excess = shapes.len() - max;
         for s in shapes.into_iter().take(excess) {
-            tracing::info!(handle = %s.handle, "shape evicted (ELECTRIC_MAX_SHAPES)");
+            tracing::info!(event = "shape_removed", reason = "evicted", handle = %s.handle, "shape evicted (ELECTRIC_MAX_SHAPES)");
             self.delete(&s.handle).await;
         }
     }
@@ -697,23 +700,34 @@ impl Engine {
             return Err(EngineError::NotReady);
         }
         self.registry.insert(shape.clone());
-        tracing::info!(handle = %shape.handle, table = %shape.def.table.sql_name(), "shape created");
+        self.metrics.shapes_created.inc();
+        tracing::info!(event = "shape_created", handle = %shape.handle, table = %shape.def.table.sql_name(), "shape created");
 
         let query = self.query.clone();
         let pipeline = self.pipeline.clone();
         let task_shape = shape.clone();
         let slots = self.snapshot_slots.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let mut writer = writer;
-            let cmd = match snapshot::run(&query, &task_shape.def, &mut writer).await {
-                Ok(snapshot) => Command::SnapshotDone {
-                    handle: task_shape.handle.clone(),
-                    writer: Box::new(writer),
-                    snapshot,
-                },
+            let mut progress = crate::telemetry::progress::SnapshotProgress::start(
+                metrics,
+                &task_shape.handle,
+                &task_shape.def.table.sql_name(),
+            );
+            let cmd = match snapshot::run(&query, &task_shape.def, &mut writer, &mut progress).await
+            {
+                Ok(snapshot) => {
+                    progress.complete();
+                    Command::SnapshotDone {
+                        handle: task_shape.handle.clone(),
+                        writer: Box::new(writer),
+                        snapshot,
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(handle = %task_shape.handle, error = %e, "snapshot failed");
+                    progress.failed(&e);
                     task_shape.view.update(|v| v.failed = true);
                     Command::Remove {
                         handle: task_shape.handle.clone(),
@@ -737,6 +751,38 @@ impl Engine {
                 abandoned: None,
             })
             .await;
+    }
+
+    /// Samples our replication slot's lag for the metrics, on the admin connection:
+    /// `pg_current_wal_lsn()` minus `confirmed_flush_lsn` (what Postgres still has to hear is
+    /// durable) and minus `restart_lsn` (WAL the server must keep for us).
+    pub async fn sample_slot(&self) {
+        let slot = self.config.slot_name();
+        let sample = self
+            .with_admin(async |c| {
+                c.query_opt(
+                    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8, \
+                     pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 \
+                     FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))
+            })
+            .await;
+        let values = match sample {
+            Ok(Some(row)) => row
+                .try_get::<_, Option<i64>>(0)
+                .ok()
+                .flatten()
+                .zip(row.try_get::<_, Option<i64>>(1).ok().flatten()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "slot lag sample failed");
+                None
+            }
+        };
+        self.metrics.slot_sampled(values);
     }
 
     /// Deletes a shape (its readers get 409 from now on).

@@ -45,6 +45,7 @@ use crate::shape::table::TableInfo;
 use crate::shape::where_clause::{Members, Subquery};
 use crate::storage::io::FsFile;
 use crate::storage::log::{LogWriter, RecoverError};
+use crate::telemetry::metrics::StreamTally;
 
 /// Requests to the pipeline from other tasks.
 pub enum Command {
@@ -184,6 +185,8 @@ pub struct Pipeline {
     unwritten: usize,
     decode_error: Option<pgoutput::DecodeError>,
     fault: Option<StorageFault>,
+    /// Stream counts since the last flush (published to the metrics by each flush).
+    tally: StreamTally,
 }
 
 impl Pipeline {
@@ -204,6 +207,7 @@ impl Pipeline {
             unwritten: 0,
             decode_error: None,
             fault: None,
+            tally: StreamTally::default(),
         }
     }
 
@@ -211,6 +215,8 @@ impl Pipeline {
     pub fn restore(&mut self, shape: Arc<Shape>, writer: LogWriter, snapshot: Option<PgSnapshot>) {
         let id = self.alloc(&shape);
         let latest_tx = writer.latest().tx;
+        let durable = shape.view.get().durable_len;
+        self.engine.metrics.storage_log_bytes.add_u64(durable);
         let slot = Slot::new(shape, Some(writer), latest_tx, snapshot, None);
         self.insert_slot(id, slot);
     }
@@ -402,14 +408,30 @@ impl Pipeline {
 
     fn on_event(&mut self, client: &ReplicationClient, ev: ReplicationEvent) {
         match ev {
-            ReplicationEvent::Begin { final_lsn, xid, .. } => self.begin(final_lsn.0, xid),
-            ReplicationEvent::Commit { lsn, end_lsn, .. } => self.commit(lsn.0, end_lsn.0),
-            ReplicationEvent::XLogData { data, .. } => self.on_data(&data),
+            ReplicationEvent::Begin { final_lsn, xid, .. } => {
+                self.tally.wal_bytes += StreamTally::BEGIN_BYTES;
+                self.begin(final_lsn.0, xid);
+            }
+            ReplicationEvent::Commit {
+                lsn,
+                end_lsn,
+                commit_time_micros,
+            } => {
+                self.tally.wal_bytes += StreamTally::COMMIT_BYTES;
+                self.commit(lsn.0, end_lsn.0, commit_time_micros);
+            }
+            ReplicationEvent::XLogData { data, wal_end, .. } => {
+                self.tally.wal_bytes += data.len() as u64;
+                self.engine.metrics.wal_received(wal_end.0);
+                self.on_data(&data);
+            }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
+                self.engine.metrics.wal_received(wal_end.0);
                 if self.txn.is_none() && self.unflushed.is_none() && self.dirty.is_empty() {
                     // Everything seen is durable: let the slot advance over WAL of tables we do
                     // not publish, so it is not retained forever.
                     client.update_applied_lsn(wal_end);
+                    self.engine.metrics.acknowledged(wal_end.0);
                 }
             }
             ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => {}
@@ -443,7 +465,7 @@ impl Pipeline {
         };
         match msg {
             LogicalMessage::Begin(b) => self.begin(b.final_lsn, b.xid),
-            LogicalMessage::Commit(c) => self.commit(c.commit_lsn, c.end_lsn),
+            LogicalMessage::Commit(c) => self.commit(c.commit_lsn, c.end_lsn, c.commit_time),
             LogicalMessage::Relation(r) => self.on_relation(r),
             LogicalMessage::Insert(i) => self.on_change(i.relation_oid, None, Some(&i.new)),
             // Without the full old row (REPLICA IDENTITY not FULL) moves across the where
@@ -535,7 +557,7 @@ impl Pipeline {
                     }
                 }
                 None => {
-                    tracing::info!(oid = r.oid, "table schema changed: shape invalidated");
+                    tracing::info!(event = "shape_removed", reason = "schema_changed", handle = %self.slots.get(&id).map_or("", |s| s.shape.handle.as_str()), oid = r.oid, "table schema changed: shape invalidated");
                     self.remove_now(id);
                 }
             }
@@ -673,6 +695,7 @@ impl Pipeline {
             entries.clear();
             convert::convert(&slot.shape.def, change, info, n, &mut entries);
             if !entries.is_empty() {
+                self.tally.routed += 1;
                 if let Some(t) = self.txn.as_mut()
                     && !t.touched.contains(&id)
                 {
@@ -688,8 +711,11 @@ impl Pipeline {
         self.candidates = candidates;
     }
 
-    fn commit(&mut self, _lsn: u64, end_lsn: u64) {
+    fn commit(&mut self, _lsn: u64, end_lsn: u64, commit_time_micros: i64) {
         let Some(txn) = self.txn.take() else { return };
+        self.tally.transactions += 1;
+        self.tally.changes += txn.n;
+        self.tally.committed_at = Some(commit_time_micros);
         self.deps.commit(txn.lsn, txn.xid);
         for id in &txn.touched {
             let Some(slot) = self.slots.get_mut(id) else {
@@ -717,7 +743,7 @@ impl Pipeline {
             }
         }
         for id in txn.removals {
-            tracing::info!(handle = ?self.slots.get(&id).map(|s| s.shape.handle.clone()), "table truncated: shape invalidated");
+            tracing::info!(event = "shape_removed", reason = "truncated", handle = %self.slots.get(&id).map_or("", |s| s.shape.handle.as_str()), "table truncated: shape invalidated");
             self.remove_now(id);
         }
         self.unflushed = Some((txn.lsn, end_lsn));
@@ -791,6 +817,9 @@ impl Pipeline {
                 let Some(slot) = self.slots.get_mut(&id) else {
                     return;
                 };
+                // The pipeline owns the log's storage accounting from here on.
+                let durable = slot.shape.view.get().durable_len;
+                self.engine.metrics.storage_log_bytes.add_u64(durable);
                 slot.writer = Some(*writer);
                 slot.filter = Some(snapshot.clone());
                 let buffered = slot.buffer.take().unwrap_or_default();
@@ -869,6 +898,10 @@ impl Pipeline {
             t.touched.retain(|&d| d != id);
         }
         self.engine.registry.remove(&slot.shape.handle);
+        if slot.writer.is_some() {
+            let durable = slot.shape.view.get().durable_len;
+            self.engine.metrics.storage_log_bytes.sub_u64(durable);
+        }
         slot.shape.view.update(|v| v.gone = true);
         self.engine.storage.remove_shape(&slot.shape.handle);
     }
@@ -887,6 +920,7 @@ impl Pipeline {
         self.unwritten = 0;
         let dirty = std::mem::take(&mut self.dirty);
         let completing = std::mem::take(&mut self.completing);
+        let started = std::time::Instant::now();
         let durable = tokio::task::block_in_place(|| self.make_durable(&dirty, &completing));
         if let Err(failure) = durable {
             // Nothing was published or acknowledged: the whole batch is retried.
@@ -898,13 +932,24 @@ impl Pipeline {
         if let Some((lsn, _)) = self.unflushed {
             self.engine.global_lsn.fetch_max(lsn, Ordering::AcqRel);
         }
+        let took = started.elapsed();
+        let mut published: u64 = 0;
         for id in dirty.iter().chain(completing.iter().map(|(id, _)| id)) {
-            if let Some(w) = self.slots.get_mut(id).and_then(|s| s.writer.as_mut()) {
+            if let Some(slot) = self.slots.get_mut(id)
+                && let Some(w) = slot.writer.as_mut()
+            {
+                let before = slot.shape.view.get().durable_len;
                 w.publish();
+                published += slot.shape.view.get().durable_len.saturating_sub(before);
             }
         }
+        let metrics = &self.engine.metrics;
+        metrics.storage_log_bytes.add_u64(published);
+        let wrote = !dirty.is_empty() || !completing.is_empty();
+        metrics.flushed(&mut self.tally, wrote.then_some(took), published);
         if let (Some((_, end)), Some(c)) = (self.unflushed.take(), client) {
             c.update_applied_lsn(Lsn(end));
+            metrics.acknowledged(end);
         }
         self.storage_recovered();
     }
@@ -968,6 +1013,7 @@ impl Pipeline {
         match self.fault.as_mut() {
             None => {
                 tracing::error!(
+                    event = "storage_failing",
                     error = %failure,
                     source = ?std::error::Error::source(&failure),
                     "storage is failing: nothing more is acknowledged or published until it \
@@ -1007,6 +1053,7 @@ impl Pipeline {
     fn storage_recovered(&mut self) {
         if let Some(f) = self.fault.take() {
             tracing::info!(
+                event = "storage_recovered",
                 attempts = f.attempts,
                 failed_for_ms = u64::try_from(f.since.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "storage recovered"

@@ -55,8 +55,18 @@ async fn run(mut config: crate::config::Config, mode: Mode) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics_listener = match config.prometheus_port {
+        Some(p) => match tokio::net::TcpListener::bind(("0.0.0.0", p)).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("ampere: fatal: cannot bind ELECTRIC_PROMETHEUS_PORT {p}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let port = listener.local_addr().map_or(config.port, |a| a.port());
-    tracing::info!(port, storage_dir = %config.storage_dir.display(), "ampere starting");
+    tracing::info!(event = "service_starting", port, prometheus_port = config.prometheus_port, storage_dir = %config.storage_dir.display(), "ampere starting");
 
     let mut dev_cluster = None;
     if mode == Mode::Dev {
@@ -95,10 +105,10 @@ async fn run(mut config: crate::config::Config, mode: Mode) -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("shutting down");
+        tracing::info!(event = "service_stopping", "shutting down");
         let _ = tx.send(true);
     });
-    let result = crate::app::run(listener, config, rx).await;
+    let result = crate::app::run_with_metrics(listener, metrics_listener, config, rx).await;
     if let Some(cluster) = dev_cluster {
         // Stopping runs pg_ctl: keep it off the async workers.
         let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
@@ -106,7 +116,7 @@ async fn run(mut config: crate::config::Config, mode: Mode) -> ExitCode {
     if let Err(e) = result {
         // One line that says what to fix (no credentials: see pg::failure).
         let line = crate::pg::failure::Chain(&e).to_string();
-        tracing::error!(error = %line, "ampere stopped");
+        tracing::error!(event = "service_failed", error = %line, "ampere stopped");
         eprintln!("ampere: fatal: {line}");
         return ExitCode::FAILURE;
     }

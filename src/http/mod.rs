@@ -5,6 +5,7 @@
 //! variant bypasses the secret check. Every response gets the common headers in one place.
 
 pub mod admin;
+pub mod metrics;
 pub mod params;
 pub mod response;
 pub mod server;
@@ -46,6 +47,19 @@ fn normalise(path: &str) -> String {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     let parts: Vec<&str> = decoded.split('/').filter(|p| !p.is_empty()).collect();
     format!("/{}", parts.join("/"))
+}
+
+impl Route {
+    fn metric(self) -> crate::telemetry::metrics::HttpRoute {
+        use crate::telemetry::metrics::HttpRoute;
+        match self {
+            Route::Root => HttpRoute::Root,
+            Route::Health => HttpRoute::Health,
+            Route::Shape => HttpRoute::Shape,
+            Route::Admin => HttpRoute::Admin,
+            Route::NotFound => HttpRoute::Other,
+        }
+    }
 }
 
 fn route_of(path: &str) -> Route {
@@ -150,6 +164,11 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
     if method == Method::HEAD {
         *resp.body_mut() = Body::empty();
     }
+    engine.metrics.http_response(
+        route.metric(),
+        resp.status().as_u16(),
+        http_body::Body::size_hint(resp.body()).exact(),
+    );
     resp
 }
 

@@ -141,6 +141,8 @@ async fn serve_shape(
     let long_poll = engine.config.long_poll_timeout;
     let mut live_wait_started: Option<Instant> = None;
     let mut oob_wait_started: Option<Instant> = None;
+    // Counted in the parked gauge from the first wait until the response is built.
+    let mut parked: Option<crate::telemetry::metrics::Tracked> = None;
     loop {
         let view: LogView = rx.borrow_and_update().clone();
         if view.failed {
@@ -165,6 +167,7 @@ async fn serve_shape(
             }
             ReadPlan::AtEnd { .. } if p.live => {
                 let s = *live_wait_started.get_or_insert_with(Instant::now);
+                parked.get_or_insert_with(|| engine.metrics.track_live_parked());
                 Some(s + long_poll)
             }
             _ => None,

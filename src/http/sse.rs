@@ -23,6 +23,7 @@ use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::json;
 use crate::shape::registry::Shape;
 use crate::storage::log::{self, ReadPlan};
+use crate::telemetry::metrics::HttpRoute;
 
 /// An SSE response around a body.
 pub fn response(body: Body) -> Response<Body> {
@@ -71,7 +72,9 @@ pub fn stream(
     let keepalive = engine.config.sse_keepalive;
     let mut stopping = engine.stopping.subscribe();
     let fs = engine.storage.fs().clone();
+    let metrics = engine.metrics.clone();
     tokio::spawn(async move {
+        let _open = metrics.track_sse_open();
         let mut views = shape.subscribe();
         let end = Instant::now() + lifetime;
         let mut at = at;
@@ -115,6 +118,7 @@ pub fn stream(
                 let up_to_date = response >= view.latest;
                 let mut out = Vec::with_capacity(buf.len() + 96);
                 encode_batch(&buf, after, up_to_date.then_some(response.tx), &mut out);
+                metrics.http_streamed(HttpRoute::Shape, out.len() as u64);
                 if tx.send(Bytes::from(out)).await.is_err() {
                     return;
                 }

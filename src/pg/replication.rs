@@ -112,6 +112,7 @@ pub async fn connect(
         }
         on_waiting();
         tracing::info!(
+            event = "replication_lock_waiting",
             slot,
             "waiting for the replication lock held by another instance"
         );
@@ -135,6 +136,7 @@ pub async fn connect(
         // Postgres removed WAL the slot still needed (max_slot_wal_keep_size): the changes in
         // between are gone for good, so every shape must be rebuilt from a new slot.
         tracing::error!(
+            event = "replication_slot_lost",
             slot,
             "replication slot invalidated (wal_status = lost: it fell further behind than \
              max_slot_wal_keep_size allows); dropping and recreating it, every shape will be purged"
@@ -227,7 +229,11 @@ async fn create_slot(
     };
     match result {
         Ok(_) => {
-            tracing::info!(slot, "replication slot created");
+            tracing::info!(
+                event = "replication_slot_created",
+                slot,
+                "replication slot created"
+            );
             Ok(true)
         }
         Err(pgwire_replication::PgWireError::Server(msg)) if msg.contains("already exists") => {

@@ -15,6 +15,7 @@ use crate::shape::definition::ShapeDef;
 use crate::shape::table::quote_ident;
 use crate::shape::where_clause::{Members, Subquery};
 use crate::storage::log::LogWriter;
+use crate::telemetry::progress::SnapshotProgress;
 
 /// A Postgres snapshot as `pg_current_snapshot()` reports it (64-bit xid8 values).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -132,11 +133,12 @@ async fn commit(pool: &QueryPool, client: tokio_postgres::Client) -> Result<(), 
 /// Runs the snapshot for `def` into `writer`: rows into snapshot chunks (each closed chunk is made
 /// durable and published as it completes), then the snapshot-end message, written and synced but
 /// not published: the pipeline publishes the completed snapshot once its buffered transactions
-/// are durable too.
+/// are durable too. `progress` hears of every row and durable chunk (it logs every few seconds).
 pub async fn run(
     pool: &QueryPool,
     def: &ShapeDef,
     writer: &mut LogWriter,
+    progress: &mut SnapshotProgress,
 ) -> Result<PgSnapshot, SnapshotError> {
     let (client, values) = begin(pool, "pg_current_snapshot()::text").await?;
     let snap_text = values.into_iter().next().unwrap_or_default();
@@ -153,8 +155,10 @@ pub async fn run(
             |row| {
                 json.clear();
                 convert::snapshot_row(def, row, &mut json);
+                progress.row(json.len());
                 if writer.append_snapshot_row(&json) {
                     flush_chunk(writer)?;
+                    progress.durable(writer.synced_len());
                 }
                 Ok(())
             },
@@ -170,6 +174,7 @@ pub async fn run(
     // Written, not synced: the pipeline syncs it in the flush that seals the shape, together
     // with every other log and shape of that flush (one syncfs for many new shapes).
     writer.write_pending()?;
+    progress.durable(writer.synced_len());
     Ok(snapshot)
 }
 

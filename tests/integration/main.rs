@@ -6,6 +6,7 @@ mod cli;
 mod fault_proxy;
 mod faults;
 mod http_hostile;
+mod metrics;
 mod process_faults;
 mod storage_faults;
 mod subquery;
