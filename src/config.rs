@@ -686,4 +686,113 @@ mod tests {
         assert!(validate_database_url("postgres://u@h/db?sslmode=bogus").is_err());
         assert!(validate_database_url("postgres://u@h/db?replication=database").is_err());
     }
+
+    /// The command line whose environment variables docs/configuration.md documents.
+    fn documented_command_line() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+    }
+
+    /// Variables documented ahead of the branches that add them. Once one is read by
+    /// [`documented_command_line`], the test fails until it is removed here.
+    const DOCUMENTED_AHEAD: &[&str] = &["ELECTRIC_PROMETHEUS_PORT", "AMPERE_URL"];
+
+    /// `(variable, flag, default cell)` of every row of the table under `heading` in
+    /// docs/configuration.md; the first cell must be one backticked name per row.
+    fn doc_table(doc: &str, heading: &str) -> Vec<(String, String, String)> {
+        let start = doc
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("docs/configuration.md has no `{heading}` section"));
+        let section = &doc[start + heading.len() + 2..];
+        let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut rows = Vec::new();
+        for line in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            let names: Vec<&str> = cells[0].split(", ").collect();
+            for name in names {
+                let name = name.trim_matches('`');
+                assert!(
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                    "docs/configuration.md: `{name}` in `{line}` is not a variable name"
+                );
+                let cell = |i: usize| cells.get(i).copied().unwrap_or_default().to_owned();
+                rows.push((name.to_owned(), cell(1), cell(2)));
+            }
+        }
+        assert!(
+            !rows.is_empty(),
+            "docs/configuration.md: no rows under `{heading}`"
+        );
+        rows
+    }
+
+    #[test]
+    fn docs_configuration_table_matches_the_cli() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .expect("docs/configuration.md");
+        // Every variable of the command line (subcommands included), with its flag and defaults.
+        let mut code: std::collections::BTreeMap<String, (String, Vec<String>)> =
+            Default::default();
+        let mut stack = vec![documented_command_line()];
+        while let Some(cmd) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+                    let defaults = arg
+                        .get_default_values()
+                        .iter()
+                        .map(|v| v.to_string_lossy().into_owned())
+                        .collect();
+                    code.entry(env.to_string_lossy().into_owned())
+                        .or_insert((flag, defaults));
+                }
+            }
+            stack.extend(cmd.get_subcommands().cloned());
+        }
+        let table = doc_table(&doc, "## Options");
+        let documented: std::collections::BTreeSet<&str> =
+            table.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(documented.len(), table.len(), "a variable has two rows");
+        for (env, (flag, defaults)) in &code {
+            let row = table.iter().find(|(n, _, _)| n == env).unwrap_or_else(|| {
+                panic!("{env} is read by the command line but has no row in docs/configuration.md")
+            });
+            assert_eq!(
+                row.1,
+                format!("`{flag}`"),
+                "docs/configuration.md: flag of {env}"
+            );
+            for d in defaults {
+                assert!(
+                    row.2.contains(&format!("`{d}`")),
+                    "docs/configuration.md: the default of {env} is `{d}`, the row says {}",
+                    row.2
+                );
+            }
+        }
+        for name in &documented {
+            if DOCUMENTED_AHEAD.contains(name) {
+                assert!(
+                    !code.contains_key(*name),
+                    "{name} is read by the command line now: remove it from DOCUMENTED_AHEAD"
+                );
+            } else {
+                assert!(
+                    code.contains_key(*name),
+                    "docs/configuration.md documents {name}, which the command line does not read"
+                );
+            }
+        }
+        // The variables documented as not read must indeed not be read.
+        for (name, _, _) in doc_table(&doc, "## Electric options Ampere does not read") {
+            assert!(
+                !code.contains_key(&name),
+                "{name} is read by the command line: move its row to the Options table"
+            );
+        }
+    }
 }

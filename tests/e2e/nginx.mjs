@@ -1,14 +1,14 @@
 // nginx for the caching-proxy tests: finds (or, as root, installs) the Debian `nginx` package
-// and runs `examples/nginx/nginx.conf` as a foreground child process on a free port, with its
-// pid, logs, cache and temp files in a temp dir that is removed afterwards.
+// and runs `examples/nginx/nginx.conf` (byte for byte, with its `conf.d/` includes rendered from
+// `examples/nginx/templates/` the way the official nginx image renders them) as a foreground
+// child process on a free port, with its pid, logs, cache and temp files in a temp dir that is
+// removed afterwards.
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Fatal, freePort, repoRoot, waitFor, withTimeout } from './harness.mjs';
-
-export const exampleConf = path.join(repoRoot, 'examples', 'nginx', 'nginx.conf');
 
 function findNginx() {
   for (const p of [process.env.NGINX_BIN, '/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx']) {
@@ -39,32 +39,75 @@ export function ensureNginx() {
   return { bin };
 }
 
+export const exampleDir = path.join(repoRoot, 'examples', 'nginx');
+export const exampleConf = path.join(exampleDir, 'nginx.conf');
+export const exampleTemplates = path.join(exampleDir, 'templates');
+
+/**
+ * What the official nginx image's entrypoint does to `/etc/nginx/templates/*.template` (GNU
+ * envsubst restricted to the variables that are set): `${NAME}` and `$NAME` of every variable in
+ * `vars` are replaced, nothing else (`$host`, `$uri`… are nginx's). A `${NAME}` left over is an
+ * error here, where the image would hand it to nginx verbatim.
+ */
+export function envsubst(text, vars, what = 'template') {
+  const out = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (m, a, b) => {
+    const name = a ?? b;
+    return Object.hasOwn(vars, name) ? String(vars[name]) : m;
+  });
+  const left = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(out);
+  if (left) throw new Error(`${what}: \${${left[1]}} is not set (have ${Object.keys(vars).join(', ')})`);
+  return out;
+}
+
+/**
+ * Renders every `*.template` in `templatesDir` into `outDir` (name without `.template`), as the
+ * official nginx image does from /etc/nginx/templates into /etc/nginx/conf.d.
+ */
+export function renderTemplates(templatesDir, outDir, vars) {
+  fs.mkdirSync(outDir, { recursive: true });
+  const rendered = [];
+  for (const name of fs.readdirSync(templatesDir).filter((n) => n.endsWith('.template')).sort()) {
+    const text = fs.readFileSync(path.join(templatesDir, name), 'utf8');
+    const out = path.join(outDir, name.slice(0, -'.template'.length));
+    fs.writeFileSync(out, envsubst(text, vars, path.join(templatesDir, name)));
+    rendered.push(out);
+  }
+  if (rendered.length === 0) throw new Error(`no *.template files in ${templatesDir}`);
+  return rendered;
+}
+
 /**
  * Starts nginx with the example config, `listen` on a free port and the upstream pointing at
- * `upstreamPort`. Returns `{ port, base, dir, accessLog(), stop() }`.
+ * `upstreamPort`: `examples/nginx/nginx.conf` copied unchanged next to `conf.d/` rendered from
+ * `examples/nginx/templates/`. Returns `{ port, base, dir, accessLog(), stop() }`.
  */
 export async function startNginx(bin, { upstreamPort }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ampere-e2e-nginx-'));
   // Workers run as `nobody` when the master is root: they must reach the cache and temp dirs.
   fs.chmodSync(dir, 0o755);
   const port = await freePort();
-  let conf = fs.readFileSync(exampleConf, 'utf8');
-  const rewrites = [
-    [/^(\s*)listen 8080;$/m, `$1listen 127.0.0.1:${port};`],
-    [/^(\s*)server 127\.0\.0\.1:3000;$/m, `$1server 127.0.0.1:${upstreamPort};`],
-  ];
-  for (const [re, to] of rewrites) {
-    if (!re.test(conf)) throw new Error(`${exampleConf} has no line matching ${re}`);
-    conf = conf.replace(re, to);
-  }
   const confFile = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(confFile, conf);
+  fs.copyFileSync(exampleConf, confFile);
+  renderTemplates(exampleTemplates, path.join(dir, 'conf.d'), {
+    NGINX_LISTEN: `127.0.0.1:${port}`,
+    NGINX_AMPERE_UPSTREAM: `127.0.0.1:${upstreamPort}`,
+  });
+  return runNginx(bin, { args: ['-p', `${dir}/`, '-c', confFile, '-e', path.join(dir, 'error.log')], prefix: dir, port, cleanupDir: dir });
+}
 
-  const test = spawnSync(bin, ['-t', '-p', dir, '-c', confFile, '-e', path.join(dir, 'error.log')], { encoding: 'utf8' });
-  if (test.status !== 0) throw new Error(`nginx -t failed:\n${test.stdout}\n${test.stderr}`);
+/**
+ * Runs nginx in the foreground with `args` (plus `-g 'daemon off;'` unless given), waits until
+ * it proxies `/v1/health` on `port`, and returns `{ port, base, dir, accessLog(), errorLog(),
+ * stop() }`; `prefix` is the `-p` directory holding its logs. `cleanupDir` is removed at stop.
+ */
+export async function runNginx(bin, { args, prefix, port, cleanupDir }) {
+  const dir = prefix;
+  const fullArgs = args.includes('-g') ? args : [...args, '-g', 'daemon off;'];
+  const test = spawnSync(bin, ['-t', ...fullArgs], { encoding: 'utf8' });
+  if (test.status !== 0) throw new Error(`nginx -t ${fullArgs.join(' ')} failed:\n${test.stdout}\n${test.stderr}`);
 
   const out = fs.openSync(path.join(dir, 'stdout.log'), 'a');
-  const child = spawn(bin, ['-p', dir, '-c', confFile, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'], {
+  const child = spawn(bin, fullArgs, {
     stdio: ['ignore', out, out],
   });
   fs.closeSync(out);
@@ -85,7 +128,7 @@ export async function startNginx(bin, { upstreamPort }) {
         // gone already
       }
     }
-    if (!process.env.AMPERE_E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+    if (cleanupDir && !process.env.AMPERE_E2E_KEEP) fs.rmSync(cleanupDir, { recursive: true, force: true });
   };
   process.on('exit', cleanupSync);
 
