@@ -148,14 +148,9 @@ function seconds(d) {
  * 127.0.0.1:$ELECTRIC_PORT/v1/health, healthy only for 200 {"status":"active"}).
  */
 async function containerHealthcheckPasses(cmd, env) {
-  const probe = spawnSync(ampereBin, [...cmd.slice(1), '--help'], { encoding: 'utf8', env });
-  if (probe.status === 0) {
-    const run = spawnSync(ampereBin, cmd.slice(1), { encoding: 'utf8', env, timeout: 10000 });
-    return run.status === 0;
-  }
-  const res = await fetch(`http://127.0.0.1:${env.ELECTRIC_PORT}/v1/health`, { signal: AbortSignal.timeout(5000) });
-  const body = await res.text();
-  return res.status === 200 && JSON.parse(body).status === 'active';
+  // The image's HEALTHCHECK runs the binary's own `ampere health` (no curl in the image).
+  const run = spawnSync(ampereBin, cmd.slice(1), { encoding: 'utf8', env, timeout: 10000 });
+  return run.status === 0;
 }
 
 // ---------------------------------------------------------------------------
