@@ -314,7 +314,7 @@ pub struct Metrics {
     pub storage_log_bytes: Gauge,
 
     http_requests: Box<[AtomicU64]>,
-    http_bytes: [Counter; 4],
+    http_bytes: [Counter; HttpRoute::ALL.len()],
     live_parked: Gauge,
     sse_open: Gauge,
 }
@@ -430,14 +430,18 @@ impl Metrics {
         {
             c.fetch_add(1, Relaxed);
         }
-        if let Some(n) = body_bytes {
-            self.http_bytes[route.index()].add(n);
+        if let Some(n) = body_bytes
+            && let Some(c) = self.http_bytes.get(route.index())
+        {
+            c.add(n);
         }
     }
 
     /// Body bytes streamed after the response started (SSE events).
     pub fn http_streamed(&self, route: HttpRoute, n: u64) {
-        self.http_bytes[route.index()].add(n);
+        if let Some(c) = self.http_bytes.get(route.index()) {
+            c.add(n);
+        }
     }
 
     /// Counts a parked long-poll until the guard drops.
@@ -638,7 +642,7 @@ impl Metrics {
             e.sample(
                 names::HTTP_RESPONSE_BYTES,
                 &[("route", route.label())],
-                self.http_bytes[route.index()].get(),
+                self.http_bytes.get(route.index()).map_or(0, Counter::get),
             );
         }
         e.single(
