@@ -122,7 +122,7 @@ const mounts = (service) =>
 /** Env names the binary reads: clap prints `[env: NAME=…]` for every visible option. */
 function binaryEnvNames() {
   const help = execFileSync(ampereBin, ['--help'], { encoding: 'utf8', env: { PATH: process.env.PATH } });
-  const names = new Set([...help.matchAll(/\[env: ([A-Z0-9_]+)=/g)].map((m) => m[1]));
+  const names = new Set([...help.matchAll(/\[env: ([A-Z0-9_]+)[=\]]/g)].map((m) => m[1]));
   assert.ok(names.has('DATABASE_URL') && names.has('ELECTRIC_PORT'), `ampere --help lists env names:\n${help}`);
   return names;
 }
