@@ -227,6 +227,7 @@ pub async fn run_with_metrics(
         match connected {
             Ok((mut client, start)) => {
                 *engine.stream_progress.lock() = Some(client.metrics());
+                engine.forget_publishable();
                 if !restored {
                     if global_lost && let Err(e) = engine.storage.remove_all_shapes() {
                         tracing::error!(error = %e, "cannot drop the stored shapes");

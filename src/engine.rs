@@ -132,6 +132,10 @@ pub struct Engine {
     admin: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Recently loaded table info, to resolve requests for existing shapes without a query.
     tables: Mutex<HashMap<(String, String), CachedTable>>,
+    /// Tables whose SELECT privilege and publication membership were checked recently (oid →
+    /// when): creating many shapes on one table checks it once per [`TABLE_CACHE_TTL`], not
+    /// once per shape (each check is catalog queries Postgres parses and plans anew).
+    publishable: Mutex<HashMap<u32, std::time::Instant>>,
     /// Creation of shapes with subqueries is exclusive (their dependencies are created under
     /// it); other shapes share it and only serialise per definition (`creating`), so one
     /// definition never gets two handles while different shapes are created concurrently.
@@ -180,6 +184,7 @@ impl Engine {
             pipeline,
             admin: tokio::sync::Mutex::new(None),
             tables: Mutex::new(HashMap::new()),
+            publishable: Mutex::new(HashMap::new()),
             create_lock: tokio::sync::RwLock::new(()),
             creating: Mutex::new(HashMap::new()),
             db_collation: tokio::sync::OnceCell::new(),
@@ -335,7 +340,14 @@ impl Engine {
     }
 
     /// Forgets cached table info (after DDL was seen).
+    /// Forgets which tables were checked publishable (a new replication connection: the
+    /// publication may have been dropped or changed meanwhile).
+    pub fn forget_publishable(&self) {
+        self.publishable.lock().clear();
+    }
+
     pub fn forget_table(&self, oid: u32) {
+        self.publishable.lock().remove(&oid);
         self.tables.lock().retain(|_, (t, _)| t.oid != oid);
     }
 
@@ -619,42 +631,15 @@ impl Engine {
 
         let table = def.table.clone();
         let publication = self.config.publication_name();
-        self.with_admin(async |c| {
-            // The snapshot would fail later with nothing but a generic error for the client.
-            let can_select: bool = c
-                .query_one(
-                    "SELECT has_table_privilege($1::oid, 'SELECT')",
-                    &[&table.oid],
-                )
-                .await
-                .map_err(|e| EngineError::Unavailable(Box::new(e)))?
-                .get(0);
-            if !can_select {
-                return Err(EngineError::Permission(format!(
-                    "Unable to create initial snapshot: permission denied for table {}",
-                    table.sql_name()
-                )));
-            }
-            publication::add_table(c, &publication, &table)
-                .await
-                .map_err(|e| match &e {
-                    publication::PublicationError::Add { source, .. }
-                        if crate::pg::connection::sqlstate(source) == Some("42501") =>
-                    {
-                        EngineError::Permission(format!(
-                            "Database table {} is missing from the publication {publication} and \
-                             Ampere lacks privileges to add it ({})",
-                            table.sql_name(),
-                            source
-                                .as_db_error()
-                                .map_or("permission denied", |d| d.message())
-                        ))
-                    }
-                    _ => EngineError::Create(Box::new(e)),
-                })
-        })
-        .await
-        .inspect_err(|_| self.storage.remove_shape(&handle))?;
+        let checked_recently = self
+            .publishable
+            .lock()
+            .get(&table.oid)
+            .is_some_and(|at| at.elapsed() < TABLE_CACHE_TTL);
+        if !checked_recently {
+            self.check_publishable(&handle, &table, &publication)
+                .await?;
+        }
 
         // Subquery dependencies are live before the shape registers, so its snapshot (taken
         // after registering) is later than theirs (shape-semantics.md §8).
@@ -738,6 +723,57 @@ impl Engine {
             let _ = pipeline.send(cmd).await;
         });
         Ok(shape)
+    }
+
+    /// The table is readable by our role and in our publication (added if missing). On
+    /// failure the new shape's directory is removed.
+    async fn check_publishable(
+        &self,
+        handle: &str,
+        table: &Arc<TableInfo>,
+        publication: &str,
+    ) -> Result<(), EngineError> {
+        let table = table.clone();
+        self.with_admin(async |c| {
+            // The snapshot would fail later with nothing but a generic error for the client.
+            let can_select: bool = c
+                .query_one(
+                    "SELECT has_table_privilege($1::oid, 'SELECT')",
+                    &[&table.oid],
+                )
+                .await
+                .map_err(|e| EngineError::Unavailable(Box::new(e)))?
+                .get(0);
+            if !can_select {
+                return Err(EngineError::Permission(format!(
+                    "Unable to create initial snapshot: permission denied for table {}",
+                    table.sql_name()
+                )));
+            }
+            publication::add_table(c, &publication, &table)
+                .await
+                .map_err(|e| match &e {
+                    publication::PublicationError::Add { source, .. }
+                        if crate::pg::connection::sqlstate(source) == Some("42501") =>
+                    {
+                        EngineError::Permission(format!(
+                            "Database table {} is missing from the publication {publication} and \
+                             Ampere lacks privileges to add it ({})",
+                            table.sql_name(),
+                            source
+                                .as_db_error()
+                                .map_or("permission denied", |d| d.message())
+                        ))
+                    }
+                    _ => EngineError::Create(Box::new(e)),
+                })
+        })
+        .await
+        .inspect_err(|_| self.storage.remove_shape(handle))?;
+        self.publishable
+            .lock()
+            .insert(table.oid, std::time::Instant::now());
+        Ok(())
     }
 
     async fn release_dependencies(&self, identities: Vec<String>) {

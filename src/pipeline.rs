@@ -872,6 +872,7 @@ impl Pipeline {
 
     /// Removes every shape (WAL continuity broke).
     pub fn purge(&mut self) {
+        self.engine.forget_publishable();
         let ids: Vec<ShapeId> = self.slots.keys().copied().collect();
         for id in ids {
             self.remove_now(id);
