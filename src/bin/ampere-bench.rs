@@ -330,6 +330,9 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("run {run} of {}", opts.repeat);
         }
         let mut res = Results::default();
+        // Each run's instances get fresh storage directories.
+        let root = root.join(format!("run{run}"));
+        std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
 
         if opts.runs("ingest") {
             // Largest first: its footprint is measured before earlier scenarios fragment the heap

@@ -132,7 +132,9 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
         (Route::Admin, _) => {
             let path = normalise(req.uri().path());
             let query = req.uri().query().unwrap_or("");
-            admin::handle(&engine, &path, &method, req.headers(), query).await
+            // Boxed: its future is large, and every request's future (a parked long-poll's
+            // included) would otherwise be sized for it.
+            Box::pin(admin::handle(&engine, &path, &method, req.headers(), query)).await
         }
         _ => response::not_found(),
     };

@@ -28,6 +28,8 @@ pub const IRRELEVANT_TENANT: i32 = -2;
 
 /// Creates the table every scenario writes to.
 pub async fn create_table(pg: &Pg, table: &str) -> anyhow::Result<()> {
+    // A repeated run (`--repeat`) meets the previous run's table: start from an empty one.
+    pg.exec(&format!("DROP TABLE IF EXISTS {table}")).await?;
     pg.exec(&format!(
         "CREATE TABLE {table} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
          tenant int NOT NULL, title text NOT NULL, value int NOT NULL)"
