@@ -750,7 +750,7 @@ impl Engine {
                     table.sql_name()
                 )));
             }
-            publication::add_table(c, &publication, &table)
+            publication::add_table(c, publication, &table)
                 .await
                 .map_err(|e| match &e {
                     publication::PublicationError::Add { source, .. }
