@@ -124,7 +124,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
             if !authorised(&engine, &raw) {
                 response::unauthorized()
             } else if method == Method::DELETE {
-                shape::delete(&engine, &raw).await
+                Box::pin(shape::delete(&engine, &raw)).await
             } else {
                 shape::serve(&engine, raw, req).await
             }

@@ -112,20 +112,20 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
         (Some(handle), RequestOffset::At(_)) => match engine.shape_for_handle(handle, &p.request) {
             Some(s) => s,
             // Unknown, rotated, or a different definition: 409 with the current handle.
-            None => match engine.get_or_create(&p.request).await {
+            None => match Box::pin(engine.get_or_create(&p.request)).await {
                 Ok(s) if &s.handle != handle => return response::must_refetch(Some(&s.handle)),
                 Ok(s) => s,
                 Err(e) => return map_err(e),
             },
         },
-        _ => match engine.get_or_create(&p.request).await {
+        _ => match Box::pin(engine.get_or_create(&p.request)).await {
             Ok(s) => s,
             Err(e) => return map_err(e),
         },
     };
     shape.touch();
     if let Some(sub) = sub {
-        return serve_subset(engine, &p, &shape, sub).await;
+        return Box::pin(serve_subset(engine, &p, &shape, sub)).await;
     }
     serve_shape(engine, &p, shape).await
 }
@@ -151,7 +151,7 @@ async fn serve_shape(
             return r;
         }
         if view.gone {
-            return rotated(engine, p).await;
+            return Box::pin(rotated(engine, p)).await;
         }
         let plan = log::plan_read(&view, p.offset);
         if p.live_sse
