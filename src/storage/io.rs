@@ -29,6 +29,9 @@ use super::crash::Recorder;
 #[cfg(any(test, feature = "failpoints"))]
 use super::failpoints::{Action, Failpoints, Op};
 
+/// Above this many files or directories, one `syncfs` replaces per-item syncs.
+const SYNCFS_ABOVE: usize = 8;
+
 /// The file system the storage layer uses. `Fs::default()` is the real one.
 #[derive(Debug, Clone, Default)]
 pub struct Fs {
@@ -268,29 +271,33 @@ impl Fs {
         real()
     }
 
+    /// `syncfs` of the file system `on` lives in: everything on it becomes durable.
+    fn syncfs(&self, on: &File) -> io::Result<()> {
+        let real = || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs takes a valid open descriptor, which `on` holds for this call.
+            let rc = unsafe { libc::syncfs(on.as_raw_fd()) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        };
+        #[cfg(any(test, feature = "failpoints"))]
+        if let Some(t) = &self.test {
+            // syncfs concerns every file: its failpoint path is empty.
+            return t.mutate(Op::Sync, Path::new(""), real, |m, ()| m.sync_everything());
+        }
+        real()
+    }
+
     /// Makes the entries of several directories durable: one `fsync` per directory for a few,
     /// one `syncfs` for many (shape creation seals many directories in one flush).
     pub fn sync_dirs(&self, dirs: &[&Path]) -> io::Result<()> {
-        const SYNCFS_ABOVE: usize = 8;
         let Some(first) = dirs.first() else {
             return Ok(());
         };
         if dirs.len() > SYNCFS_ABOVE {
-            let real = || {
-                use std::os::fd::AsRawFd;
-                let d = File::open(first)?;
-                // SAFETY: syncfs takes a valid open descriptor, which `d` holds for this call.
-                let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
-                if rc != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            };
-            #[cfg(any(test, feature = "failpoints"))]
-            if let Some(t) = &self.test {
-                return t.mutate(Op::Sync, Path::new(""), real, |m, ()| m.sync_everything());
-            }
-            return real();
+            return self.syncfs(&File::open(first)?);
         }
         for d in dirs {
             self.sync_dir(d)?;
@@ -301,26 +308,11 @@ impl Fs {
     /// Makes written files durable: one `fdatasync` per file for a few files, one `syncfs` for
     /// many (a single syscall regardless of how many shapes a batch touched).
     pub fn sync_files(&self, files: &[&FsFile]) -> io::Result<()> {
-        const SYNCFS_ABOVE: usize = 8;
         let Some(first) = files.first() else {
             return Ok(());
         };
         if files.len() > SYNCFS_ABOVE {
-            let real = || {
-                use std::os::fd::AsRawFd;
-                // SAFETY: syncfs takes a valid open descriptor, which `first` holds for this call.
-                let rc = unsafe { libc::syncfs(first.file.as_raw_fd()) };
-                if rc != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            };
-            #[cfg(any(test, feature = "failpoints"))]
-            if let Some(t) = &self.test {
-                // syncfs concerns every file: its failpoint path is empty.
-                return t.mutate(Op::Sync, Path::new(""), real, |m, ()| m.sync_everything());
-            }
-            return real();
+            return self.syncfs(&first.file);
         }
         for f in files {
             f.sync_data()?;
