@@ -88,7 +88,9 @@ pub fn table(headers: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
     for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let pad = widths[i].saturating_sub(cell.chars().count());
+            let pad = widths
+                .get(i)
+                .map_or(0, |w| w.saturating_sub(cell.chars().count()));
             if i > 0 {
                 line.push_str("  ");
             }

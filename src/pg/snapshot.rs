@@ -92,14 +92,17 @@ pub enum SnapshotError {
 /// Opens the snapshot transaction on a pooled connection in one round trip: `BEGIN` REPEATABLE
 /// READ, the `SELECT` whose evaluation fixes the transaction's snapshot (the `SET`s of
 /// `DISPLAY_SQL` after it take none), and the session's display settings. Returns the
-/// connection and the selected row's text values. A reused connection that fails is retried
-/// once on a new one (it may have died while idle).
+/// connection, the transaction's snapshot and the text values of `also` (extra columns
+/// selected in the same statement). A reused connection that fails is retried once on a new
+/// one (it may have died while idle).
 async fn begin(
     pool: &QueryPool,
-    select: &str,
-) -> Result<(tokio_postgres::Client, Vec<String>), SnapshotError> {
-    let sql =
-        format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT {select}; {DISPLAY_SQL}");
+    also: &str,
+) -> Result<(tokio_postgres::Client, PgSnapshot, Vec<String>), SnapshotError> {
+    let sql = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+         SELECT pg_current_snapshot()::text{also}; {DISPLAY_SQL}"
+    );
     let mut conn = pool.get().await?;
     loop {
         match conn.client.simple_query(&sql).await {
@@ -115,7 +118,10 @@ async fn begin(
                         _ => None,
                     })
                     .ok_or_else(|| SnapshotError::BadSnapshot("no snapshot row".into()))?;
-                return Ok((conn.client, values));
+                let mut values = values.into_iter();
+                let text = values.next().unwrap_or_default();
+                let snapshot = PgSnapshot::parse(&text).ok_or(SnapshotError::BadSnapshot(text))?;
+                return Ok((conn.client, snapshot, values.collect()));
             }
             Err(_) if conn.reused => conn = pool.fresh().await?,
             Err(e) => return Err(e.into()),
@@ -140,9 +146,7 @@ pub async fn run(
     writer: &mut LogWriter,
     progress: &mut SnapshotProgress,
 ) -> Result<PgSnapshot, SnapshotError> {
-    let (client, values) = begin(pool, "pg_current_snapshot()::text").await?;
-    let snap_text = values.into_iter().next().unwrap_or_default();
-    let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
+    let (client, snapshot, _) = begin(pool, "").await?;
 
     if !def.request.changes_only {
         let sql = copy_sql(def, &[], None, None, None);
@@ -185,9 +189,7 @@ pub async fn run_dependency(
     pool: &QueryPool,
     sub: &Subquery,
 ) -> Result<(PgSnapshot, Members), SnapshotError> {
-    let (client, values) = begin(pool, "pg_current_snapshot()::text").await?;
-    let snap_text = values.into_iter().next().unwrap_or_default();
-    let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
+    let (client, snapshot, _) = begin(pool, "").await?;
     let mut members = Members::default();
     let sql = format!("COPY ({}) TO STDOUT", sub.sql());
     copy_rows(
@@ -392,15 +394,9 @@ pub async fn run_subset(
     offset: Option<u64>,
     mark: u32,
 ) -> Result<SubsetResult, SnapshotError> {
-    let (client, values) = begin(
-        pool,
-        "pg_current_snapshot()::text, (pg_current_wal_lsn() - '0/0'::pg_lsn)::text",
-    )
-    .await?;
-    let mut values = values.into_iter();
-    let snap_text = values.next().unwrap_or_default();
-    let lsn_text = values.next().unwrap_or_default();
-    let snapshot = PgSnapshot::parse(&snap_text).ok_or(SnapshotError::BadSnapshot(snap_text))?;
+    let (client, snapshot, values) =
+        begin(pool, ", (pg_current_wal_lsn() - '0/0'::pg_lsn)::text").await?;
+    let lsn_text = values.into_iter().next().unwrap_or_default();
     let database_lsn = lsn_text
         .parse()
         .map_err(|_| SnapshotError::BadSnapshot(lsn_text))?;
