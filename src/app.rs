@@ -377,7 +377,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
         let tasks: Vec<_> = handles
             .chunks(per_worker)
             .map(|part| {
-                scope.spawn(move || {
+                let work = move || {
                     let mut tables = TableShare::new();
                     part.iter()
                         .map(|h| {
@@ -387,12 +387,27 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                             )
                         })
                         .collect::<Vec<_>>()
-                })
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("ampere-restore".into())
+                    .spawn_scoped(scope, work);
+                (part, spawned)
             })
             .collect();
         tasks
             .into_iter()
-            .flat_map(|t| t.join().unwrap_or_default())
+            .flat_map(|(part, t)| match t.map(|t| t.join()) {
+                Ok(Ok(restored)) => restored,
+                // A worker that could not start or panicked: its shapes are neither trusted
+                // nor silently kept; they are dropped like unrecoverable ones (clients refetch).
+                _ => {
+                    tracing::error!(
+                        shapes = part.len(),
+                        "a restore worker failed: its shapes are dropped"
+                    );
+                    part.iter().map(|h| (h.clone(), None)).collect()
+                }
+            })
             .collect()
     });
     let (mut ok, mut dropped) = (0usize, 0usize);

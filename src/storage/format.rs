@@ -241,16 +241,24 @@ pub fn scan(body: &[u8]) -> ScanResult {
         }
     };
     let mut p = committed;
+    let mut last_tx = last_at_commit.map_or(0, |o| o.tx);
     while let Some(rec) = body.get(p..).and_then(decode_record) {
         note(rec.offset.tx);
+        last_tx = last_tx.max(rec.offset.tx);
         p += rec.size;
     }
+    // The record the end of the file cut short: its header is outside the checksum it failed,
+    // so its tx field may itself be torn (a power loss that extended the file with zeros keeps
+    // only the field's low bytes). Records are appended in tx order, so a value below the last
+    // decoded record's tx is such a torn field and proves nothing; a plausible one still counts.
     if let Some(tx) = body
         .get(p..)
         .and_then(|r| r.get(12..20))
         .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .filter(|&tx| tx >= last_tx)
     {
-        note(u64::from_le_bytes(tx));
+        note(tx);
     }
     res.dropped_min_tx = min_tx;
     res
@@ -370,6 +378,31 @@ mod tests {
         let mut f = b.clone();
         f[n - 4..].copy_from_slice(b"1}}}");
         assert!(!scan(&f).clean_end);
+    }
+
+    #[test]
+    fn a_torn_header_does_not_claim_an_older_transaction() {
+        // Seed 5256874265737799588 of the power-loss test: the file was extended with zeros
+        // from inside the tx field of an unacknowledged record, leaving its low byte only.
+        let mut b = Vec::new();
+        encode_record(
+            &mut b,
+            KIND_ENTRY,
+            FLAG_TXN_END,
+            LogOffset::new(2080, 6),
+            b"{}",
+        );
+        let committed = b.len();
+        encode_record(&mut b, KIND_ENTRY, 0, LogOffset::new(2110, 0), b"{\"a\":1}");
+        let n = b.len();
+        b[committed + 13..n].fill(0);
+        let r = scan(&b);
+        assert_eq!(r.committed_len, committed as u64);
+        assert!(r.clean_end);
+        assert_eq!(r.dropped_min_tx, None, "tx {} is a torn field", 2110 % 256);
+        // The same record with its tx intact still counts.
+        b[committed + 13] = (2110u64 >> 8) as u8;
+        assert_eq!(scan(&b).dropped_min_tx, Some(2110));
     }
 
     #[test]
