@@ -356,10 +356,12 @@ fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replicatio
 /// Loads every complete shape from storage; incomplete, unreadable or damaged ones are removed
 /// (`acknowledged_lsn`: the slot's confirmed position, which replay will not go below).
 ///
-/// Runs before the stream starts, so it is on the path of every restart: reading, decoding,
-/// compiling and recovering the shapes is spread over the cores (each worker with its own
-/// table-sharing map); registering them stays sequential.
+/// Runs before the stream starts, so it is on the path of every restart: each shape's metadata
+/// comes from the shape index (one file; its own `meta.bin` only when the index lacks it), and
+/// decoding, compiling and recovering the shapes is spread over the cores (each worker with its
+/// own table-sharing map); registering them stays sequential.
 fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_lsn: u64) {
+    let started = std::time::Instant::now();
     let handles = match engine.storage.list_shapes() {
         Ok(h) => h,
         Err(e) => {
@@ -368,11 +370,13 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
         }
     };
     // This instance owns the storage now: temp files of interrupted metadata writes are orphans.
-    engine.storage.remove_temp_files(&handles);
+    engine.storage.remove_temp_files();
+    let index = engine.storage.read_index();
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 8);
     let per_worker = handles.len().div_ceil(workers).max(1);
+    let index_ref = &index;
     let loaded: Vec<(String, Option<Restored>)> = std::thread::scope(|scope| {
         let tasks: Vec<_> = handles
             .chunks(per_worker)
@@ -381,10 +385,14 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                     let mut tables = TableShare::new();
                     part.iter()
                         .map(|h| {
-                            (
-                                h.clone(),
-                                restore_one(engine, h, acknowledged_lsn, &mut tables),
-                            )
+                            let r = restore_one(
+                                engine,
+                                h,
+                                index_ref.get(h),
+                                acknowledged_lsn,
+                                &mut tables,
+                            );
+                            (h.clone(), r)
                         })
                         .collect::<Vec<_>>()
                 };
@@ -410,12 +418,20 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             })
             .collect()
     });
-    let (mut ok, mut dropped) = (0usize, 0usize);
+    let read_secs = started.elapsed().as_secs_f64();
+    let (mut ok, mut dropped, mut from_meta) = (0usize, 0usize, 0usize);
+    let mut own_payloads: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut live: Vec<String> = Vec::with_capacity(loaded.len());
     for (handle, restored) in loaded {
         match restored {
-            Some((shape, writer, m)) => {
-                engine.registry.insert(shape.clone());
-                pipeline.restore(shape, writer, m.snapshot);
+            Some(r) => {
+                engine.registry.insert(r.shape.clone());
+                pipeline.restore(r.shape, r.writer, r.snapshot);
+                if let Some(p) = r.meta_payload {
+                    from_meta += 1;
+                    own_payloads.push((handle.clone(), p));
+                }
+                live.push(handle);
                 ok += 1;
             }
             None => {
@@ -424,37 +440,82 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             }
         }
     }
+    let own: std::collections::HashMap<&str, &[u8]> = own_payloads
+        .iter()
+        .map(|(h, p)| (h.as_str(), p.as_slice()))
+        .collect();
+    let live_payloads: Vec<(&str, &[u8])> = live
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h.as_str(),
+                index.get(h).or_else(|| own.get(h.as_str()).copied())?,
+            ))
+        })
+        .collect();
+    engine.storage.resume_index(&index, &live_payloads);
     if ok + dropped > 0 {
         tracing::info!(
             event = "shapes_recovered",
             restored = ok,
             dropped,
+            from_own_metadata = from_meta,
+            read_ms = (read_secs * 1e3).round() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
             "shapes recovered from storage"
         );
     }
 }
 
-type Restored = (Arc<Shape>, LogWriter, ShapeMeta);
+/// A shape read back from storage.
+struct Restored {
+    shape: Arc<Shape>,
+    writer: LogWriter,
+    snapshot: Option<crate::pg::snapshot::PgSnapshot>,
+    /// Its `meta.bin` payload, when it was read from there (the shape index lacked it).
+    meta_payload: Option<Vec<u8>>,
+}
 
 /// One `TableInfo` per distinct table description, shared by its shapes (each meta file
 /// carries its own copy; ~0.5 KiB per shape otherwise).
 type TableShare = std::collections::HashMap<u32, Vec<Arc<crate::shape::table::TableInfo>>>;
 
-/// Reads, checks and recovers one stored shape; `None` when it must be dropped.
+/// Reads, checks and recovers one stored shape; `None` when it must be dropped. `indexed` is
+/// its metadata from the shape index, if there.
 fn restore_one(
     engine: &Engine,
     handle: &str,
+    indexed: Option<&[u8]>,
     acknowledged_lsn: u64,
     tables: &mut TableShare,
 ) -> Option<Restored> {
     let dir = engine.storage.shape_dir(handle);
-    let m: ShapeMeta = match engine.storage.read_shape_meta(handle) {
-        Ok(Some(m)) => m,
-        // No metadata: a shape whose snapshot never completed (or a stray directory).
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
-            return None;
+    let meta_path = dir.join("meta.bin");
+    let from_index = indexed
+        .and_then(|p| crate::storage::meta::parse_payload::<ShapeMeta>(&meta_path, p).ok())
+        .filter(|m| m.handle == handle);
+    let (m, meta_payload) = match from_index {
+        Some(m) => (m, None),
+        None => {
+            // The slow path also clears a temp file that a sealed shape's directory should never
+            // hold (only an unsealed one's can, and that one is removed whole).
+            let _ = engine.storage.fs().remove_file(&dir.join("meta.tmp"));
+            let payload = match engine.storage.read_shape_meta_payload(handle) {
+                Ok(Some(p)) => p,
+                // No metadata: a shape whose snapshot never completed (or a stray directory).
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
+                    return None;
+                }
+            };
+            match crate::storage::meta::parse_payload::<ShapeMeta>(&meta_path, &payload) {
+                Ok(m) => (m, Some(payload)),
+                Err(e) => {
+                    tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
+                    return None;
+                }
+            }
         }
     };
     if !m.complete || m.handle != handle {
@@ -491,5 +552,10 @@ fn restore_one(
         }
     };
     let shape = Arc::new(Shape::new(handle.to_owned(), Arc::new(def), log_path, view));
-    Some((shape, writer, m))
+    Some(Restored {
+        shape,
+        writer,
+        snapshot: m.snapshot,
+        meta_payload,
+    })
 }

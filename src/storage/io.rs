@@ -16,8 +16,8 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 #[cfg(any(test, feature = "failpoints"))]
 use std::path::PathBuf;
@@ -175,9 +175,22 @@ impl Fs {
         Ok(self.wrap(f, path, None))
     }
 
-    /// Reads a whole file.
+    /// Reads a whole file, without updating its access time where the kernel allows (a restart
+    /// reads every shape log once; an atime update would dirty each inode for nothing).
     pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+        let mut f = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(path)
+        {
+            Ok(f) => f,
+            // O_NOATIME is refused for files this user does not own.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path)?,
+            Err(e) => return Err(e),
+        };
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(buf)
     }
 
     /// Reads `len` bytes at `start`.

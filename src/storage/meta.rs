@@ -79,7 +79,7 @@ pub fn write_json<T: serde::Serialize>(fs: &Fs, path: &Path, value: &T) -> Resul
     // retried as if the earlier bytes were safe.
     let staged = stage_json(fs, path, value)?;
     staged.tmp_file.sync_all().map_err(io_err(&staged.tmp))?;
-    staged.commit(fs)?;
+    let _payload = staged.commit(fs)?;
     if let Some(dir) = path.parent() {
         fs.sync_dir(dir).map_err(io_err(dir))?;
     }
@@ -92,6 +92,8 @@ pub struct Staged {
     tmp: PathBuf,
     path: PathBuf,
     pub tmp_file: FsFile,
+    /// The JSON payload written (the shape index keeps a copy).
+    pub payload: Vec<u8>,
 }
 
 /// Writes `value` to `path`'s temp file (created or truncated). Nothing is durable yet.
@@ -111,15 +113,45 @@ pub fn stage_json<T: serde::Serialize>(
         tmp,
         path: path.to_path_buf(),
         tmp_file: f,
+        payload,
     })
 }
 
 impl Staged {
-    /// Renames the (synced) temp file over the target. Durable once its directory is synced.
-    pub fn commit(self, fs: &Fs) -> Result<(), MetaError> {
+    /// Renames the (synced) temp file over the target (durable once its directory is synced)
+    /// and gives back the payload.
+    pub fn commit(self, fs: &Fs) -> Result<Vec<u8>, MetaError> {
         drop(self.tmp_file);
-        fs.rename(&self.tmp, &self.path).map_err(io_err(&self.path))
+        fs.rename(&self.tmp, &self.path)
+            .map_err(io_err(&self.path))?;
+        Ok(self.payload)
     }
+}
+
+/// Reads a metadata file's checked payload; `Ok(None)` when the file does not exist.
+pub fn read_payload(fs: &Fs, path: &Path) -> Result<Option<Vec<u8>>, MetaError> {
+    let mut bytes = match fs.read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    let len = decode(&bytes)
+        .ok_or_else(|| MetaError::Corrupt(path.display().to_string()))?
+        .len();
+    bytes.drain(..20);
+    debug_assert_eq!(bytes.len(), len);
+    Ok(Some(bytes))
+}
+
+/// Decodes a metadata payload (as [`read_payload`] returns it) read from `path`.
+pub fn parse_payload<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    payload: &[u8],
+) -> Result<T, MetaError> {
+    serde_json::from_slice(payload).map_err(|source| MetaError::Json {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Reads a metadata file; `Ok(None)` when it does not exist.
@@ -127,18 +159,10 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
     fs: &Fs,
     path: &Path,
 ) -> Result<Option<T>, MetaError> {
-    let bytes = match fs.read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let payload = decode(&bytes).ok_or_else(|| MetaError::Corrupt(path.display().to_string()))?;
-    serde_json::from_slice(payload)
-        .map(Some)
-        .map_err(|source| MetaError::Json {
-            path: path.display().to_string(),
-            source,
-        })
+    match read_payload(fs, path)? {
+        Some(payload) => parse_payload(path, &payload).map(Some),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

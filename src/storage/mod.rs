@@ -3,11 +3,13 @@
 //! ```text
 //! <storage>/
 //!   state.bin                 global state (system id, timeline, handle high-water mark): meta format
+//!   shapes.idx                a cache of every sealed shape's meta.bin payload (see `index`)
 //!   shapes/<handle>/meta.bin  shape definition + snapshot info, written once the snapshot is complete
 //!   shapes/<handle>/log       the shape log (see `format`)
 //!   trash/                    removed shape directories, deleted in the background
 //!   pgdata/                   the dev-mode Postgres cluster, when no DATABASE_URL is given
-//!   *.tmp, shapes/<h>/*.tmp   temp files of metadata being replaced (removed at startup)
+//!   *.tmp, shapes/<h>/*.tmp   temp files of metadata being replaced (removed at startup, the
+//!                             latter with their unsealed shape)
 //! ```
 //!
 //! Every file operation goes through [`io::Fs`], the seam tests replace with failpoints and a
@@ -23,6 +25,7 @@ pub mod crash;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod failpoints;
 pub mod format;
+pub mod index;
 pub mod io;
 pub mod log;
 pub mod meta;
@@ -31,7 +34,9 @@ mod power_loss_tests;
 pub mod view;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use self::io::{Fs, FsFile};
@@ -72,6 +77,9 @@ pub struct GlobalState {
 pub struct Storage {
     root: PathBuf,
     fs: Fs,
+    /// Where sealed shapes' entries go; `None` until [`Storage::resume_index`], and again
+    /// after a failed append.
+    index: Arc<Mutex<Option<index::Appender>>>,
 }
 
 impl Storage {
@@ -91,6 +99,7 @@ impl Storage {
         let s = Storage {
             root: root.to_path_buf(),
             fs,
+            index: Arc::new(Mutex::new(None)),
         };
         s.empty_trash();
         Ok(s)
@@ -133,6 +142,45 @@ impl Storage {
         )?)
     }
 
+    fn index_path(&self) -> PathBuf {
+        self.root.join("shapes.idx")
+    }
+
+    /// Reads the shape index (startup). Never fails: what does not check out is left out.
+    pub fn read_index(&self) -> index::ShapeIndex {
+        index::read(&self.fs, &self.index_path())
+    }
+
+    /// Startup, once the stored shapes are restored: continues the index as read, or rewrites
+    /// it from `live` (every restored shape's `meta.bin` payload) when it is damaged, lacks a
+    /// restored shape, or holds more removed shapes than live ones. Until this is called, and
+    /// after a failed append, sealing appends nothing (the next start rewrites).
+    pub fn resume_index(&self, read: &index::ShapeIndex, live: &[(&str, &[u8])]) {
+        let in_index = live.iter().filter(|(h, _)| read.get(h).is_some()).count();
+        let stale = read.len() - in_index.min(read.len());
+        let rewrite = read.damaged || in_index < live.len() || stale > live.len();
+        let path = self.index_path();
+        let opened = if rewrite {
+            index::Appender::rewrite(&self.fs, &path, live.iter().copied())
+        } else {
+            index::Appender::open(&self.fs, &path, read.valid_len)
+        };
+        match opened {
+            Ok(a) => *self.index.lock() = Some(a),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "shape index not writable: the next start restores from each shape's metadata");
+            }
+        }
+    }
+
+    /// A shape's `meta.bin` payload (JSON), checked: `Ok(None)` when it is missing.
+    pub fn read_shape_meta_payload(&self, handle: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(meta::read_payload(
+            &self.fs,
+            &self.shape_dir(handle).join("meta.bin"),
+        )?)
+    }
+
     /// Handles of every shape directory present.
     pub fn list_shapes(&self) -> Result<Vec<String>, StorageError> {
         let dir = self.root.join("shapes");
@@ -143,26 +191,24 @@ impl Storage {
             .collect())
     }
 
-    /// Removes the temp files a crash in the middle of a metadata replacement left behind (the
-    /// file they were replacing is intact: the rename never happened, or it did and the temp
-    /// name is gone). Called once this instance owns the storage.
-    pub fn remove_temp_files(&self, handles: &[String]) {
-        let roots =
-            std::iter::once(self.root.clone()).chain(handles.iter().map(|h| self.shape_dir(h)));
-        for dir in roots {
-            let Ok(names) = self.fs.read_dir(&dir) else {
-                continue;
-            };
-            for n in names {
-                if Path::new(&n).extension().is_some_and(|e| e == "tmp") {
-                    let p = dir.join(&n);
-                    match self.fs.remove_file(&p) {
-                        Ok(()) => {
-                            tracing::info!(path = %p.display(), "removed an orphan temp file")
-                        }
-                        Err(e) => {
-                            tracing::warn!(path = %p.display(), error = %e, "cannot remove an orphan temp file")
-                        }
+    /// Removes the temp files a crash in the middle of a metadata replacement left behind in
+    /// the root (the file they were replacing is intact: the rename never happened, or it did
+    /// and the temp name is gone). Called once this instance owns the storage. A shape
+    /// directory holds a temp file only if its sealing was cut short, and then it has no
+    /// `meta.bin` and the whole directory is removed.
+    pub fn remove_temp_files(&self) {
+        let Ok(names) = self.fs.read_dir(&self.root) else {
+            return;
+        };
+        for n in names {
+            if Path::new(&n).extension().is_some_and(|e| e == "tmp") {
+                let p = self.root.join(&n);
+                match self.fs.remove_file(&p) {
+                    Ok(()) => {
+                        tracing::info!(path = %p.display(), "removed an orphan temp file")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), error = %e, "cannot remove an orphan temp file")
                     }
                 }
             }
@@ -207,8 +253,9 @@ impl Storage {
         }
         let files: Vec<&FsFile> = staged.iter().map(|s| &s.tmp_file).collect();
         self.fs.sync_files(&files).map_err(io_at(&self.root))?;
+        let mut payloads = Vec::with_capacity(staged.len());
         for s in staged {
-            s.commit(&self.fs)?;
+            payloads.push(s.commit(&self.fs)?);
         }
         let dirs: Vec<PathBuf> = shapes
             .iter()
@@ -217,6 +264,19 @@ impl Storage {
             .collect();
         let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
         self.fs.sync_dirs(&dirs).map_err(io_at(&self.root))?;
+        // Only now that the shapes are durable may the index name them.
+        let mut guard = self.index.lock();
+        if let Some(appender) = guard.as_mut() {
+            let entries: Vec<(&str, &[u8])> = shapes
+                .iter()
+                .zip(&payloads)
+                .map(|((h, _), p)| (*h, p.as_slice()))
+                .collect();
+            if let Err(e) = appender.append(&entries) {
+                tracing::warn!(error = %e, "shape index append failed: the next start rewrites it");
+                *guard = None;
+            }
+        }
         Ok(())
     }
 

@@ -304,8 +304,29 @@ fn check_image(run: &Run, image: &Path, seed: u64) {
     let global = storage.read_global().expect("global state reads back");
     assert!(global.handle_high_water <= run.global.handle_high_water);
     let handles = storage.list_shapes().expect("list");
-    storage.remove_temp_files(&handles);
+    storage.remove_temp_files();
     let on_disk: BTreeMap<String, ()> = handles.iter().map(|h| (h.clone(), ())).collect();
+    // The shape index is a cache: whatever of it survived names only sealed shapes, each with
+    // exactly its `meta.bin` payload.
+    let index = storage.read_index();
+    for s in &run.shapes {
+        let Some(entry) = index.get(&s.handle) else {
+            continue;
+        };
+        assert!(
+            s.sealed,
+            "seed {seed}: the index names unsealed shape {}",
+            s.handle
+        );
+        if on_disk.contains_key(&s.handle) {
+            let own = storage.read_shape_meta_payload(&s.handle);
+            assert!(
+                matches!(&own, Ok(Some(p)) if p.as_slice() == entry),
+                "seed {seed}: index entry of {} differs from its meta.bin ({own:?})",
+                s.handle
+            );
+        }
+    }
     for (i, s) in run.shapes.iter().enumerate() {
         let ctx = format!("seed {seed}, shape {i} ({})", s.handle);
         if !on_disk.contains_key(&s.handle) {
@@ -394,6 +415,8 @@ fn run_seed(seed: u64) -> Report {
         ..TestFs::default()
     });
     let storage = Storage::open(&root, fs.clone()).unwrap();
+    // A fresh shape index: every seal appends to it, unsynced.
+    storage.resume_index(&storage.read_index(), &[]);
     let mut rng = StdRng::seed_from_u64(seed);
     let steps = rng.random_range(1..160);
     let mut run = Run {

@@ -509,11 +509,13 @@ fn flip(path: &Path, at: usize) {
 }
 
 /// T31 (index): while stopped, one shape's `meta.bin` gets a flipped byte, another's is cut,
-/// a third's deleted, and orphan temp files are left (a crash mid-rename). On restart those
-/// three shapes are dropped (their clients get 409 and converge on a new handle), the others
-/// continue with no 409, and the temp files are gone. Then `state.bin` is corrupted: the
-/// service still starts, drops every shape (it cannot tell where they came from), and every
-/// client 409-converges.
+/// a third's deleted, and orphan temp files are left (a crash mid-rename), and the shape index
+/// (`shapes.idx`, a cache of every `meta.bin`) is deleted so that restart reads them. On
+/// restart those three shapes are dropped (their clients get 409 and converge on a new handle),
+/// the others continue with no 409, and the temp files are gone. Then the rewritten index gets
+/// a flipped byte: every shape still restores (from its own `meta.bin`), none is dropped.
+/// Then `state.bin` is corrupted: the service still starts, drops every shape (it cannot tell
+/// where they came from), and every client 409-converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t31_corrupt_shape_metadata_drops_only_that_shape() {
     let pg = Pg::start().await;
@@ -538,6 +540,9 @@ async fn t31_corrupt_shape_metadata_drops_only_that_shape() {
     let orphan = dir_of(&oracles[3]).join("meta.tmp");
     std::fs::write(&orphan, b"half a metadata file").unwrap();
     std::fs::write(storage.join("state.tmp"), b"half").unwrap();
+    let index = storage.join("shapes.idx");
+    assert!(index.exists(), "sealing keeps a shape index");
+    std::fs::remove_file(&index).unwrap();
     pg.exec("UPDATE items SET v = (v + 7) % 100 WHERE id % 5 = 0")
         .await;
 
@@ -551,6 +556,23 @@ async fn t31_corrupt_shape_metadata_drops_only_that_shape() {
         }
     }
     assert!(!orphan.exists() && !storage.join("state.tmp").exists());
+    check_hygiene(&pg, SLOT, &storage, &handles).await;
+    server.stop().await;
+
+    let len = std::fs::metadata(&index).unwrap().len();
+    flip(&index, usize::try_from(len / 2).unwrap());
+    pg.exec("UPDATE items SET v = (v + 3) % 100 WHERE id % 7 = 0")
+        .await;
+    let server = Server::start(test_config(&pg, &storage)).await;
+    let handles = converge_all(&http, &server.base, &pg, &mut oracles).await;
+    for (i, o) in oracles.iter().enumerate() {
+        assert_eq!(
+            o.refetches,
+            usize::from(i < 3),
+            "{}: a damaged index drops no shape",
+            o.query
+        );
+    }
     check_hygiene(&pg, SLOT, &storage, &handles).await;
     server.stop().await;
 
