@@ -537,10 +537,10 @@ fn restore_one(
     )
     .ok()?;
     let view = ViewCell::new(LogView::empty());
-    let log_path = dir.join("log");
+    let shared_handle: Arc<str> = Arc::from(handle);
     let writer = match LogWriter::recover(
         engine.storage.fs(),
-        log_path.clone(),
+        engine.storage.log_path(shared_handle.clone()),
         engine.config.chunk_bytes_threshold,
         view.clone(),
         acknowledged_lsn,
@@ -551,7 +551,12 @@ fn restore_one(
             return None;
         }
     };
-    let shape = Arc::new(Shape::new(handle.to_owned(), Arc::new(def), log_path, view));
+    let shape = Arc::new(Shape::new(
+        shared_handle,
+        Arc::new(def),
+        writer.log_path(),
+        view,
+    ));
     Some(Restored {
         shape,
         writer,

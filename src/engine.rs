@@ -575,7 +575,7 @@ impl Engine {
     /// Finds the shape for a definition, creating it if there is none.
     pub async fn get_or_create(&self, request: &ShapeRequest) -> Result<Arc<Shape>, EngineError> {
         let def = self.resolve(request, false).await?;
-        if let Some(s) = self.registry.find(&def.identity) {
+        if let Some(s) = self.registry.find(&def) {
             return Ok(s);
         }
         let has_subqueries = def
@@ -587,10 +587,10 @@ impl Engine {
         } else {
             (Some(self.create_lock.read().await), None)
         };
-        let _same_definition = self.lock_definition(&def.identity).await;
+        let _same_definition = self.lock_definition(&def.identity()).await;
         // Fresh catalog info for a new shape (the table may have been recreated).
         let def = self.resolve(request, true).await?;
-        if let Some(s) = self.registry.find(&def.identity) {
+        if let Some(s) = self.registry.find(&def) {
             return Ok(s);
         }
         if self.health() != Health::Active {
@@ -618,14 +618,13 @@ impl Engine {
 
     async fn create(&self, def: ShapeDef) -> Result<Arc<Shape>, EngineError> {
         let create_err = |e: Box<dyn std::error::Error + Send + Sync>| EngineError::Create(e);
-        let (handle, stamp) = self.registry.new_handle(&def.identity);
+        let (handle, stamp) = self.registry.new_handle(&def.identity());
         self.reserve_handles(stamp)
             .map_err(|e| create_err(Box::new(e)))?;
         // No fsync here: a shape becomes durable only when its completed snapshot's metadata is
         // written (pipeline flush); a crash before that leaves a directory without `meta.bin`,
         // which startup removes.
-        let dir = self
-            .storage
+        self.storage
             .create_shape_dir(&handle)
             .map_err(|e| create_err(Box::new(e)))?;
 
@@ -655,10 +654,10 @@ impl Engine {
         }
 
         let view = ViewCell::new(LogView::empty());
-        let log_path = dir.join("log");
+        let shared_handle: Arc<str> = Arc::from(handle.as_str());
         let writer = match LogWriter::create(
             self.storage.fs(),
-            log_path.clone(),
+            self.storage.log_path(shared_handle.clone()),
             self.config.chunk_bytes_threshold,
             view.clone(),
         ) {
@@ -669,7 +668,12 @@ impl Engine {
                 return Err(create_err(Box::new(e)));
             }
         };
-        let shape = Arc::new(Shape::new(handle.clone(), Arc::new(def), log_path, view));
+        let shape = Arc::new(Shape::new(
+            shared_handle,
+            Arc::new(def),
+            writer.log_path(),
+            view,
+        ));
         let (tx, rx) = oneshot::channel();
         if self
             .pipeline
@@ -706,7 +710,7 @@ impl Engine {
                 Ok(snapshot) => {
                     progress.complete();
                     Command::SnapshotDone {
-                        handle: task_shape.handle.clone(),
+                        handle: task_shape.handle.to_string(),
                         writer: Box::new(writer),
                         snapshot,
                     }
@@ -715,7 +719,7 @@ impl Engine {
                     progress.failed(&e);
                     task_shape.view.update(|v| v.failed = true);
                     Command::Remove {
-                        handle: task_shape.handle.clone(),
+                        handle: task_shape.handle.to_string(),
                         reply: None,
                     }
                 }

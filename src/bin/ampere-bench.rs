@@ -137,6 +137,10 @@ pub struct Footprint {
     pub rss_before: u64,
     pub rss_after: u64,
     pub bytes_per_shape: f64,
+    /// Growth of the allocator's bytes in use per shape (no page or fragmentation overhead):
+    /// what the shapes themselves hold.
+    #[serde(default)]
+    pub heap_bytes_per_shape: f64,
 }
 
 /// Everything one run measured.
@@ -176,8 +180,10 @@ async fn tenant_scenario(
         drop(conn);
 
         let rss_before = env::rss_bytes();
+        let heap_before = env::heap_in_use();
         let took = create_shapes(&amp, &table, n, opts.create_concurrency, tenant_where).await?;
         let rss_after = env::rss_bytes();
+        let heap_after = env::heap_in_use();
         let fp = Footprint {
             shapes: n,
             create_secs: took.as_secs_f64(),
@@ -185,6 +191,7 @@ async fn tenant_scenario(
             rss_before,
             rss_after,
             bytes_per_shape: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+            heap_bytes_per_shape: heap_after.saturating_sub(heap_before) as f64 / n as f64,
         };
         eprintln!("  footprint: {fp:?}");
         res.footprint.push(fp);

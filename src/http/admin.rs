@@ -254,14 +254,14 @@ fn list(engine: &Engine) -> ShapeList {
             let last_change_lsn = latest.tx;
             // The log file's mtime is the time of the last change without any bookkeeping on
             // the change path (an observation: the storage seam is for writes).
-            let last_change_at = std::fs::metadata(&s.log_path)
+            let last_change_at = std::fs::metadata(s.log_path())
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs());
             let last_read = s.last_read.load(Ordering::Relaxed);
             ShapeInfo {
-                handle: s.handle.clone(),
+                handle: s.handle.to_string(),
                 schema: s.def.table.schema.clone(),
                 table: s.def.table.name.clone(),
                 where_clause: req.where_text.clone(),

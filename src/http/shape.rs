@@ -113,7 +113,7 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
             Some(s) => s,
             // Unknown, rotated, or a different definition: 409 with the current handle.
             None => match Box::pin(engine.get_or_create(&p.request)).await {
-                Ok(s) if &s.handle != handle => return response::must_refetch(Some(&s.handle)),
+                Ok(s) if *s.handle != **handle => return response::must_refetch(Some(&s.handle)),
                 Ok(s) => s,
                 Err(e) => return map_err(e),
             },
@@ -343,7 +343,7 @@ async fn respond(
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return r;
             }
-            let buf = match read_log(engine.storage.fs(), &shape.log_path, start, end).await {
+            let buf = match read_log(engine.storage.fs(), &shape.log_path(), start, end).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
@@ -555,16 +555,16 @@ pub async fn delete(engine: &Engine, raw: &RawQuery) -> Response<Body> {
                 Ok(d) => d,
                 Err(e) => return engine_error(e, &p),
             };
-            let Some(s) = engine.registry.find(&def.identity) else {
+            let Some(s) = engine.registry.find(&def) else {
                 return response::message(StatusCode::NOT_FOUND, "No existing shape found");
             };
-            if h.is_some_and(|h| h != s.handle) {
+            if h.is_some_and(|h| h != &*s.handle) {
                 return response::message(
                     StatusCode::BAD_REQUEST,
                     "The specified shape definition and handle do not match. Please ensure the shape definition is correct or omit the shape handle from the request to obtain a new one.",
                 );
             }
-            s.handle.clone()
+            s.handle.to_string()
         }
     };
     if engine.delete(&handle).await {

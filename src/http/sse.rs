@@ -107,7 +107,7 @@ pub fn stream(
                 else {
                     break;
                 };
-                let path = shape.log_path.clone();
+                let path = shape.log_path();
                 let fs = fs.clone();
                 let Ok(Ok(buf)) =
                     tokio::task::spawn_blocking(move || log::read_range(&fs, &path, start, stop))

@@ -76,7 +76,8 @@ pub struct ShapeDef {
     pub inner_tables: Vec<Arc<TableInfo>>,
     /// Selected column indexes in table order (always includes the PK).
     pub selected: Vec<usize>,
-    pub identity: String,
+    /// FNV-1a of [`ShapeDef::identity`]: the registry's key (lookups compare the full identity).
+    pub identity_hash: u64,
     /// `electric-schema` header value.
     pub schema_header: Arc<str>,
     /// `["schema","table"]` as JSON.
@@ -140,29 +141,6 @@ impl ShapeDef {
             }
             None => None,
         };
-        let mut cols_for_identity: Vec<&str> = selected
-            .iter()
-            .map(|&i| table.columns[i].name.as_str())
-            .collect();
-        cols_for_identity.sort_unstable();
-        let identity = format!(
-            "{}|{}|{}|{}|{}|{}|{}",
-            table.oid,
-            table.sql_name(),
-            where_clause.as_ref().map_or("", |w| w.sql()),
-            cols_for_identity.join(","),
-            request.columns.is_some(),
-            if request.replica_full {
-                "full"
-            } else {
-                "default"
-            },
-            if request.changes_only {
-                "changes_only"
-            } else {
-                "full"
-            },
-        );
         // Shared between every shape of a table (and column selection): with 100k shapes these
         // strings would otherwise cost ~300 B each per shape.
         let schema_header = intern(table.schema_header(&selected));
@@ -174,17 +152,49 @@ impl ShapeDef {
         relation_json.push(b']');
         let relation_json = intern(String::from_utf8_lossy(&relation_json).into_owned());
         let key_prefix = intern(json::key_prefix(&table.schema, &table.name));
-        Ok(ShapeDef {
+        let mut def = ShapeDef {
             request,
             table,
             where_clause,
             inner_tables,
             selected,
-            identity,
+            identity_hash: 0,
             schema_header,
             relation_json,
             key_prefix,
-        })
+        };
+        def.identity_hash = fnv1a(def.identity().as_bytes());
+        Ok(def)
+    }
+
+    /// What makes two requests the same shape: table, normalised where clause, selected
+    /// columns (order irrelevant), replica mode and `changes_only`. Computed on demand (a
+    /// lookup, a creation): kept in every shape, it would cost ~150 B per shape.
+    pub fn identity(&self) -> String {
+        let mut cols: Vec<&str> = self
+            .selected
+            .iter()
+            .map(|&i| self.table.columns[i].name.as_str())
+            .collect();
+        cols.sort_unstable();
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.table.oid,
+            self.table.sql_name(),
+            self.where_clause.as_ref().map_or("", |w| w.sql()),
+            cols.join(","),
+            self.request.columns.is_some(),
+            if self.request.replica_full {
+                "full"
+            } else {
+                "default"
+            },
+            if self.request.changes_only {
+                "changes_only"
+            } else {
+                "full"
+            },
+        )
     }
 
     /// Whether a full row (table order) is in the shape.
@@ -264,4 +274,14 @@ fn select_columns(
     sel.sort_unstable();
     sel.dedup();
     Ok(sel)
+}
+
+/// 64-bit FNV-1a.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
 }

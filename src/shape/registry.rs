@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+use crate::storage::log::LogPath;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,9 +18,10 @@ use crate::storage::view::{ViewCell, ViewWatch};
 /// One live shape as readers see it.
 #[derive(Debug)]
 pub struct Shape {
-    pub handle: String,
+    pub handle: Arc<str>,
     pub def: Arc<ShapeDef>,
-    pub log_path: PathBuf,
+    /// Where its log lives (shares the handle and the storage's shapes directory).
+    pub log: LogPath,
     pub view: Arc<ViewCell>,
     /// When a request last read this shape (Unix seconds), for `ELECTRIC_MAX_SHAPES` eviction.
     pub last_read: AtomicU64,
@@ -26,20 +29,25 @@ pub struct Shape {
 
 impl Shape {
     pub fn new(
-        handle: String,
+        handle: impl Into<Arc<str>>,
         def: Arc<ShapeDef>,
-        log_path: PathBuf,
+        log: LogPath,
         view: Arc<ViewCell>,
     ) -> Shape {
         let s = Shape {
-            handle,
+            handle: handle.into(),
             def,
-            log_path,
+            log,
             view,
             last_read: AtomicU64::new(0),
         };
         s.touch();
         s
+    }
+
+    /// Its log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.path()
     }
 
     /// Records a read now.
@@ -57,8 +65,11 @@ impl Shape {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_handle: HashMap<String, Arc<Shape>>,
-    by_identity: HashMap<String, Arc<Shape>>,
+    /// Keys share the shape's own strings (100k shapes would otherwise keep second copies).
+    by_handle: HashMap<Arc<str>, Arc<Shape>>,
+    /// Keyed by identity hash; a hit is confirmed by comparing full identities (a collision
+    /// can only make two requests miss each other's shape, never share a wrong one).
+    by_identity: HashMap<u64, Arc<Shape>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,14 +90,20 @@ impl Registry {
         self.inner.read().by_handle.get(handle).cloned()
     }
 
-    pub fn find(&self, identity: &str) -> Option<Arc<Shape>> {
-        self.inner.read().by_identity.get(identity).cloned()
+    /// The registered shape with `def`'s identity.
+    pub fn find(&self, def: &ShapeDef) -> Option<Arc<Shape>> {
+        let s = self
+            .inner
+            .read()
+            .by_identity
+            .get(&def.identity_hash)
+            .cloned()?;
+        (s.def.identity() == def.identity()).then_some(s)
     }
 
     pub fn insert(&self, shape: Arc<Shape>) {
         let mut g = self.inner.write();
-        g.by_identity
-            .insert(shape.def.identity.clone(), shape.clone());
+        g.by_identity.insert(shape.def.identity_hash, shape.clone());
         g.by_handle.insert(shape.handle.clone(), shape);
     }
 
@@ -95,10 +112,10 @@ impl Registry {
         let mut g = self.inner.write();
         let shape = g.by_handle.remove(handle)?;
         if g.by_identity
-            .get(&shape.def.identity)
-            .is_some_and(|s| s.handle == handle)
+            .get(&shape.def.identity_hash)
+            .is_some_and(|s| &*s.handle == handle)
         {
-            g.by_identity.remove(&shape.def.identity);
+            g.by_identity.remove(&shape.def.identity_hash);
         }
         drop(g);
         shape.view.update(|v| v.gone = true);
@@ -135,22 +152,13 @@ impl Registry {
             }
         };
         // 27-bit hash of the identity, as Electric's handles carry (informational only).
-        let hash = fnv1a(identity.as_bytes()) & ((1 << 27) - 1);
+        let hash = super::definition::fnv1a(identity.as_bytes()) & ((1 << 27) - 1);
         (format!("{hash}-{stamp}"), stamp)
     }
 
     pub fn high_water(&self) -> u64 {
         self.last_stamp.load(Ordering::Relaxed)
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 #[cfg(test)]

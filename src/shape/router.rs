@@ -191,6 +191,10 @@ impl SubstringGroup {
     }
 }
 
+/// What a shape was registered with: its index entries (`None`: residual) and the serials of
+/// its intervals.
+type Registration = (Option<Box<[IndexEntry]>>, Box<[u64]>);
+
 #[derive(Debug, Default)]
 struct TableRoutes {
     eq: HashMap<(usize, KeyType), EqGroup>,
@@ -203,7 +207,8 @@ struct TableRoutes {
     substrings: HashMap<(usize, bool), SubstringGroup>,
     residual: HashSet<ShapeId>,
     /// Index entries each shape was registered with, and the serials of its intervals.
-    registered: HashMap<ShapeId, (Option<Vec<IndexEntry>>, Vec<u64>)>,
+    /// Exact-size slices: one per shape, kept for as long as the shape lives.
+    registered: HashMap<ShapeId, Registration>,
 }
 
 /// Routing index over all tables, keyed by relation oid.
@@ -289,7 +294,13 @@ impl Router {
                 t.residual.insert(id);
             }
         }
-        t.registered.insert(id, (entries, serials));
+        t.registered.insert(
+            id,
+            (
+                entries.map(Vec::into_boxed_slice),
+                serials.into_boxed_slice(),
+            ),
+        );
     }
 
     /// Removes a shape.

@@ -216,10 +216,34 @@ pub fn append_payloads(buf: &[u8], after: Option<LogOffset>, out: &mut Vec<u8>) 
 }
 
 /// The single writer of one shape log.
+/// Where a log file lives. A shape's log is `<shapes dir>/<handle>/log`, built from the shapes
+/// directory (one allocation for all shapes) and the handle (the shape's own): stored whole,
+/// the path would cost ~100 B per shape, twice (writer and shape).
+#[derive(Debug, Clone)]
+pub enum LogPath {
+    Shape { shapes: Arc<Path>, handle: Arc<str> },
+    Whole(Arc<Path>),
+}
+
+impl LogPath {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            LogPath::Shape { shapes, handle } => shapes.join(&**handle).join("log"),
+            LogPath::Whole(p) => p.to_path_buf(),
+        }
+    }
+}
+
+impl From<PathBuf> for LogPath {
+    fn from(p: PathBuf) -> LogPath {
+        LogPath::Whole(p.into())
+    }
+}
+
 #[derive(Debug)]
 pub struct LogWriter {
     fs: Fs,
-    path: PathBuf,
+    path: LogPath,
     /// Bytes already written to the file.
     file_len: u64,
     /// Bytes of the file known durable (written, then synced without error).
@@ -229,7 +253,9 @@ pub struct LogWriter {
     pending: Vec<u8>,
     threshold: u64,
     open_chunk_bytes: u64,
-    chunks: Vec<Chunk>,
+    /// Shared with the published view (copied on write when a chunk closes or a rollback
+    /// drops one), so an idle shape keeps one chunk list, not two.
+    chunks: Arc<Vec<Chunk>>,
     chunks_dirty: bool,
     points: Vec<(LogOffset, u64)>,
     snapshot_chunks: usize,
@@ -250,11 +276,12 @@ impl LogWriter {
     /// Creates a new, empty log file (with its header, not yet synced) for a fresh shape.
     pub fn create(
         fs: &Fs,
-        path: PathBuf,
+        path: impl Into<LogPath>,
         threshold: u64,
         view: Arc<ViewCell>,
     ) -> io::Result<LogWriter> {
-        let f = fs.create_new(&path)?;
+        let path: LogPath = path.into();
+        let f = fs.create_new(&path.path())?;
         f.write_all_at(&format::file_header(), 0)?;
         // Not synced here: the snapshot syncs the file (header included) before publishing.
         Ok(LogWriter {
@@ -266,7 +293,7 @@ impl LogWriter {
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: 0,
-            chunks: Vec::new(),
+            chunks: Arc::new(Vec::new()),
             chunks_dirty: false,
             points: Vec::new(),
             snapshot_chunks: 0,
@@ -284,12 +311,13 @@ impl LogWriter {
     /// tail to the last complete transaction, rebuilds the chunk index and publishes the view.
     pub fn recover(
         fs: &Fs,
-        path: PathBuf,
+        path: impl Into<LogPath>,
         threshold: u64,
         view: Arc<ViewCell>,
         acknowledged_lsn: u64,
     ) -> Result<LogWriter, RecoverError> {
-        let bytes = fs.read(&path)?;
+        let path: LogPath = path.into();
+        let bytes = fs.read(&path.path())?;
         format::check_file_header(&bytes)?;
         let body = &bytes[usize::try_from(FILE_HEADER_LEN).unwrap_or(16)..];
         let scan = format::scan(body);
@@ -309,7 +337,7 @@ impl LogWriter {
         }
         let file_len = FILE_HEADER_LEN + scan.committed_len;
         if scan.dropped_tail {
-            let f = fs.open_write(&path)?;
+            let f = fs.open_write(&path.path())?;
             f.set_len(file_len)?;
             f.sync_all()?;
         }
@@ -337,7 +365,7 @@ impl LogWriter {
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: scan.open_chunk_bytes,
-            chunks,
+            chunks: Arc::new(chunks),
             chunks_dirty: true,
             points: Vec::new(),
             snapshot_chunks,
@@ -354,8 +382,13 @@ impl LogWriter {
         Ok(w)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.path.path()
+    }
+
+    /// Where the log lives, to share with its shape.
+    pub fn log_path(&self) -> LogPath {
+        self.path.clone()
     }
 
     /// Latest entry offset including unflushed records.
@@ -389,7 +422,7 @@ impl LogWriter {
         let end = LogOffset::new(0, self.snapshot_chunks as u64);
         format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, end, b"");
         let end_pos = self.pos();
-        self.chunks.push(Chunk { end, end_pos });
+        Arc::make_mut(&mut self.chunks).push(Chunk { end, end_pos });
         self.chunks_dirty = true;
         self.snapshot_chunks += 1;
         self.open_chunk_bytes = 0;
@@ -406,6 +439,8 @@ impl LogWriter {
             json,
         );
         self.close_snapshot_chunk();
+        // Most shapes are idle after their snapshot: keep their chunk list exact.
+        Arc::make_mut(&mut self.chunks).shrink_to_fit();
         self.snapshot_complete = true;
         self.latest = LogOffset::SNAPSHOT_END;
         self.mark_committed();
@@ -426,7 +461,7 @@ impl LogWriter {
             // saw it (views stop at the committed length).
             let cut = match self.unsynced.take() {
                 Some(f) => Ok(f),
-                None => self.fs.open_write(&self.path),
+                None => self.fs.open_write(&self.path.path()),
             }
             .and_then(|f| {
                 f.set_len(self.committed_len)?;
@@ -442,7 +477,7 @@ impl LogWriter {
         let keep = usize::try_from(self.committed_len.saturating_sub(self.file_len)).unwrap_or(0);
         self.pending.truncate(keep);
         if self.chunks.len() != self.committed_chunks {
-            self.chunks.truncate(self.committed_chunks);
+            Arc::make_mut(&mut self.chunks).truncate(self.committed_chunks);
             self.chunks_dirty = true;
             self.points.clear();
         }
@@ -460,7 +495,7 @@ impl LogWriter {
         if self.open_chunk_bytes >= self.threshold {
             format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, offset, b"");
             let end_pos = self.pos();
-            self.chunks.push(Chunk {
+            Arc::make_mut(&mut self.chunks).push(Chunk {
                 end: offset,
                 end_pos,
             });
@@ -481,7 +516,7 @@ impl LogWriter {
         if !self.pending.is_empty() {
             let f = match self.unsynced.take() {
                 Some(f) => f,
-                None => self.fs.open_write(&self.path)?,
+                None => self.fs.open_write(&self.path.path())?,
             };
             let written = f.write_all_at(&self.pending, self.file_len);
             self.unsynced = Some(f);
@@ -528,7 +563,7 @@ impl LogWriter {
     /// stream from the acknowledged position, which never passes a durable one).
     pub fn rewind(&mut self) -> Result<(), RecoverError> {
         self.unsynced = None;
-        let f = self.fs.open_write(&self.path)?;
+        let f = self.fs.open_write(&self.path.path())?;
         f.set_len(self.synced_len)?;
         f.sync_all()?;
         drop(f);
@@ -555,7 +590,7 @@ impl LogWriter {
             self.points.push((latest, durable_len));
         }
         // The chunk list only changes when a chunk closes: copy it only then.
-        let chunks = std::mem::take(&mut self.chunks_dirty).then(|| Arc::new(self.chunks.clone()));
+        let chunks = std::mem::take(&mut self.chunks_dirty).then(|| self.chunks.clone());
         let mut points = Vec::with_capacity(self.points.len() + 1);
         points.extend_from_slice(&self.points);
         if points.last().is_none_or(|&(_, p)| p != durable_len) {

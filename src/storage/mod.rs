@@ -76,6 +76,8 @@ pub struct GlobalState {
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    /// `<root>/shapes`, shared by every shape's [`log::LogPath`].
+    shapes: Arc<Path>,
     fs: Fs,
     /// Where sealed shapes' entries go; `None` until [`Storage::resume_index`], and again
     /// after a failed append.
@@ -98,6 +100,7 @@ impl Storage {
         }
         let s = Storage {
             root: root.to_path_buf(),
+            shapes: Arc::from(root.join("shapes")),
             fs,
             index: Arc::new(Mutex::new(None)),
         };
@@ -115,7 +118,15 @@ impl Storage {
     }
 
     pub fn shape_dir(&self, handle: &str) -> PathBuf {
-        self.root.join("shapes").join(handle)
+        self.shapes.join(handle)
+    }
+
+    /// Where a shape's log lives (`<shape dir>/log`).
+    pub fn log_path(&self, handle: Arc<str>) -> log::LogPath {
+        log::LogPath::Shape {
+            shapes: self.shapes.clone(),
+            handle,
+        }
     }
 
     pub fn read_global(&self) -> Result<GlobalState, StorageError> {

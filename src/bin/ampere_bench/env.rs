@@ -243,6 +243,18 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Bytes the allocator has handed out and not had back (glibc `mallinfo2`; 0 elsewhere).
+pub fn heap_in_use() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        (m.uordblks + m.hblkhd) as u64
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    0
+}
+
 /// Disk usage of a directory tree, like `du -s` (allocated blocks), in bytes.
 pub fn du_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -252,8 +252,9 @@ pub fn markdown(meta: &Meta, res: &Results) -> String {
     for f in &res.footprint {
         let _ = writeln!(
             o,
-            "| Memory per idle shape (RSS growth / shapes; created at {}/s over HTTP) | {} | {} | – | – | ≤ 2 KiB (at 100k) |",
+            "| Memory per idle shape (RSS growth / shapes; created at {}/s over HTTP; heap in use {}) | {} | {} | – | – | ≤ 2 KiB (at 100k) |",
             thousands(f.shapes_created_per_sec),
+            bytes(f.heap_bytes_per_shape),
             count(f.shapes),
             bytes(f.bytes_per_shape)
         );
