@@ -39,9 +39,56 @@ pub type ShapeId = u32;
 
 #[derive(Debug, Default)]
 struct EqGroup {
-    by_key: HashMap<IndexKey, Vec<ShapeId>>,
+    by_key: HashMap<IndexKey, Ids>,
     /// Every shape in the group, for rows whose value does not parse to a key.
     all: HashSet<ShapeId>,
+}
+
+/// The shapes filed under one equality key. Usually one (`tenant = 7`), so it is kept inline: a
+/// one-element `Vec` would cost every such shape its own allocation.
+#[derive(Debug)]
+enum Ids {
+    One(ShapeId),
+    Many(Vec<ShapeId>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[ShapeId] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(v) => v,
+        }
+    }
+
+    fn add(&mut self, id: ShapeId) {
+        match self {
+            Ids::One(x) if *x == id => {}
+            Ids::One(x) => *self = Ids::Many(vec![*x, id]),
+            Ids::Many(v) => {
+                if !v.contains(&id) {
+                    v.push(id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id`; true when no shape is left.
+    fn remove(&mut self, id: ShapeId) -> bool {
+        match self {
+            Ids::One(x) => *x == id,
+            Ids::Many(v) => {
+                v.retain(|&s| s != id);
+                match v.as_slice() {
+                    [] => true,
+                    &[last] => {
+                        *self = Ids::One(last);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -235,10 +282,10 @@ impl Router {
                     match &e.cond {
                         Condition::Eq(key) => {
                             let g = t.eq.entry((e.column, e.key_type)).or_default();
-                            let v = g.by_key.entry(key.clone()).or_default();
-                            if !v.contains(&id) {
-                                v.push(id);
-                            }
+                            g.by_key
+                                .entry(key.clone())
+                                .and_modify(|v| v.add(id))
+                                .or_insert(Ids::One(id));
                             g.all.insert(id);
                         }
                         Condition::Range { lo, hi } => {
@@ -317,11 +364,8 @@ impl Router {
             match e.cond {
                 Condition::Eq(key) => {
                     if let Some(g) = t.eq.get_mut(&(e.column, e.key_type)) {
-                        if let Some(v) = g.by_key.get_mut(&key) {
-                            v.retain(|&s| s != id);
-                            if v.is_empty() {
-                                g.by_key.remove(&key);
-                            }
+                        if g.by_key.get_mut(&key).is_some_and(|v| v.remove(id)) {
+                            g.by_key.remove(&key);
                         }
                         g.all.remove(&id);
                         if g.all.is_empty() {
@@ -445,7 +489,7 @@ impl Router {
                 match index_key(kt, text) {
                     Some(k) => {
                         if let Some(v) = g.by_key.get(&k) {
-                            out.extend_from_slice(v);
+                            out.extend_from_slice(v.as_slice());
                         }
                     }
                     None => out.extend(&g.all),
@@ -773,6 +817,22 @@ mod tests {
 
     use super::*;
     use crate::shape::where_clause::{Column, Schema, WhereClause};
+
+    #[test]
+    fn ids_under_a_key_go_from_one_to_many_and_back() {
+        let mut ids = Ids::One(1);
+        ids.add(1);
+        assert_eq!(ids.as_slice(), &[1]);
+        ids.add(2);
+        ids.add(3);
+        assert_eq!(ids.as_slice(), &[1, 2, 3]);
+        assert!(!ids.remove(9));
+        assert!(!ids.remove(1));
+        assert!(!ids.remove(3));
+        assert!(matches!(ids, Ids::One(2)));
+        assert!(!ids.remove(1), "another id leaves the last one");
+        assert!(ids.remove(2));
+    }
 
     fn schema() -> Schema {
         let col = |name: &str, ty: &str| Column {
