@@ -234,8 +234,8 @@ pub fn validate(raw: &RawQuery) -> Result<ShapeParams, Errors> {
     };
     Ok(ShapeParams {
         request: ShapeRequest {
-            schema,
-            table,
+            schema: schema.into(),
+            table: table.into(),
             where_text,
             params,
             columns,

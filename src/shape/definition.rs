@@ -16,8 +16,9 @@ use super::where_clause::{InnerTable, WhereClause, WhereError};
 /// What a client asked for, in the form we persist (recompiled after a restart).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShapeRequest {
-    pub schema: String,
-    pub table: String,
+    /// Interned by [`ShapeDef::compile_with`]: every shape of a table shares them.
+    pub schema: Arc<str>,
+    pub table: Arc<str>,
     pub where_text: Option<String>,
     pub params: Vec<String>,
     /// Explicit column list (already parsed identifiers), if any.
@@ -76,8 +77,6 @@ pub struct ShapeDef {
     pub inner_tables: Vec<Arc<TableInfo>>,
     /// Selected column indexes in table order (always includes the PK).
     pub selected: Vec<usize>,
-    /// FNV-1a of [`ShapeDef::identity`]: the registry's key (lookups compare the full identity).
-    pub identity_hash: u64,
     /// `electric-schema` header value.
     pub schema_header: Arc<str>,
     /// `["schema","table"]` as JSON.
@@ -97,10 +96,12 @@ impl ShapeDef {
 
     /// Like [`ShapeDef::compile`], with the tables subqueries may read.
     pub fn compile_with(
-        request: ShapeRequest,
+        mut request: ShapeRequest,
         table: Arc<TableInfo>,
         inner_tables: Vec<Arc<TableInfo>>,
     ) -> Result<ShapeDef, DefinitionError> {
+        request.schema = intern(request.schema.to_string());
+        request.table = intern(request.table.to_string());
         let selected = select_columns(&table, request.columns.as_deref())?;
         let inner: Vec<InnerTable> = inner_tables
             .iter()
@@ -152,19 +153,21 @@ impl ShapeDef {
         relation_json.push(b']');
         let relation_json = intern(String::from_utf8_lossy(&relation_json).into_owned());
         let key_prefix = intern(json::key_prefix(&table.schema, &table.name));
-        let mut def = ShapeDef {
+        Ok(ShapeDef {
             request,
             table,
             where_clause,
             inner_tables,
             selected,
-            identity_hash: 0,
             schema_header,
             relation_json,
             key_prefix,
-        };
-        def.identity_hash = fnv1a(def.identity().as_bytes());
-        Ok(def)
+        })
+    }
+
+    /// FNV-1a of [`ShapeDef::identity`]: the registry's key (lookups compare the full identity).
+    pub fn identity_hash(&self) -> u64 {
+        fnv1a(self.identity().as_bytes())
     }
 
     /// What makes two requests the same shape: table, normalised where clause, selected

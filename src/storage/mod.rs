@@ -77,7 +77,7 @@ pub struct GlobalState {
 pub struct Storage {
     root: PathBuf,
     /// `<root>/shapes`, shared by every shape's [`log::LogPath`].
-    shapes: Arc<Path>,
+    shapes: Arc<PathBuf>,
     fs: Fs,
     /// Where sealed shapes' entries go; `None` until [`Storage::resume_index`], and again
     /// after a failed append.
@@ -100,7 +100,7 @@ impl Storage {
         }
         let s = Storage {
             root: root.to_path_buf(),
-            shapes: Arc::from(root.join("shapes")),
+            shapes: Arc::new(root.join("shapes")),
             fs,
             index: Arc::new(Mutex::new(None)),
         };

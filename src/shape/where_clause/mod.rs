@@ -193,7 +193,7 @@ pub enum WhereError {
 pub struct WhereClause {
     root: Node,
     sql: String,
-    referenced_columns: Vec<usize>,
+    referenced_columns: Box<[usize]>,
     needs_text_ordering: bool,
     needs_bytewise_default_collation: bool,
 }
@@ -232,7 +232,7 @@ impl WhereClause {
         WhereClause {
             root,
             sql,
-            referenced_columns,
+            referenced_columns: referenced_columns.into_boxed_slice(),
             needs_text_ordering,
             needs_bytewise_default_collation,
         }
