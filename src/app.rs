@@ -420,18 +420,15 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
     });
     let read_secs = started.elapsed().as_secs_f64();
     let (mut ok, mut dropped, mut from_meta) = (0usize, 0usize, 0usize);
-    let mut own_payloads: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut live: Vec<String> = Vec::with_capacity(loaded.len());
+    // Every restored shape with the `meta.bin` payload read for it (`None`: the index has it).
+    let mut live: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(loaded.len());
     for (handle, restored) in loaded {
         match restored {
             Some(r) => {
                 engine.registry.insert(r.shape.clone());
                 pipeline.restore(r.shape, r.writer, r.snapshot);
-                if let Some(p) = r.meta_payload {
-                    from_meta += 1;
-                    own_payloads.push((handle.clone(), p));
-                }
-                live.push(handle);
+                from_meta += usize::from(r.meta_payload.is_some());
+                live.push((handle, r.meta_payload));
                 ok += 1;
             }
             None => {
@@ -440,18 +437,9 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             }
         }
     }
-    let own: std::collections::HashMap<&str, &[u8]> = own_payloads
-        .iter()
-        .map(|(h, p)| (h.as_str(), p.as_slice()))
-        .collect();
     let live_payloads: Vec<(&str, &[u8])> = live
         .iter()
-        .filter_map(|h| {
-            Some((
-                h.as_str(),
-                index.get(h).or_else(|| own.get(h.as_str()).copied())?,
-            ))
-        })
+        .filter_map(|(h, own)| Some((h.as_str(), own.as_deref().or_else(|| index.get(h))?)))
         .collect();
     engine.storage.resume_index(&index, &live_payloads);
     if ok + dropped > 0 {
@@ -500,17 +488,21 @@ fn restore_one(
             // The slow path also clears a temp file that a sealed shape's directory should never
             // hold (only an unsealed one's can, and that one is removed whole).
             let _ = engine.storage.fs().remove_file(&dir.join("meta.tmp"));
-            let payload = match engine.storage.read_shape_meta_payload(handle) {
-                Ok(Some(p)) => p,
+            let read = engine
+                .storage
+                .read_shape_meta_payload(handle)
+                .and_then(|p| {
+                    p.map(|p| {
+                        crate::storage::meta::parse_payload::<ShapeMeta>(&meta_path, &p)
+                            .map(|m| (m, Some(p)))
+                    })
+                    .transpose()
+                    .map_err(crate::storage::StorageError::from)
+                });
+            match read {
+                Ok(Some(found)) => found,
                 // No metadata: a shape whose snapshot never completed (or a stray directory).
                 Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
-                    return None;
-                }
-            };
-            match crate::storage::meta::parse_payload::<ShapeMeta>(&meta_path, &payload) {
-                Ok(m) => (m, Some(payload)),
                 Err(e) => {
                     tracing::warn!(handle = %handle, error = %e, source = ?std::error::Error::source(&e), "shape metadata unreadable: shape dropped");
                     return None;

@@ -339,13 +339,13 @@ impl Engine {
         .await
     }
 
-    /// Forgets cached table info (after DDL was seen).
     /// Forgets which tables were checked publishable (a new replication connection: the
     /// publication may have been dropped or changed meanwhile).
     pub fn forget_publishable(&self) {
         self.publishable.lock().clear();
     }
 
+    /// Forgets cached table info (after DDL was seen).
     pub fn forget_table(&self, oid: u32) {
         self.publishable.lock().remove(&oid);
         self.tables.lock().retain(|_, (t, _)| t.oid != oid);

@@ -77,6 +77,9 @@ pub struct ShapeDef {
     pub inner_tables: Vec<Arc<TableInfo>>,
     /// Selected column indexes in table order (always includes the PK).
     pub selected: Vec<usize>,
+    /// FNV-1a of [`ShapeDef::identity`], the registry's key (lookups compare the full
+    /// identity). Stored, so registering and removing a shape formats no string.
+    pub identity_hash: u64,
     /// `electric-schema` header value.
     pub schema_header: Arc<str>,
     /// `["schema","table"]` as JSON.
@@ -153,26 +156,25 @@ impl ShapeDef {
         relation_json.push(b']');
         let relation_json = intern(String::from_utf8_lossy(&relation_json).into_owned());
         let key_prefix = intern(json::key_prefix(&table.schema, &table.name));
-        Ok(ShapeDef {
+        let mut def = ShapeDef {
             request,
             table,
             where_clause,
             inner_tables,
             selected,
+            identity_hash: 0,
             schema_header,
             relation_json,
             key_prefix,
-        })
-    }
-
-    /// FNV-1a of [`ShapeDef::identity`]: the registry's key (lookups compare the full identity).
-    pub fn identity_hash(&self) -> u64 {
-        fnv1a(self.identity().as_bytes())
+        };
+        def.identity_hash = fnv1a(def.identity().as_bytes());
+        Ok(def)
     }
 
     /// What makes two requests the same shape: table, normalised where clause, selected
     /// columns (order irrelevant), replica mode and `changes_only`. Computed on demand (a
-    /// lookup, a creation): kept in every shape, it would cost ~150 B per shape.
+    /// lookup, a creation): kept in every shape, it would cost ~150 B per shape; shapes keep
+    /// its hash.
     pub fn identity(&self) -> String {
         let mut cols: Vec<&str> = self
             .selected

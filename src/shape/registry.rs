@@ -5,14 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-use crate::storage::log::LogPath;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
 use super::definition::ShapeDef;
+use crate::storage::log::LogPath;
 use crate::storage::view::{ViewCell, ViewWatch};
 
 /// One live shape as readers see it.
@@ -96,15 +95,14 @@ impl Registry {
             .inner
             .read()
             .by_identity
-            .get(&def.identity_hash())
+            .get(&def.identity_hash)
             .cloned()?;
         (s.def.identity() == def.identity()).then_some(s)
     }
 
     pub fn insert(&self, shape: Arc<Shape>) {
         let mut g = self.inner.write();
-        g.by_identity
-            .insert(shape.def.identity_hash(), shape.clone());
+        g.by_identity.insert(shape.def.identity_hash, shape.clone());
         g.by_handle.insert(shape.handle.clone(), shape);
     }
 
@@ -113,10 +111,10 @@ impl Registry {
         let mut g = self.inner.write();
         let shape = g.by_handle.remove(handle)?;
         if g.by_identity
-            .get(&shape.def.identity_hash())
+            .get(&shape.def.identity_hash)
             .is_some_and(|s| &*s.handle == handle)
         {
-            g.by_identity.remove(&shape.def.identity_hash());
+            g.by_identity.remove(&shape.def.identity_hash);
         }
         drop(g);
         shape.view.update(|v| v.gone = true);

@@ -146,16 +146,8 @@ pub fn read(fs: &Fs, path: &Path) -> ShapeIndex {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %path.display(), error = %e, "shape index unreadable: shapes restore from their own metadata");
             }
-            ShapeIndex::default_damaged()
-        }
-    }
-}
-
-impl ShapeIndex {
-    fn default_damaged() -> ShapeIndex {
-        ShapeIndex {
-            damaged: true,
-            ..ShapeIndex::default()
+            // No bytes at all: a bad header, hence damaged (the start writes a fresh one).
+            ShapeIndex::decode(Vec::new())
         }
     }
 }

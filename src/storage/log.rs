@@ -215,7 +215,6 @@ pub fn append_payloads(buf: &[u8], after: Option<LogOffset>, out: &mut Vec<u8>) 
     n
 }
 
-/// The single writer of one shape log.
 /// Where a log file lives. A shape's log is `<shapes dir>/<handle>/log`, built from the shapes
 /// directory (one allocation for all shapes) and the handle (the shape's own): stored whole,
 /// the path would cost ~100 B per shape, twice (writer and shape).
@@ -244,6 +243,7 @@ impl From<PathBuf> for LogPath {
     }
 }
 
+/// The single writer of one shape log.
 #[derive(Debug)]
 pub struct LogWriter {
     fs: Fs,
