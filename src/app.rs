@@ -197,7 +197,7 @@ pub async fn run_with_metrics(
         ))
     });
     let http_shutdown = shutdown.clone();
-    let app = crate::http::router(engine.clone());
+    let app = crate::http::App::new(engine.clone());
     let server = tokio::spawn(crate::http::server::serve(
         listener,
         app,

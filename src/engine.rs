@@ -58,12 +58,13 @@ impl Admission {
     }
 }
 
-/// A held admission permit; released on drop.
-pub struct Permit<'a> {
-    counter: &'a AtomicUsize,
+/// A held admission permit; released on drop. Owned, so a parked long-poll keeps its permit
+/// after its handler has returned (see `http::shape::LivePoll`).
+pub struct Permit {
+    counter: Arc<AtomicUsize>,
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         self.counter.fetch_sub(1, Ordering::AcqRel);
     }
@@ -147,8 +148,8 @@ pub struct Engine {
     pub snapshot_slots: Arc<tokio::sync::Semaphore>,
     /// Handle stamps up to this value are covered by the persisted high-water mark.
     handles_reserved: Mutex<u64>,
-    in_flight_initial: AtomicUsize,
-    in_flight_existing: AtomicUsize,
+    in_flight_initial: Arc<AtomicUsize>,
+    in_flight_existing: Arc<AtomicUsize>,
 }
 
 /// Table info and when it was loaded.
@@ -190,19 +191,21 @@ impl Engine {
             db_collation: tokio::sync::OnceCell::new(),
             snapshot_slots: Arc::new(tokio::sync::Semaphore::new(snapshot_connections)),
             handles_reserved: Mutex::new(0),
-            in_flight_initial: AtomicUsize::new(0),
-            in_flight_existing: AtomicUsize::new(0),
+            in_flight_initial: Arc::default(),
+            in_flight_existing: Arc::default(),
         }
     }
 
     /// Takes an admission permit, or `None` when that pool is at its limit.
-    pub fn admit(&self, kind: Admission) -> Option<Permit<'_>> {
+    pub fn admit(&self, kind: Admission) -> Option<Permit> {
         let (counter, limit) = match kind {
             Admission::Initial => (&self.in_flight_initial, self.config.max_initial_requests),
             Admission::Existing => (&self.in_flight_existing, self.config.max_existing_requests),
         };
         let prev = counter.fetch_add(1, Ordering::AcqRel);
-        let permit = Permit { counter };
+        let permit = Permit {
+            counter: counter.clone(),
+        };
         (prev < limit).then_some(permit)
     }
 

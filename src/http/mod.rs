@@ -5,6 +5,7 @@
 //! variant bypasses the secret check. Every response gets the common headers in one place.
 
 pub mod admin;
+pub mod h1;
 pub mod metrics;
 pub mod params;
 pub mod response;
@@ -16,18 +17,32 @@ mod subset;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
+use std::future::Future;
+use std::pin::Pin;
+
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use crate::engine::{Engine, Health};
 use response::{JSON, common_headers, set, with_body};
+use server::Reply;
 
-/// Builds the axum application.
-pub fn router(engine: Arc<Engine>) -> Router {
-    Router::new().fallback(handle).with_state(engine)
+/// The application: every request of the main port goes to [`handle`].
+#[derive(Clone)]
+pub struct App(Arc<Engine>);
+
+impl App {
+    pub fn new(engine: Arc<Engine>) -> App {
+        App(engine)
+    }
+}
+
+impl server::Handler for App {
+    fn call(&self, request: Request) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
+        Box::pin(handle(self.0.clone(), request))
+    }
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -89,7 +104,7 @@ fn request_id(headers: &HeaderMap) -> String {
         )
 }
 
-async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Body> {
+pub(crate) async fn handle(engine: Arc<Engine>, req: Request) -> Reply {
     let route = route_of(req.uri().path());
     let origins: Vec<&str> = req
         .headers()
@@ -108,23 +123,23 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
         .uri()
         .path_and_query()
         .is_some_and(|pq| pq.as_str().len() > server::MAX_URI_BYTES);
-    let mut resp = match (route, &method) {
-        _ if too_long => response::message(
+    let reply = match (route, &method) {
+        _ if too_long => Reply::Now(response::message(
             StatusCode::URI_TOO_LONG,
             "The request URI is too long: send long where clauses and params in a POST body",
-        ),
+        )),
         (Route::Root, &Method::GET | &Method::HEAD) => {
-            with_body(StatusCode::OK, None, Body::empty())
+            Reply::Now(with_body(StatusCode::OK, None, Body::empty()))
         }
-        (Route::Health, &Method::GET | &Method::HEAD) => health(&engine),
-        (Route::Shape, &Method::OPTIONS) => options(req.headers()),
+        (Route::Health, &Method::GET | &Method::HEAD) => Reply::Now(health(&engine)),
+        (Route::Shape, &Method::OPTIONS) => Reply::Now(options(req.headers())),
         (Route::Shape, &Method::GET | &Method::HEAD | &Method::POST | &Method::DELETE) => {
             let query = req.uri().query().unwrap_or("").to_owned();
             let raw = params::parse_query(&query);
             if !authorised(&engine, &raw) {
-                response::unauthorized()
+                Reply::Now(response::unauthorized())
             } else if method == Method::DELETE {
-                Box::pin(shape::delete(&engine, &raw)).await
+                Reply::Now(Box::pin(shape::delete(&engine, &raw)).await)
             } else {
                 shape::serve(&engine, raw, req).await
             }
@@ -134,44 +149,77 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response<Bod
             let query = req.uri().query().unwrap_or("");
             // Boxed: its future is large, and every request's future (a parked long-poll's
             // included) would otherwise be sized for it.
-            Box::pin(admin::handle(&engine, &path, &method, req.headers(), query)).await
+            Reply::Now(Box::pin(admin::handle(&engine, &path, &method, req.headers(), query)).await)
         }
-        _ => response::not_found(),
+        _ => Reply::Now(response::not_found()),
     };
-    if matches!(method, Method::POST | Method::DELETE) && route == Route::Shape {
-        set(resp.headers_mut(), "cache-control", "no-cache");
+    let done = Finish {
+        route,
+        method,
+        origin,
+        rid,
+    };
+    match reply {
+        Reply::Now(resp) => Reply::Now(done.apply(&engine, resp)),
+        Reply::Later(wait) => Reply::Later(Box::pin(async move {
+            let resp = wait.await;
+            done.apply(&engine, resp)
+        })),
     }
-    common_headers(
-        resp.headers_mut(),
-        origin.as_deref(),
-        route == Route::Shape,
-        &rid,
-    );
-    if route == Route::Admin {
-        // Not an API for browsers: no CORS grant, so a page cannot read or drive it.
-        let h = resp.headers_mut();
-        for name in [
-            "access-control-allow-origin",
-            "access-control-expose-headers",
-            "access-control-allow-methods",
-            "vary",
-        ] {
-            h.remove(name);
+}
+
+/// What every response needs from its request once the handler is done (a parked long-poll's
+/// response is finished long after the request itself was freed).
+struct Finish {
+    route: Route,
+    method: Method,
+    origin: Option<String>,
+    rid: String,
+}
+
+impl Finish {
+    fn apply(self, engine: &Engine, mut resp: Response<Body>) -> Response<Body> {
+        let Finish {
+            route,
+            method,
+            origin,
+            rid,
+        } = self;
+        if matches!(method, Method::POST | Method::DELETE) && route == Route::Shape {
+            set(resp.headers_mut(), "cache-control", "no-cache");
         }
+        common_headers(
+            resp.headers_mut(),
+            origin.as_deref(),
+            route == Route::Shape,
+            &rid,
+        );
+        if route == Route::Admin {
+            // Not an API for browsers: no CORS grant, so a page cannot read or drive it.
+            let h = resp.headers_mut();
+            for name in [
+                "access-control-allow-origin",
+                "access-control-expose-headers",
+                "access-control-allow-methods",
+                "vary",
+            ] {
+                h.remove(name);
+            }
+        }
+        if method == Method::OPTIONS && route == Route::Shape {
+            // Pre-flight responses carry no cache-control.
+            resp.headers_mut().remove("cache-control");
+        }
+        if method == Method::HEAD {
+            *resp.body_mut() = Body::empty();
+        }
+        engine.metrics.http_response(
+            route.metric(),
+            resp.status().as_u16(),
+            http_body::Body::size_hint(resp.body()).exact(),
+        );
+        resp
     }
-    if method == Method::OPTIONS && route == Route::Shape {
-        // Pre-flight responses carry no cache-control.
-        resp.headers_mut().remove("cache-control");
-    }
-    if method == Method::HEAD {
-        *resp.body_mut() = Body::empty();
-    }
-    engine.metrics.http_response(
-        route.metric(),
-        resp.status().as_u16(),
-        http_body::Body::size_hint(resp.body()).exact(),
-    );
-    resp
 }
 
 /// Constant-time comparison of the `secret` (or legacy `api_secret`) parameter.

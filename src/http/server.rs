@@ -1,35 +1,89 @@
-//! The accept loop: HTTP/1.1 connections served by hyper, with the limits a public endpoint needs.
+//! The accept loop and the HTTP/1.1 connection loop, with the limits a public endpoint needs.
 //!
-//! `axum::serve` has no connection cap and no header-read deadline, so one client can hold
-//! thousands of sockets open (connection flood) or dribble header bytes forever (slowloris). This
-//! loop bounds both, and bounds the header block's size:
+//! Framing is ours ([`super::h1`]); requests go to the axum router as plain `http` values. A
+//! connection holds no buffer while its request is being handled: a parked long-poll costs the
+//! socket, this task and the handler's own state (hyper's server kept 16 KiB of buffers per
+//! connection for its whole life, which dominated the memory of 10k parked long-polls).
+//!
+//! Limits (a plain accept loop has none, so one client could hold thousands of sockets or dribble
+//! header bytes forever):
 //!
 //! * at most `max_connections` open connections; a connection accepted above the cap is closed at
 //!   once (the kernel backlog is not left to fill, so well-behaved clients keep getting through
 //!   as soon as a slot frees);
-//! * a request's head must arrive within `header_read_timeout`, or the connection is closed;
-//! * the head may be at most `MAX_HEAD_BYTES`; a larger one gets hyper's 431. URIs longer than
-//!   [`MAX_URI_BYTES`] get our 414 (see `http::handle`).
+//! * a request's head must arrive within `header_read_timeout` of the connection starting to wait
+//!   for it (this also bounds how long an idle keep-alive connection stays open), and its body
+//!   within [`BODY_READ_TIMEOUT`], or the connection is closed;
+//! * the head may be at most `MAX_HEAD_BYTES` (431 above it), a body at most [`MAX_BODY_BYTES`]
+//!   (413). URIs longer than [`MAX_URI_BYTES`] get our 414 (see `http::handle`).
 //!
-//! Shutdown: stop accepting, ask every connection to finish its in-flight request and close
-//! (long-polls end early because the handlers watch the same shutdown), then wait for all of them.
+//! A client that closes its socket while its request is being handled (a parked long-poll, most
+//! often) cancels the handler: its future is dropped and its slot freed at once.
+//!
+//! Shutdown: stop accepting, close idle connections, let every in-flight request finish and close
+//! after its response (long-polls end early because the handlers watch the same shutdown), then
+//! wait for all of them.
 
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use tokio::io::ReadBuf;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
+
+use super::h1::{self, BodyFraming, HeadError, ResponseFraming};
 
 /// The largest request head (request line plus headers) we read, in bytes.
 pub const MAX_HEAD_BYTES: usize = 96 * 1024;
 /// The longest request target we serve; longer ones get 414. Long where clauses belong in a
 /// POST body (the client's `subsetMethod: 'POST'`), as with Electric.
 pub const MAX_URI_BYTES: usize = 32 * 1024;
+/// The largest request body we read (a POSTed subset query); larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// How long a request body may take to arrive once its head is in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes read per `read` call; the buffer lives on the stack for the call only.
+const READ_CHUNK: usize = 16 * 1024;
+/// After an error response, how long and how much of the client's unread input we drain before
+/// closing (closing with unread input makes the kernel send a reset, which can destroy the
+/// response before the client reads it).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// What a handler answers: a response now, or a parked request's wait.
+pub enum Reply {
+    Now(Response<Body>),
+    /// A request that parks (a long-poll). The handler has returned and its state is gone; the
+    /// connection keeps only this future, which should hold no more than the wait needs.
+    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+/// The application a connection hands its requests to.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Boxed so a connection's own future is not sized for the largest handler (most of a
+    /// connection's life is spent waiting for a head or parked, not in the handler).
+    fn call(&self, request: Request<Body>) -> Pin<Box<dyn Future<Output = Reply> + Send>>;
+}
+
+impl Handler for Router {
+    fn call(&self, request: Request<Body>) -> Pin<Box<dyn Future<Output = Reply> + Send>> {
+        use tower::ServiceExt;
+        let router = self.clone();
+        Box::pin(
+            async move { Reply::Now(router.oneshot(request).await.unwrap_or_else(|e| match e {})) },
+        )
+    }
+}
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -39,9 +93,9 @@ pub struct Limits {
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then drains.
-pub async fn serve(
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    app: Router,
+    app: H,
     mut shutdown: watch::Receiver<bool>,
     limits: Limits,
 ) {
@@ -77,29 +131,409 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let mut stop = shutdown.clone();
+        let conn = Connection {
+            stream,
+            app: app.clone(),
+            stop: shutdown.clone(),
+            limits,
+            pending: Vec::new(),
+        };
         tracker.spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
-                }
-            }
+            conn.run().await;
             drop(slot);
         });
     }
     drop(listener);
     tracker.close();
     tracker.wait().await;
+}
+
+/// One client connection: requests in, responses out, in order.
+struct Connection<H> {
+    stream: TcpStream,
+    app: H,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+    /// Bytes read past the current message (a pipelined request); empty, and unallocated, while
+    /// a request is being handled unless the client pipelined.
+    pending: Vec<u8>,
+}
+
+/// Why a connection stops.
+enum Close {
+    /// Closed quietly: EOF, timeout, shutdown while idle, or an I/O error.
+    Quiet,
+    /// The request was refused before reaching a handler: answer with this status, then close.
+    Refuse(StatusCode, String),
+}
+
+impl From<io::Error> for Close {
+    fn from(_: io::Error) -> Close {
+        Close::Quiet
+    }
+}
+
+impl From<HeadError> for Close {
+    fn from(e: HeadError) -> Close {
+        Close::Refuse(e.status(), e.to_string())
+    }
+}
+
+impl<H: Handler> Connection<H> {
+    /// Serves requests until the connection closes. Not an `async fn`, which would store the
+    /// connection twice in the task (argument and binding); the task's size is what every open
+    /// connection costs.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            loop {
+                match self.exchange().await {
+                    Ok(true) => {}
+                    Ok(false) | Err(Close::Quiet) => break,
+                    Err(Close::Refuse(status, message)) => {
+                        let bytes = h1::error_response(status, &message, &http_date());
+                        if write_all(&self.stream, &[&bytes]).await.is_ok() {
+                            Box::pin(self.linger()).await;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one request, has it handled and writes the response; `Ok(true)` to keep going.
+    async fn exchange(&mut self) -> Result<bool, Close> {
+        let Some(head) = self.read_head().await? else {
+            return Ok(false);
+        };
+        let keep_alive = head.keep_alive;
+        let method = head.request.method().clone();
+        let version = head.request.version();
+        // Boxed, here and below: the task is sized for its largest state, and these are brief.
+        let request = match head.framing {
+            BodyFraming::None => head.request.map(|()| Body::empty()),
+            _ => Box::pin(self.with_body(head)).await?,
+        };
+        if self.pending.is_empty() {
+            // Free the read buffer while the request is handled (a long-poll may park for a
+            // long time).
+            self.pending = Vec::new();
+        }
+        let work = self.app.call(request);
+        let Some(response) = self.handle(work).await else {
+            // The client went away: its handler has been dropped.
+            return Ok(false);
+        };
+        let keep_alive = keep_alive && !*self.stop.borrow();
+        Box::pin(self.write_response(&method, version, response, keep_alive)).await
+    }
+
+    /// Reads the body the head announces and attaches it.
+    async fn with_body(&mut self, head: h1::RequestHead) -> Result<Request<Body>, Close> {
+        let body = self.read_body(head.framing, head.expect_continue).await?;
+        Ok(head.request.map(|()| Body::from(body)))
+    }
+
+    /// Waits for a complete request head; `None` when the connection should just close.
+    async fn read_head(&mut self) -> Result<Option<h1::RequestHead>, Close> {
+        let deadline = Instant::now() + self.limits.header_read_timeout;
+        loop {
+            if !self.pending.is_empty() {
+                if let Some((head, used)) = h1::parse_request(&self.pending)? {
+                    self.pending.drain(..used);
+                    return Ok(Some(head));
+                }
+                if self.pending.len() > MAX_HEAD_BYTES {
+                    return Err(HeadError::TooLarge.into());
+                }
+            }
+            let idle = self.pending.is_empty();
+            tokio::select! {
+                r = readable(&self.stream) => r?,
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                // An idle connection closes at once on shutdown; a head already arriving is
+                // still read and answered.
+                () = stopped(&mut self.stop), if idle => return Ok(None),
+            }
+            match read_some(&self.stream, &mut self.pending) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads the request body (bounded in size and time).
+    async fn read_body(
+        &mut self,
+        framing: BodyFraming,
+        expect_continue: bool,
+    ) -> Result<Vec<u8>, Close> {
+        let too_large = || {
+            Close::Refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large".to_owned(),
+            )
+        };
+        let mut chunked = match framing {
+            BodyFraming::None => return Ok(Vec::new()),
+            BodyFraming::Length(n) if n > MAX_BODY_BYTES as u64 => return Err(too_large()),
+            BodyFraming::Length(_) => None,
+            BodyFraming::Chunked => Some(h1::ChunkedDecoder::new(MAX_BODY_BYTES)),
+        };
+        if expect_continue {
+            write_all(&self.stream, &[b"HTTP/1.1 100 Continue\r\n\r\n"]).await?;
+        }
+        let deadline = Instant::now() + BODY_READ_TIMEOUT;
+        let mut body = Vec::new();
+        loop {
+            match (&mut chunked, framing) {
+                (Some(decoder), _) => {
+                    let used = decoder
+                        .feed(&self.pending, &mut body)
+                        .map_err(|e| match e {
+                            h1::ChunkError::TooLarge(_) => too_large(),
+                            h1::ChunkError::Malformed => {
+                                Close::Refuse(StatusCode::BAD_REQUEST, e.to_string())
+                            }
+                        })?;
+                    self.pending.drain(..used);
+                    if decoder.is_done() {
+                        return Ok(body);
+                    }
+                }
+                (None, BodyFraming::Length(n)) => {
+                    let want = usize::try_from(n).unwrap_or(usize::MAX) - body.len();
+                    let take = want.min(self.pending.len());
+                    body.extend(self.pending.drain(..take));
+                    if body.len() as u64 == n {
+                        return Ok(body);
+                    }
+                }
+                (None, _) => return Ok(body),
+            }
+            tokio::select! {
+                r = readable(&self.stream) => r?,
+                () = tokio::time::sleep_until(deadline) => return Err(Close::Quiet),
+            }
+            match read_some(&self.stream, &mut self.pending) {
+                Ok(0) => return Err(Close::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs the handler, then its parked wait if any; `None` if the client closed its end
+    /// first (whatever was running is dropped, which cancels it).
+    async fn handle(
+        &self,
+        work: Pin<Box<dyn Future<Output = Reply> + Send>>,
+    ) -> Option<Response<Body>> {
+        match self.until_closed(work).await? {
+            Reply::Now(response) => Some(response),
+            Reply::Later(wait) => self.until_closed(wait).await,
+        }
+    }
+
+    /// Runs `work` unless the client closes first. Polled by hand rather than with `select!`
+    /// over a `peek` future: that future alone was 248 bytes of every parked request.
+    async fn until_closed<F: Future + Unpin>(&self, mut work: F) -> Option<F::Output> {
+        // Watch for EOF only while nothing else is waiting in the socket: pipelined bytes are
+        // the next request, left in the kernel buffer for the next head read.
+        let mut watch_eof = self.pending.is_empty();
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = Pin::new(&mut work).poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if watch_eof {
+                let mut probe = [0u8; 1];
+                let mut probe = ReadBuf::new(&mut probe);
+                match self.stream.poll_peek(cx, &mut probe) {
+                    Poll::Ready(Ok(n)) if n > 0 => watch_eof = false,
+                    Poll::Ready(_) => return Poll::Ready(None),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Writes the response; `Ok(true)` when the connection stays open for another request.
+    async fn write_response(
+        &mut self,
+        method: &Method,
+        version: Version,
+        response: Response<Body>,
+        keep_alive: bool,
+    ) -> Result<bool, Close> {
+        let (parts, mut body) = response.into_parts();
+        let exact = http_body::Body::size_hint(&body).exact();
+        let framing = h1::response_framing(method, version, parts.status, exact);
+        let handler_closes = parts
+            .headers
+            .get_all(axum::http::header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let keep_alive = keep_alive && !handler_closes && framing != ResponseFraming::UntilClose;
+        let mut head = Vec::with_capacity(768);
+        h1::encode_response_head(
+            parts.status,
+            &parts.headers,
+            framing,
+            keep_alive,
+            &http_date(),
+            &mut head,
+        );
+        drop(parts);
+        if *method == Method::HEAD || framing == ResponseFraming::Bodiless {
+            write_all(&self.stream, &[&head]).await?;
+            return Ok(keep_alive);
+        }
+        // The head goes out with the first frame in one write (most bodies are one frame).
+        let mut head = Some(head);
+        let mut written: u64 = 0;
+        loop {
+            let frame = match body.frame().await {
+                None => break,
+                Some(Ok(f)) => f,
+                // A body that fails mid-way cannot be finished: the client sees a truncated
+                // response and the connection closes.
+                Some(Err(_)) => return Err(Close::Quiet),
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let prefix = head.take().unwrap_or_default();
+            match framing {
+                ResponseFraming::Chunked => {
+                    let mut size = prefix;
+                    h1::chunk_head(data.len(), &mut size);
+                    write_all(&self.stream, &[&size, &data, b"\r\n"]).await?;
+                }
+                ResponseFraming::Length(n) => {
+                    // Never more than announced; a body shorter than announced closes below.
+                    let room = usize::try_from(n.saturating_sub(written)).unwrap_or(usize::MAX);
+                    let data = &data[..data.len().min(room)];
+                    write_all(&self.stream, &[&prefix, data]).await?;
+                    written += data.len() as u64;
+                }
+                _ => write_all(&self.stream, &[&prefix, &data]).await?,
+            }
+        }
+        let mut end: Vec<u8> = head.unwrap_or_default();
+        match framing {
+            ResponseFraming::Chunked => end.extend_from_slice(h1::LAST_CHUNK),
+            ResponseFraming::Length(n) if written != n => {
+                write_all(&self.stream, &[&end]).await?;
+                return Ok(false);
+            }
+            _ => {}
+        }
+        if !end.is_empty() {
+            write_all(&self.stream, &[&end]).await?;
+        }
+        Ok(keep_alive)
+    }
+
+    /// Stops writing, then reads and discards what the client still sends, briefly, so our
+    /// last response is not destroyed by a reset.
+    async fn linger(&mut self) {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + LINGER;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            tokio::select! {
+                r = readable(&self.stream) => if r.is_err() { return },
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+            self.pending.clear();
+            match read_some(&self.stream, &mut self.pending) {
+                Ok(0) => return,
+                Ok(n) => drained += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// One non-blocking read appended to `buf`. Not async: the stack buffer never lives in a
+/// connection's future, so a parked connection does not carry it.
+fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// Resolves when the socket may have bytes to read (no future state beyond the reference).
+fn readable(stream: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(|cx| stream.poll_read_ready(cx))
+}
+
+/// Writes every slice, in order, with vectored writes.
+async fn write_all(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+    let mut part = 0;
+    let mut offset = 0;
+    while part < parts.len() {
+        if parts[part].len() == offset {
+            part += 1;
+            offset = 0;
+            continue;
+        }
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][offset..])
+            .chain(parts[part + 1..].iter().copied())
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match stream.try_write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // Advance past what was written.
+        while n > 0 && part < parts.len() {
+            let left = parts[part].len() - offset;
+            if n >= left {
+                n -= left;
+                part += 1;
+                offset = 0;
+            } else {
+                offset += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `date` header value, formatted once per second per thread.
+fn http_date() -> String {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, httpdate::fmt_http_date(now));
+        }
+        c.1.clone()
+    })
 }
 
 /// Resolves when shutdown is requested (or its sender is gone); owns no guard, so it can sit in a
@@ -140,4 +574,37 @@ pub fn raise_fd_limit() -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What a parked long-poll costs is these two futures (plus its socket and parameters).
+    /// The request handler (over 2 KiB) must never be inlined into either: it runs boxed, and
+    /// only until it parks. The bound has room for dependency upgrades, not for a handler.
+    #[test]
+    fn a_parked_request_keeps_only_small_futures() {
+        let connection = future_size(Connection::<crate::http::App>::run);
+        let parked = future_size(crate::http::shape::LivePoll::wait);
+        let handler = future_size(|r| crate::http::handle(unreachable_engine(), r));
+        assert!(
+            connection <= 1536,
+            "connection task future: {connection} bytes"
+        );
+        assert!(parked <= 1536, "parked long-poll future: {parked} bytes");
+        assert!(
+            handler > parked,
+            "the handler ({handler} B) is the large one"
+        );
+    }
+
+    /// Only for its type: the closure above is never called.
+    fn unreachable_engine() -> Arc<crate::engine::Engine> {
+        unreachable!()
+    }
 }

@@ -5,6 +5,7 @@
 //! durable; a live request parks on the shape's watch channel until a new view, rotation or the
 //! long-poll timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,14 +15,16 @@ use tokio::time::Instant;
 
 use super::params::{self, RawQuery, ShapeParams};
 use super::response::{self, JSON, set, with_body};
+use super::server::Reply;
 use super::sse;
 use super::subset;
-use crate::engine::{Admission, Engine, EngineError};
+use crate::engine::{Admission, Engine, EngineError, Permit};
 use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::definition::DefinitionError;
 use crate::shape::json;
 use crate::shape::registry::Shape;
 use crate::storage::log::{self, LogView, ReadPlan};
+use crate::storage::view::ViewWatch;
 
 /// Largest accepted POST body (Electric's framework default).
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -69,8 +72,26 @@ fn table_missing(p: &ShapeParams) -> Response<Body> {
     )
 }
 
-/// Serves a shape log request.
-pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response<Body> {
+/// Serves a shape log request: a response now, or a parked long-poll ([`LivePoll`]).
+pub async fn serve(engine: &Arc<Engine>, raw: RawQuery, req: Request) -> Reply {
+    // Resolved in its own future, so the raw query, the request and the body are all freed
+    // before a long-poll parks.
+    let (p, shape, permit, sub) = match resolve(engine, raw, req).await {
+        Ok(r) => r,
+        Err(r) => return Reply::Now(r),
+    };
+    if let Some(sub) = sub {
+        return Reply::Now(Box::pin(serve_subset(engine, &p, &shape, sub)).await);
+    }
+    serve_shape(engine, p, shape, permit, None).await
+}
+
+/// Parses and validates the request, admits it and finds (or creates) its shape.
+async fn resolve(
+    engine: &Engine,
+    mut raw: RawQuery,
+    req: Request,
+) -> Result<(ShapeParams, Arc<Shape>, Permit, Option<subset::Subset>), Response<Body>> {
     let mut sub = subset::from_query(&raw);
     let if_none_match: Vec<String> = req
         .headers()
@@ -84,28 +105,26 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
         let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
             Ok(b) => b,
             Err(_) => {
-                return with_body(
+                return Err(with_body(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     Some(JSON),
                     r#"{"error":"Request body too large"}"#,
-                );
+                ));
             }
         };
         if let Err(r) = subset::apply_body(&body, &mut raw, &mut sub) {
-            return *r;
+            return Err(*r);
         }
     }
-    let mut p = match params::validate(&raw) {
-        Ok(p) => p,
-        Err(errors) => return response::invalid(&errors),
-    };
+    let mut p = params::validate(&raw).map_err(|errors| response::invalid(&errors))?;
+    drop(raw);
     p.if_none_match = if_none_match;
     let kind = match &p.handle {
         Some(h) if engine.registry.get(h).is_some() => Admission::Existing,
         _ => Admission::Initial,
     };
-    let Some(_permit) = engine.admit(kind) else {
-        return over_limit(engine, kind);
+    let Some(permit) = engine.admit(kind) else {
+        return Err(over_limit(engine, kind));
     };
     let map_err = |e: EngineError| engine_error(e, &p);
     let shape = match (&p.handle, p.offset) {
@@ -113,84 +132,162 @@ pub async fn serve(engine: &Engine, mut raw: RawQuery, req: Request) -> Response
             Some(s) => s,
             // Unknown, rotated, or a different definition: 409 with the current handle.
             None => match Box::pin(engine.get_or_create(&p.request)).await {
-                Ok(s) if *s.handle != **handle => return response::must_refetch(Some(&s.handle)),
+                Ok(s) if *s.handle != **handle => {
+                    return Err(response::must_refetch(Some(&s.handle)));
+                }
                 Ok(s) => s,
-                Err(e) => return map_err(e),
+                Err(e) => return Err(map_err(e)),
             },
         },
         _ => match Box::pin(engine.get_or_create(&p.request)).await {
             Ok(s) => s,
-            Err(e) => return map_err(e),
+            Err(e) => return Err(map_err(e)),
         },
     };
     shape.touch();
-    if let Some(sub) = sub {
-        return Box::pin(serve_subset(engine, &p, &shape, sub)).await;
-    }
-    serve_shape(engine, &p, shape).await
+    Ok((p, shape, permit, sub))
 }
 
-async fn serve_shape(
-    engine: &Engine,
-    p: &ShapeParams,
-    shape: std::sync::Arc<Shape>,
-) -> Response<Body> {
+/// Answers from the shape's log, waiting inline for a snapshot or an out-of-bounds offset; a
+/// live request at the end of the log parks as a [`LivePoll`] instead. `live_since`: when this
+/// request first parked (a woken [`LivePoll`] passes it on, so its deadline stays put).
+pub(crate) async fn serve_shape(
+    engine: &Arc<Engine>,
+    p: ShapeParams,
+    shape: Arc<Shape>,
+    permit: Permit,
+    live_since: Option<Instant>,
+) -> Reply {
     let mut rx = shape.subscribe();
     let mut stopping = engine.stopping.subscribe();
     let start = Instant::now();
     let long_poll = engine.config.long_poll_timeout;
-    let mut live_wait_started: Option<Instant> = None;
     let mut oob_wait_started: Option<Instant> = None;
-    // Counted in the parked gauge from the first wait until the response is built.
-    let mut parked: Option<crate::telemetry::metrics::Tracked> = None;
     loop {
-        let view: LogView = rx.borrow_and_update().clone();
+        let view: LogView = rx.borrow_and_update();
         if view.failed {
             let mut r = response::unavailable("Unexpected error while creating snapshot", 10);
             set(r.headers_mut(), "electric-internal-known-error", "true");
-            return r;
+            return Reply::Now(r);
         }
         if view.gone {
-            return Box::pin(rotated(engine, p)).await;
+            return Reply::Now(Box::pin(rotated(engine, &p)).await);
         }
         let plan = log::plan_read(&view, p.offset);
         if p.live_sse
             && let (ReadPlan::AtEnd { response }, RequestOffset::At(_)) = (&plan, p.offset)
         {
-            return sse::stream(engine, p, shape.clone(), *response);
+            return Reply::Now(sse::stream(engine, &p, shape.clone(), *response));
         }
         let deadline = match &plan {
-            ReadPlan::NotReady => Some(start + SNAPSHOT_WAIT),
+            ReadPlan::NotReady => start + SNAPSHOT_WAIT,
             ReadPlan::OutOfBounds => {
-                let s = *oob_wait_started.get_or_insert_with(Instant::now);
-                Some(s + long_poll / 2)
+                *oob_wait_started.get_or_insert_with(Instant::now) + long_poll / 2
             }
             ReadPlan::AtEnd { .. } if p.live => {
-                let s = *live_wait_started.get_or_insert_with(Instant::now);
-                parked.get_or_insert_with(|| engine.metrics.track_live_parked());
-                Some(s + long_poll)
+                let since = live_since.unwrap_or_else(Instant::now);
+                let parked = LivePoll {
+                    deadline: since + long_poll,
+                    since,
+                    engine: engine.clone(),
+                    _parked: engine.metrics.track_live_parked(),
+                    p,
+                    shape,
+                    rx,
+                    stopping,
+                    _permit: permit,
+                };
+                return Reply::Later(Box::pin(parked.wait()));
             }
-            _ => None,
-        };
-        let Some(deadline) = deadline else {
-            return respond(engine, p, &shape, &view, plan).await;
+            _ => return Reply::Now(respond(engine, &p, &shape, &view, plan).await),
         };
         tokio::select! {
             () = rx.changed() => {}
             () = crate::engine::stopped(&mut stopping) => {
-                return match plan {
-                    ReadPlan::AtEnd { .. } => no_change(engine, p, &shape, &view),
-                    _ => response::unavailable("The service is shutting down", 5),
-                };
+                return Reply::Now(response::unavailable("The service is shutting down", 5));
             }
             () = tokio::time::sleep_until(deadline) => {
-                return match plan {
+                return Reply::Now(match plan {
                     ReadPlan::NotReady => response::unavailable("Timeout waiting for shape data to be loaded", 5),
-                    ReadPlan::OutOfBounds => response::invalid_one("offset", "out of bounds for this shape"),
-                    _ => no_change(engine, p, &shape, &view),
-                };
+                    _ => response::invalid_one("offset", "out of bounds for this shape"),
+                });
             }
         }
+    }
+}
+
+/// A live request parked at the end of its shape's log: all a long-poll keeps while it waits
+/// (its handler has returned; the request, raw query and body are gone). Holds the admission
+/// permit and the parked gauge until the response is built.
+pub(crate) struct LivePoll {
+    engine: Arc<Engine>,
+    p: ShapeParams,
+    shape: Arc<Shape>,
+    rx: ViewWatch,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    since: Instant,
+    deadline: Instant,
+    _permit: Permit,
+    _parked: crate::telemetry::metrics::Tracked,
+}
+
+impl LivePoll {
+    /// Waits for the log to move past the request's offset (or the shape to go), the long-poll
+    /// timeout, or shutdown; then answers.
+    ///
+    /// Not an `async fn`: its arguments would be stored twice in the future (once as the
+    /// argument, once as the binding), and this future is what a parked request costs.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn wait(mut self) -> impl std::future::Future<Output = Response<Body>> + Send {
+        async move {
+            if let Some(r) = self.park().await {
+                return r;
+            }
+            match self.resume().await {
+                Reply::Now(r) => r,
+                Reply::Later(wait) => wait.await,
+            }
+        }
+    }
+
+    /// Parks until there is something to answer: `Some` for a timeout or shutdown (answered
+    /// here), `None` when the log moved on or the shape changed state.
+    pub(crate) async fn park(&mut self) -> Option<Response<Body>> {
+        loop {
+            tokio::select! {
+                () = self.rx.changed() => {}
+                () = crate::engine::stopped(&mut self.stopping) => return Some(self.no_change()),
+                () = tokio::time::sleep_until(self.deadline) => return Some(self.no_change()),
+            }
+            let view = self.rx.borrow_and_update();
+            let still_at_end = !view.failed
+                && !view.gone
+                && matches!(log::plan_read(&view, self.p.offset), ReadPlan::AtEnd { .. });
+            if !still_at_end {
+                return None;
+            }
+        }
+    }
+
+    /// [`serve_shape`] again, once the wait is over. Boxed: the full handler must not size the
+    /// wait (it runs in its own allocation, briefly); not `async`, so that the fields moved out
+    /// here take no room in [`LivePoll::wait`]'s state, and named, which breaks the type cycle
+    /// between the two futures.
+    fn resume(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+        let LivePoll {
+            engine,
+            p,
+            shape,
+            since,
+            _permit,
+            ..
+        } = self;
+        Box::pin(async move { serve_shape(&engine, p, shape, _permit, Some(since)).await })
+    }
+
+    fn no_change(&mut self) -> Response<Body> {
+        let view = self.rx.borrow_and_update();
+        no_change(&self.engine, &self.p, &self.shape, &view)
     }
 }
 

@@ -5,6 +5,7 @@ mod checklist;
 mod cli;
 mod fault_proxy;
 mod faults;
+mod http_framing;
 mod http_hostile;
 mod metrics;
 mod process_faults;
