@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, Method, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
 use crate::engine::{Engine, Health};
-use response::{JSON, common_headers, set, with_body};
+use response::{JSON, common_headers, set, set_static, with_body};
 use server::Reply;
 
 /// The application: every request of the main port goes to [`handle`].
@@ -255,8 +255,8 @@ fn health(engine: &Engine) -> Response<Body> {
 fn options(headers: &HeaderMap) -> Response<Body> {
     let mut r = with_body(StatusCode::NO_CONTENT, None, Body::empty());
     let h = r.headers_mut();
-    set(h, "access-control-max-age", "86400");
-    set(h, "connection", "keep-alive");
+    set_static(h, "access-control-max-age", "86400");
+    set_static(h, "connection", "keep-alive");
     if let Some(req) = headers
         .get("access-control-request-headers")
         .and_then(|v| v.to_str().ok())

@@ -39,6 +39,15 @@ pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
     }
 }
 
+/// Sets a header whose value is a constant: no copy of the value is made (a response carries a
+/// dozen of these, and one write may wake thousands of long-polls).
+pub fn set_static(h: &mut HeaderMap, name: &'static str, value: &'static str) {
+    h.insert(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    );
+}
+
 pub fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(HeaderName::from_static(name), v);
@@ -52,16 +61,16 @@ pub fn common_headers(
     shape_route: bool,
     request_id: &str,
 ) {
-    set(h, "electric-server", SERVER);
+    set_static(h, "electric-server", SERVER);
     set(h, "x-request-id", request_id);
     match origin {
         Some(o) => {
             set(h, "access-control-allow-origin", o);
-            set(h, "vary", "Origin");
+            set_static(h, "vary", "Origin");
         }
-        None => set(h, "access-control-allow-origin", "*"),
+        None => set_static(h, "access-control-allow-origin", "*"),
     }
-    set(h, "access-control-expose-headers", EXPOSE);
+    set_static(h, "access-control-expose-headers", EXPOSE);
     set(
         h,
         "access-control-allow-methods",
@@ -72,19 +81,19 @@ pub fn common_headers(
         },
     );
     if !h.contains_key("cache-control") {
-        set(h, "cache-control", "max-age=0, private, must-revalidate");
+        set_static(h, "cache-control", "max-age=0, private, must-revalidate");
     }
 }
 
 pub fn with_body(
     status: StatusCode,
-    content_type: Option<&str>,
+    content_type: Option<&'static str>,
     body: impl Into<Body>,
 ) -> Response<Body> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     if let Some(ct) = content_type {
-        set(r.headers_mut(), "content-type", ct);
+        set_static(r.headers_mut(), "content-type", ct);
     }
     r
 }
@@ -103,8 +112,8 @@ pub fn invalid_one(key: &str, msg: &str) -> Response<Body> {
 }
 
 pub fn no_store(h: &mut HeaderMap) {
-    set(h, "cache-control", "no-store");
-    set(h, "surrogate-control", "no-store");
+    set_static(h, "cache-control", "no-store");
+    set_static(h, "surrogate-control", "no-store");
 }
 
 /// `{"message": …}` with a status.
@@ -138,9 +147,9 @@ pub fn must_refetch(handle: Option<&str>) -> Response<Body> {
     match handle {
         Some(handle) => {
             set(h, "electric-handle", handle);
-            set(h, "cache-control", "public, max-age=60, must-revalidate");
+            set_static(h, "cache-control", "public, max-age=60, must-revalidate");
         }
-        None => set(h, "cache-control", "public, max-age=1, must-revalidate"),
+        None => set_static(h, "cache-control", "public, max-age=1, must-revalidate"),
     }
     r
 }

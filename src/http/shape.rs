@@ -14,7 +14,7 @@ use axum::http::{Response, StatusCode};
 use tokio::time::Instant;
 
 use super::params::{self, RawQuery, ShapeParams};
-use super::response::{self, JSON, set, with_body};
+use super::response::{self, JSON, set, set_static, with_body};
 use super::server::Reply;
 use super::sse;
 use super::subset;
@@ -309,7 +309,7 @@ fn over_limit(engine: &Engine, kind: Admission) -> Response<Body> {
     let h = r.headers_mut();
     response::no_store(h);
     set(h, "retry-after", &rand::random_range(5..=10u32).to_string());
-    set(h, "electric-internal-known-error", "true");
+    set_static(h, "electric-internal-known-error", "true");
     r
 }
 
@@ -355,13 +355,13 @@ pub(super) fn log_headers(
     let h = r.headers_mut();
     set(h, "electric-handle", &shape.handle);
     set(h, "electric-offset", &offset.to_string());
-    set(
+    set_static(
         h,
         "electric-has-data",
         if has_data { "true" } else { "false" },
     );
     if up_to_date {
-        set(h, "electric-up-to-date", "");
+        set_static(h, "electric-up-to-date", "");
     }
     if p.live {
         let secs = engine.config.long_poll_timeout.as_secs();
@@ -373,18 +373,28 @@ pub(super) fn log_headers(
     } else if ok {
         set(h, "electric-schema", &shape.def.schema_header);
     }
-    let cc = match p.offset {
-        RequestOffset::Initial => {
-            "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746".to_owned()
-        }
-        _ if p.live && p.live_sse => "public, max-age=59".to_owned(),
-        _ if p.live => "public, max-age=5, stale-while-revalidate=5".to_owned(),
-        _ => format!(
-            "public, max-age={}, stale-while-revalidate={}",
-            engine.config.cache_max_age, engine.config.cache_stale_age
+    let h = r.headers_mut();
+    match p.offset {
+        RequestOffset::Initial => set_static(
+            h,
+            "cache-control",
+            "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746",
         ),
-    };
-    set(r.headers_mut(), "cache-control", &cc);
+        _ if p.live && p.live_sse => set_static(h, "cache-control", "public, max-age=59"),
+        _ if p.live => set_static(
+            h,
+            "cache-control",
+            "public, max-age=5, stale-while-revalidate=5",
+        ),
+        _ => set(
+            h,
+            "cache-control",
+            &format!(
+                "public, max-age={}, stale-while-revalidate={}",
+                engine.config.cache_max_age, engine.config.cache_stale_age
+            ),
+        ),
+    }
 }
 
 async fn respond(
@@ -440,7 +450,7 @@ async fn respond(
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return r;
             }
-            let buf = match read_log(engine.storage.fs(), &shape.log_path(), start, end).await {
+            let buf = match read_log(engine.storage.fs(), shape, start, end).await {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
@@ -506,8 +516,9 @@ const INLINE_READ_MAX: u64 = 256 * 1024;
 /// Recently read small log ranges, shared by every request that reads the same range.
 const TAIL_CACHE_ENTRIES: usize = 64;
 
-/// One cached range: (log path, start, end) → bytes.
-type TailEntry = (std::path::PathBuf, u64, u64, std::sync::Arc<[u8]>);
+/// One cached range: (shape handle, start, end) → bytes. Keyed by handle, not path: a handle
+/// names one log for good, and comparing it needs no path built per request.
+type TailEntry = (Arc<str>, u64, u64, std::sync::Arc<[u8]>);
 
 /// When one write wakes thousands of long-polls on a shape, they all read the same new range
 /// `[start, durable_len)`: the first reads it, the rest share its bytes, instead of each opening
@@ -528,12 +539,12 @@ pub fn clear_tail_cache() {
 /// Reads `[start, end)` of a shape log, small ranges inline through [`TAIL_CACHE`].
 async fn read_log(
     fs: &crate::storage::io::Fs,
-    path: &std::path::Path,
+    shape: &Shape,
     start: u64,
     end: u64,
 ) -> Result<std::io::Result<std::sync::Arc<[u8]>>, tokio::task::JoinError> {
     if end.saturating_sub(start) > INLINE_READ_MAX {
-        let path = path.to_owned();
+        let path = shape.log_path();
         let fs = fs.clone();
         return tokio::task::spawn_blocking(move || {
             log::read_range(&fs, &path, start, end).map(std::sync::Arc::from)
@@ -546,18 +557,18 @@ async fn read_log(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, _, _, bytes)) = cache
         .iter()
-        .find(|(p, s, e, _)| *s == start && *e == end && p == path)
+        .find(|(h, s, e, _)| *s == start && *e == end && *h == shape.handle)
     {
         return Ok(Ok(bytes.clone()));
     }
-    let bytes: std::sync::Arc<[u8]> = match log::read_range(fs, path, start, end) {
+    let bytes: std::sync::Arc<[u8]> = match log::read_range(fs, &shape.log_path(), start, end) {
         Ok(b) => b.into(),
         Err(e) => return Ok(Err(e)),
     };
     if cache.len() >= TAIL_CACHE_ENTRIES {
         cache.remove(0);
     }
-    cache.push((path.to_owned(), start, end, bytes.clone()));
+    cache.push((shape.handle.clone(), start, end, bytes.clone()));
     Ok(Ok(bytes))
 }
 

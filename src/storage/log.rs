@@ -46,9 +46,11 @@ pub struct LogView {
     /// Number of closed snapshot chunks (they are the first `snapshot_chunks` of `chunks`).
     pub snapshot_chunks: usize,
     pub snapshot_complete: bool,
-    pub chunks: Arc<Vec<Chunk>>,
+    /// One allocation, like `points`; rebuilt when a chunk closes (rare: every chunk-size bytes).
+    pub chunks: Arc<[Chunk]>,
     /// Seek points inside the open chunk: (offset of the last entry before `pos`, `pos`).
-    pub points: Arc<Vec<(LogOffset, u64)>>,
+    /// One allocation (not an `Arc<Vec>`, which is two): every idle shape has one.
+    pub points: Arc<[(LogOffset, u64)]>,
     /// The shape was removed; readers answer 409.
     pub gone: bool,
     /// The shape's snapshot failed; readers answer 503 rather than send clients into a 409 loop.
@@ -62,8 +64,8 @@ impl LogView {
             latest: LogOffset::new(0, 0),
             snapshot_chunks: 0,
             snapshot_complete: false,
-            chunks: Arc::new(Vec::new()),
-            points: Arc::new(Vec::new()),
+            chunks: Arc::new([]),
+            points: Arc::new([]),
             gone: false,
             failed: false,
         }
@@ -259,7 +261,7 @@ pub struct LogWriter {
     open_chunk_bytes: u64,
     /// Shared with the published view (copied on write when a chunk closes or a rollback
     /// drops one), so an idle shape keeps one chunk list, not two.
-    chunks: Arc<Vec<Chunk>>,
+    chunks: Arc<[Chunk]>,
     chunks_dirty: bool,
     points: Vec<(LogOffset, u64)>,
     snapshot_chunks: usize,
@@ -297,7 +299,7 @@ impl LogWriter {
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: 0,
-            chunks: Arc::new(Vec::new()),
+            chunks: Arc::new([]),
             chunks_dirty: false,
             points: Vec::new(),
             snapshot_chunks: 0,
@@ -369,7 +371,7 @@ impl LogWriter {
             pending: Vec::new(),
             threshold,
             open_chunk_bytes: scan.open_chunk_bytes,
-            chunks: Arc::new(chunks),
+            chunks: chunks.into(),
             chunks_dirty: true,
             points: Vec::new(),
             snapshot_chunks,
@@ -426,8 +428,7 @@ impl LogWriter {
         let end = LogOffset::new(0, self.snapshot_chunks as u64);
         format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, end, b"");
         let end_pos = self.pos();
-        Arc::make_mut(&mut self.chunks).push(Chunk { end, end_pos });
-        self.chunks_dirty = true;
+        self.push_chunk(Chunk { end, end_pos });
         self.snapshot_chunks += 1;
         self.open_chunk_bytes = 0;
     }
@@ -443,11 +444,16 @@ impl LogWriter {
             json,
         );
         self.close_snapshot_chunk();
-        // Most shapes are idle after their snapshot: keep their chunk list exact.
-        Arc::make_mut(&mut self.chunks).shrink_to_fit();
         self.snapshot_complete = true;
         self.latest = LogOffset::SNAPSHOT_END;
         self.mark_committed();
+    }
+
+    /// Closes a chunk: the list is copied with it appended (the view keeps the old one until
+    /// the next publish).
+    fn push_chunk(&mut self, chunk: Chunk) {
+        self.chunks = self.chunks.iter().copied().chain([chunk]).collect();
+        self.chunks_dirty = true;
     }
 
     fn mark_committed(&mut self) {
@@ -481,7 +487,7 @@ impl LogWriter {
         let keep = usize::try_from(self.committed_len.saturating_sub(self.file_len)).unwrap_or(0);
         self.pending.truncate(keep);
         if self.chunks.len() != self.committed_chunks {
-            Arc::make_mut(&mut self.chunks).truncate(self.committed_chunks);
+            self.chunks = self.chunks[..self.committed_chunks.min(self.chunks.len())].into();
             self.chunks_dirty = true;
             self.points.clear();
         }
@@ -499,11 +505,10 @@ impl LogWriter {
         if self.open_chunk_bytes >= self.threshold {
             format::encode_record(&mut self.pending, KIND_CHUNK_END, 0, offset, b"");
             let end_pos = self.pos();
-            Arc::make_mut(&mut self.chunks).push(Chunk {
+            self.push_chunk(Chunk {
                 end: offset,
                 end_pos,
             });
-            self.chunks_dirty = true;
             self.points.clear();
             self.open_chunk_bytes = 0;
         }
@@ -595,12 +600,13 @@ impl LogWriter {
         }
         // The chunk list only changes when a chunk closes: copy it only then.
         let chunks = std::mem::take(&mut self.chunks_dirty).then(|| self.chunks.clone());
-        let mut points = Vec::with_capacity(self.points.len() + 1);
-        points.extend_from_slice(&self.points);
-        if points.last().is_none_or(|&(_, p)| p != durable_len) {
-            points.push((latest, durable_len));
-        }
-        let points = Arc::new(points);
+        let tail = self
+            .points
+            .last()
+            .is_none_or(|&(_, p)| p != durable_len)
+            .then_some((latest, durable_len));
+        // Exact-size iterator: collected straight into the `Arc`'s own allocation.
+        let points: Arc<[(LogOffset, u64)]> = self.points.iter().copied().chain(tail).collect();
         let snapshot_chunks = self.snapshot_chunks;
         let snapshot_complete = self.snapshot_complete;
         self.view.update(|v| {
