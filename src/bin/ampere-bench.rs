@@ -2,9 +2,10 @@
 //!
 //! Starts a throwaway Postgres (`LocalCluster`) and Ampere in-process (`ampere::app::run`), runs
 //! each workload next to its baseline in the same run (`pg_recvlogical` draining the same WAL,
-//! `COPY (SELECT row_to_json(t) …)` of the same rows), and writes a JSON and a markdown report
-//! with the figures, the ratios, the machine and the commit. `docs/performance.md` explains the
-//! method and the latest figures.
+//! `COPY (SELECT row_to_json(t) …)` of the same rows, a raw tokio server writing Ampere's live
+//! response to the same parked clients), and writes a JSON and a markdown report with the
+//! figures, the ratios, the machine and the commit. `docs/performance.md` explains the method and
+//! the latest figures.
 //!
 //! Every wait is bounded and every loop ends by itself; everything listens on 127.0.0.1.
 
@@ -310,10 +311,18 @@ async fn fanout_scenario(
     let amp = Ampere::start(pg, root, "fanout").await?;
     let out = workloads::fanout(pg, &amp, clients).await;
     amp.stop(pg).await?;
-    let f = out?;
+    let (mut f, replay) = out?;
+    // After Ampere is gone, so the floor is measured on a quiet process with free descriptors.
+    let out = match workloads::raw_fanout(&replay, clients).await {
+        Ok(b) => {
+            f.set_baseline(b);
+            Ok(())
+        }
+        Err(e) => Err(e.context("raw tokio baseline")),
+    };
     eprintln!("  fan-out: {f:?}");
     res.fanout = Some(f);
-    Ok(())
+    out
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -2,36 +2,44 @@
 //! `content-length` or `chunked`. The package's only full HTTP client (reqwest) is a
 //! dev-dependency, which a binary cannot use, and the bench needs no more than this.
 //!
+//! The client is part of what the fan-out workload measures, so it is cheap: a response is read
+//! into one buffer and framed by pure functions over bytes ([`parse_head`], [`next_chunk`]), with
+//! no allocation per header line; a parked connection holds no read buffer until it reads.
+//!
 //! Invariants: every call is bounded by the caller's timeout; a connection whose response was not
-//! read to its end is dropped, never reused.
+//! read to its end is dropped, never reused; bytes read past one response are kept for the next.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response body the bench accepts (a chunk is 10 MiB by default).
 const MAX_BODY: usize = 256 * 1024 * 1024;
-/// Longest status or header line.
-const MAX_LINE: usize = 64 * 1024;
+/// Longest status line plus headers.
+const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunk-size or trailer line.
+const MAX_LINE: usize = 4 * 1024;
+/// Most header lines in one response.
+const MAX_HEADERS: usize = 200;
 
 /// One response.
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
-    headers: Vec<(String, String)>,
+    /// The header lines (the status line and the final empty line excluded), `\r\n`-separated.
+    headers: String,
     pub body: Vec<u8>,
 }
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        header_lines(&self.headers)
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v)
     }
 
     /// The response's last message is `up-to-date`.
@@ -46,6 +54,14 @@ impl Resp {
     }
 }
 
+/// `(name, value)` of each header line, both trimmed.
+fn header_lines(headers: &str) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim(), v.trim()))
+}
+
 /// Percent-encodes a query-parameter value.
 pub fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
@@ -54,8 +70,11 @@ pub fn enc(s: &str) -> String {
 /// A keep-alive connection to one server (reconnects when the server closed it).
 pub struct Conn {
     addr: SocketAddr,
+    /// How much to grow the read buffer by at a time.
     buffer: usize,
-    stream: Option<BufReader<TcpStream>>,
+    stream: Option<TcpStream>,
+    /// Bytes read past the last response (empty and unallocated between requests, normally).
+    pending: Vec<u8>,
 }
 
 impl Conn {
@@ -63,12 +82,13 @@ impl Conn {
         Conn::with_buffer(addr, 64 * 1024)
     }
 
-    /// A connection with a read buffer of `buffer` bytes (small for thousands of parked ones).
+    /// A connection reading `buffer` bytes at a time (small for thousands of parked ones).
     pub fn with_buffer(addr: SocketAddr, buffer: usize) -> Conn {
         Conn {
             addr,
-            buffer,
+            buffer: buffer.max(1024),
             stream: None,
+            pending: Vec::new(),
         }
     }
 
@@ -79,13 +99,14 @@ impl Conn {
                 .await
                 .with_context(|| format!("connect to {}", self.addr))?;
             s.set_nodelay(true)?;
-            self.stream = Some(BufReader::with_capacity(self.buffer, s));
+            self.stream = Some(s);
+            self.pending = Vec::new();
         }
         let req = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", self.addr);
         let Some(s) = self.stream.as_mut() else {
             bail!("no connection")
         };
-        if let Err(e) = s.get_mut().write_all(req.as_bytes()).await {
+        if let Err(e) = s.write_all(req.as_bytes()).await {
             self.stream = None;
             return Err(e.into());
         }
@@ -94,15 +115,28 @@ impl Conn {
 
     /// Reads one response to the request sent last.
     pub async fn recv(&mut self) -> anyhow::Result<Resp> {
+        Ok(self.read(false).await?.0)
+    }
+
+    /// Like [`Conn::recv`], also returning the response exactly as it came off the wire (status
+    /// line, headers, framed body).
+    pub async fn recv_wire(&mut self) -> anyhow::Result<(Resp, Vec<u8>)> {
+        let (resp, wire) = self.read(true).await?;
+        Ok((resp, wire.unwrap_or_default()))
+    }
+
+    async fn read(&mut self, wire: bool) -> anyhow::Result<(Resp, Option<Vec<u8>>)> {
         let Some(s) = self.stream.as_mut() else {
             bail!("no request in flight")
         };
-        match read_response(s).await {
-            Ok((resp, keep)) => {
-                if !keep {
+        match read_response(s, std::mem::take(&mut self.pending), self.buffer, wire).await {
+            Ok(r) => {
+                if r.keep {
+                    self.pending = r.rest;
+                } else {
                     self.stream = None;
                 }
-                Ok(resp)
+                Ok((r.resp, r.wire))
             }
             Err(e) => {
                 self.stream = None;
@@ -139,84 +173,293 @@ impl Conn {
     }
 }
 
-async fn read_line(s: &mut BufReader<TcpStream>) -> anyhow::Result<String> {
-    let mut line = String::new();
-    let n = (&mut *s).take(MAX_LINE as u64).read_line(&mut line).await?;
-    if n == 0 {
-        bail!("connection closed by the server");
-    }
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+/// One response read off a connection.
+struct Read {
+    resp: Resp,
+    /// Whether the connection may be reused.
+    keep: bool,
+    /// Bytes read past the response.
+    rest: Vec<u8>,
+    /// The response's own bytes, when asked for.
+    wire: Option<Vec<u8>>,
 }
 
-/// Parses one response; the flag says whether the connection may be reused.
-async fn read_response(s: &mut BufReader<TcpStream>) -> anyhow::Result<(Resp, bool)> {
-    let status_line = read_line(s).await?;
+/// Appends at least one byte read from `s` to `buf`, growing it by `step` when it is nearly full.
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, step: usize) -> anyhow::Result<()> {
+    if buf.capacity() - buf.len() < step / 4 {
+        buf.reserve(step);
+    }
+    if s.read_buf(buf).await? == 0 {
+        bail!("connection closed by the server");
+    }
+    Ok(())
+}
+
+/// Reads one response; `buf` holds the bytes already read past the previous one.
+async fn read_response(
+    s: &mut TcpStream,
+    mut buf: Vec<u8>,
+    step: usize,
+    wire: bool,
+) -> anyhow::Result<Read> {
+    let head = loop {
+        if let Some(h) = parse_head(&buf)? {
+            break h;
+        }
+        fill(s, &mut buf, step).await?;
+    };
+    // `buf` keeps the head; the body is read into `rest`, which ends up holding what follows.
+    let mut rest = buf.split_off(head.len);
+    let mut keep = head.keep;
+    let (body, end) = match head.framing {
+        Framing::Length(len) => {
+            if len > MAX_BODY {
+                bail!("response body over {MAX_BODY} bytes");
+            }
+            rest.reserve(len.saturating_sub(rest.len()));
+            while rest.len() < len {
+                fill(s, &mut rest, step).await?;
+            }
+            let after = rest.split_off(len);
+            (std::mem::replace(&mut rest, after), len)
+        }
+        Framing::Chunked => {
+            let mut body = Vec::new();
+            let mut at = 0;
+            loop {
+                match next_chunk(&rest[at..])? {
+                    Chunk::Incomplete => fill(s, &mut rest, step).await?,
+                    Chunk::Data { start, len } => {
+                        if body.len() + len > MAX_BODY {
+                            bail!("response body over {MAX_BODY} bytes");
+                        }
+                        body.extend_from_slice(&rest[at + start..at + start + len]);
+                        at += start + len + 2;
+                    }
+                    Chunk::Last { len } => {
+                        at += len;
+                        break;
+                    }
+                }
+            }
+            (body, at)
+        }
+        Framing::UntilClose => {
+            keep = false;
+            while s.read_buf(&mut rest).await? > 0 {
+                if rest.len() > MAX_BODY {
+                    bail!("response body over {MAX_BODY} bytes");
+                }
+                if rest.capacity() - rest.len() < step / 4 {
+                    rest.reserve(step);
+                }
+            }
+            let len = rest.len();
+            (std::mem::take(&mut rest), len)
+        }
+        Framing::Empty => (Vec::new(), 0),
+    };
+    let wire = wire.then(|| {
+        let mut w = buf.clone();
+        match head.framing {
+            // `rest` was split from the body or drained into it: rebuild from the framing.
+            Framing::Length(_) | Framing::UntilClose => w.extend_from_slice(&body),
+            Framing::Chunked => w.extend_from_slice(&rest[..end]),
+            Framing::Empty => {}
+        }
+        w
+    });
+    if matches!(head.framing, Framing::Chunked) {
+        rest.drain(..end);
+    }
+    let headers = String::from_utf8(buf[head.status_line..head.len - 4].to_vec())
+        .context("response headers are not UTF-8")?;
+    Ok(Read {
+        resp: Resp {
+            status: head.status,
+            headers,
+            body,
+        },
+        keep,
+        rest,
+        wire,
+    })
+}
+
+/// How a response's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// No length: the body runs to the end of the connection.
+    UntilClose,
+    /// 1xx, 204 and 304 have no body.
+    Empty,
+}
+
+/// A parsed response head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    /// Bytes of the status line with its `\r\n`.
+    status_line: usize,
+    /// Bytes of the whole head, up to and including the empty line.
+    len: usize,
+    framing: Framing,
+    keep: bool,
+}
+
+/// Parses the head at the start of `buf`; `None` until its empty line has arrived.
+fn parse_head(buf: &[u8]) -> anyhow::Result<Option<Head>> {
+    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+        if buf.len() > MAX_HEAD {
+            bail!("response head over {MAX_HEAD} bytes");
+        }
+        return Ok(None);
+    };
+    if end + 4 > MAX_HEAD {
+        bail!("response head over {MAX_HEAD} bytes");
+    }
+    let text = std::str::from_utf8(&buf[..end]).context("response head is not UTF-8")?;
+    let (status_line, headers) = text.split_once("\r\n").unwrap_or((text, ""));
     let status: u16 = status_line
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(s).await?;
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-        if headers.len() > 200 {
+    let mut keep = true;
+    let mut chunked = false;
+    let mut length = None;
+    for (i, (k, v)) in header_lines(headers).enumerate() {
+        if i >= MAX_HEADERS {
             bail!("too many headers");
         }
+        if k.eq_ignore_ascii_case("connection") {
+            keep = !v.eq_ignore_ascii_case("close");
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = v.eq_ignore_ascii_case("chunked");
+        } else if k.eq_ignore_ascii_case("content-length") {
+            length = Some(v.parse::<usize>().context("bad content-length")?);
+        }
     }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+    let framing = if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else if status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Empty
+    } else {
+        Framing::UntilClose
     };
-    let mut keep = !get("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let size_line = read_line(s).await?;
-            let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(hex, 16)
-                .with_context(|| format!("bad chunk size {size_line:?}"))?;
-            if size == 0 {
-                // Trailers, then the empty line.
-                while !read_line(s).await?.is_empty() {}
-                break;
-            }
-            if body.len() + size > MAX_BODY {
-                bail!("response body over {MAX_BODY} bytes");
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            s.read_exact(&mut body[start..]).await?;
-            let mut crlf = [0u8; 2];
-            s.read_exact(&mut crlf).await?;
-        }
-    } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().context("bad content-length")?;
-        if len > MAX_BODY {
-            bail!("response body over {MAX_BODY} bytes");
-        }
-        body.resize(len, 0);
-        s.read_exact(&mut body).await?;
-    } else if !(status == 204 || status == 304 || (100..200).contains(&status)) {
-        (&mut *s)
-            .take(MAX_BODY as u64)
-            .read_to_end(&mut body)
-            .await?;
-        keep = false;
-    }
-    Ok((
-        Resp {
-            status,
-            headers,
-            body,
+    Ok(Some(Head {
+        status,
+        status_line: if headers.is_empty() {
+            end
+        } else {
+            status_line.len() + 2
         },
+        len: end + 4,
+        framing,
         keep,
-    ))
+    }))
+}
+
+/// The next piece of a chunked body.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    /// More bytes are needed.
+    Incomplete,
+    /// `len` data bytes at `start`, followed by `\r\n`.
+    Data { start: usize, len: usize },
+    /// The last chunk, its trailers and the empty line: `len` bytes in all.
+    Last { len: usize },
+}
+
+/// Frames the chunk at the start of `buf` (a size line, data, `\r\n`; or the last chunk).
+fn next_chunk(buf: &[u8]) -> anyhow::Result<Chunk> {
+    let Some(eol) = memchr::memmem::find(buf, b"\r\n") else {
+        if buf.len() > MAX_LINE {
+            bail!("chunk-size line over {MAX_LINE} bytes");
+        }
+        return Ok(Chunk::Incomplete);
+    };
+    let line = std::str::from_utf8(&buf[..eol]).unwrap_or("");
+    let hex = line.split(';').next().unwrap_or("").trim();
+    let len = usize::from_str_radix(hex, 16).with_context(|| format!("bad chunk size {line:?}"))?;
+    let start = eol + 2;
+    if len == 0 {
+        // Trailer lines, then the empty line.
+        let mut at = start;
+        loop {
+            let Some(n) = memchr::memmem::find(&buf[at..], b"\r\n") else {
+                if buf.len() - at > MAX_LINE {
+                    bail!("trailer line over {MAX_LINE} bytes");
+                }
+                return Ok(Chunk::Incomplete);
+            };
+            at += n + 2;
+            if n == 0 {
+                return Ok(Chunk::Last { len: at });
+            }
+        }
+    }
+    let Some(end) = start.checked_add(len).and_then(|e| e.checked_add(2)) else {
+        bail!("bad chunk size {line:?}");
+    };
+    if buf.len() < end {
+        return Ok(Chunk::Incomplete);
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        bail!("chunk of {len} bytes not followed by CRLF");
+    }
+    Ok(Chunk::Data { start, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_framed_once_its_empty_line_arrives() {
+        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nElectric-Offset: 0_0\r\n\r\nhello";
+        assert_eq!(parse_head(&r[..20]).unwrap(), None);
+        let h = parse_head(r).unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing, Framing::Length(5));
+        assert!(h.keep);
+        assert_eq!(&r[h.len..], b"hello");
+        assert_eq!(
+            &r[h.status_line..h.len - 4],
+            b"content-length: 5\r\nElectric-Offset: 0_0"
+        );
+    }
+
+    #[test]
+    fn a_head_without_length_runs_to_close_unless_it_has_no_body() {
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Framing::UntilClose);
+        assert!(!h.keep);
+        let h = parse_head(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.framing, h.status_line, h.len), (Framing::Empty, 23, 27));
+        assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn chunks_are_framed_piece_by_piece() {
+        let b = b"5;x=y\r\nhello\r\n0\r\ntrailer: 1\r\n\r\nNEXT";
+        assert_eq!(next_chunk(&b[..3]).unwrap(), Chunk::Incomplete);
+        assert_eq!(next_chunk(&b[..12]).unwrap(), Chunk::Incomplete);
+        assert_eq!(next_chunk(b).unwrap(), Chunk::Data { start: 7, len: 5 });
+        let last = &b[14..];
+        assert_eq!(next_chunk(&last[..5]).unwrap(), Chunk::Incomplete);
+        assert_eq!(next_chunk(last).unwrap(), Chunk::Last { len: 17 });
+        assert!(next_chunk(b"zz\r\n").is_err());
+        assert!(next_chunk(b"2\r\nabXY").is_err());
+        assert!(next_chunk(b"ffffffffffffffff\r\n").is_err());
+    }
 }

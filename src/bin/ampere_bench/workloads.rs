@@ -3,13 +3,15 @@
 //! Every loop has a fixed bound and every wait a deadline ([`LONG_WAIT`] at most), so a stuck
 //! server fails the bench instead of hanging it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::env::{self, Ampere, Pg};
@@ -558,7 +560,8 @@ pub async fn initial_sync(pg: &Pg, amp: &Ampere, rows: usize) -> anyhow::Result<
     })
 }
 
-/// Many clients parked on one shape, one write.
+/// Many clients parked on one shape, one write; next to it, the same clients parked on a raw
+/// tokio server that writes the same response bytes on one signal (the floor of this machine).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Fanout {
     pub clients: usize,
@@ -566,64 +569,340 @@ pub struct Fanout {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// RSS growth while the requests are parked, minus the bench's client-side buffers, per request.
+    /// RSS growth while the requests are parked, minus the bench's client-side state, per request.
     pub bytes_per_parked_request: f64,
+    /// The same from the allocator's bytes in use (absent in older reports).
+    #[serde(default)]
+    pub heap_bytes_per_parked_request: f64,
     pub loadavg: String,
+    /// Bytes of the live response Ampere sent (status line, headers, body): what the raw
+    /// baseline writes to each of its clients.
+    #[serde(default)]
+    pub response_bytes: usize,
+    /// The same clients, parked the same way, on the raw tokio server (absent in older reports).
+    #[serde(default)]
+    pub baseline: Option<Delivery>,
+    /// Ampere's p99 over the raw baseline's.
+    #[serde(default)]
+    pub p99_ratio: Option<f64>,
 }
 
-/// Client read buffer of a fan-out connection (subtracted from the memory figure).
+impl Fanout {
+    pub fn set_baseline(&mut self, b: Delivery) {
+        self.p99_ratio = Some(self.p99_ms / b.p99_ms);
+        self.baseline = Some(b);
+    }
+}
+
+/// One delivery round: how many of the parked requests got their response, how fast, and what
+/// parking them cost.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// RSS growth while the requests are parked, minus the bench's client-side state, per request.
+    pub bytes_per_parked_request: f64,
+    /// The same from the allocator's bytes in use.
+    pub heap_bytes_per_parked_request: f64,
+}
+
+impl Delivery {
+    /// From the delivery times (ms) and the (RSS, heap) growth per parked request.
+    fn new(mut lat: Vec<f64>, (rss, heap): (f64, f64)) -> Delivery {
+        lat.sort_by(f64::total_cmp);
+        Delivery {
+            delivered: lat.len(),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+            max_ms: lat.last().copied().unwrap_or(f64::NAN),
+            bytes_per_parked_request: rss,
+            heap_bytes_per_parked_request: heap,
+        }
+    }
+}
+
+/// What the raw baseline replays: the live request the clients send and the response Ampere
+/// answered it with, byte for byte.
+pub struct Replay {
+    path: String,
+    response: Arc<[u8]>,
+}
+
+/// Growth step of a fan-out connection's read buffer (allocated when it first reads, after the
+/// memory figure is taken).
 const FANOUT_BUFFER: usize = 4096;
 
-pub async fn fanout(pg: &Pg, amp: &Ampere, clients: usize) -> anyhow::Result<Fanout> {
+pub async fn fanout(pg: &Pg, amp: &Ampere, clients: usize) -> anyhow::Result<(Fanout, Replay)> {
     let table = "bench_fanout";
     create_table(pg, table).await?;
     let mut conn = Conn::new(amp.addr);
     let (shape, _, _) = follow(&mut conn, table, Some("tenant = 0")).await?;
     let path = shape.live_path();
 
+    // One more live request, parked first and read last: its bytes are what the baseline replays.
+    let mut probe = Conn::new(amp.addr);
+    probe.send(&path).await?;
+    let parked = park(amp.addr, &path, clients).await?;
+    let memory = (parked.rss_per_request, parked.heap_per_request);
+    let lat = deliver(parked.conns, async {
+        pg.client
+            .execute(
+                &format!("INSERT INTO {table} (tenant, title, value) VALUES (0, 'fanout', 0)"),
+                &[],
+            )
+            .await?;
+        Ok(Instant::now())
+    })
+    .await?;
+    let (resp, wire) = tokio::time::timeout(REQUEST_TIMEOUT, probe.recv_wire())
+        .await
+        .context("the probe's live response timed out")??;
+    if !(resp.status == 200 && resp.has_change()) {
+        bail!(
+            "the probe's live response is a {} without a change",
+            resp.status
+        );
+    }
+    let d = Delivery::new(lat, memory);
+    let f = Fanout {
+        clients,
+        delivered: d.delivered,
+        p50_ms: d.p50_ms,
+        p99_ms: d.p99_ms,
+        max_ms: d.max_ms,
+        bytes_per_parked_request: d.bytes_per_parked_request,
+        heap_bytes_per_parked_request: d.heap_bytes_per_parked_request,
+        loadavg: env::loadavg(),
+        response_bytes: wire.len(),
+        baseline: None,
+        p99_ratio: None,
+    };
+    let replay = Replay {
+        path,
+        response: wire.into(),
+    };
+    Ok((f, replay))
+}
+
+/// The fan-out's floor: a raw tokio server on 127.0.0.1 whose connection tasks read the request
+/// head, wait for one shared signal, write `replay.response` and keep the connection open. The
+/// same client code parks `clients` requests on it and times delivery from the signal.
+pub async fn raw_fanout(replay: &Replay, clients: usize) -> anyhow::Result<Delivery> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (go, ready) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(raw_serve(listener, replay.response.clone(), ready));
+    let out = async {
+        let parked = park(addr, &replay.path, clients).await?;
+        let memory = (parked.rss_per_request, parked.heap_per_request);
+        let lat = deliver(parked.conns, async {
+            let fired = Instant::now();
+            go.send_replace(true);
+            Ok(fired)
+        })
+        .await?;
+        anyhow::Ok(Delivery::new(lat, memory))
+    }
+    .await;
+    // The connection tasks end by themselves: at the client's close, or when `go` is dropped.
+    server.abort();
+    out
+}
+
+async fn raw_serve(
+    listener: tokio::net::TcpListener,
+    response: Arc<[u8]>,
+    ready: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(raw_connection(stream, response.clone(), ready.clone()));
+    }
+}
+
+async fn raw_connection(
+    mut stream: tokio::net::TcpStream,
+    response: Arc<[u8]>,
+    mut ready: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncWriteExt;
+    if read_request_head(&stream).await.is_err() || ready.wait_for(|&go| go).await.is_err() {
+        return;
+    }
+    if stream.write_all(&response).await.is_err() {
+        return;
+    }
+    // Keep-alive, like a real server: wait for a next request (the client closes instead).
+    let _ = read_request_head(&stream).await;
+}
+
+/// Reads up to the end of one request head; an error at EOF. The read buffer lives on the stack
+/// between awaits, so a parked connection's task holds no buffer.
+async fn read_request_head(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    // How much of "\r\n\r\n" the bytes so far end with.
+    let mut matched = 0u8;
+    loop {
+        stream.readable().await?;
+        let mut buf = [0u8; 1024];
+        let n = match stream.try_read(&mut buf) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            matched = match (matched, b) {
+                (0 | 2, b'\r') | (1 | 3, b'\n') => matched + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            if matched == 4 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Parked requests and what parking them cost the process, per request.
+struct Parked {
+    conns: Vec<Conn>,
+    /// RSS growth minus the bench's own `Conn`s.
+    rss_per_request: f64,
+    /// Growth of the allocator's bytes in use minus the bench's own `Conn`s: steadier than RSS
+    /// when the heap holds memory an earlier measurement freed.
+    heap_per_request: f64,
+}
+
+/// Connects `clients` connections to `addr`, sends each the live request `path` and lets them
+/// park. The client side of the memory figures is the `Conn`s, subtracted, and each client
+/// socket's tokio registration, counted (it is the same for every server measured).
+async fn park(addr: SocketAddr, path: &str, clients: usize) -> anyhow::Result<Parked> {
     let rss_before = env::rss_bytes();
+    let heap_before = env::heap_in_use();
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let mut c = Conn::with_buffer(amp.addr, FANOUT_BUFFER);
-        c.send(&path).await?;
+        let mut c = Conn::with_buffer(addr, FANOUT_BUFFER);
+        c.send(path).await?;
         conns.push(c);
     }
     // Let every request reach the server and park (bounded: 1 s + 1 s per 2,000 clients).
     tokio::time::sleep(Duration::from_millis(1000 + clients as u64 / 2)).await;
     let rss_parked = env::rss_bytes();
-    let client_side = clients * (FANOUT_BUFFER + std::mem::size_of::<Conn>());
-    let per_request = rss_parked.saturating_sub(rss_before) as f64 - client_side as f64;
+    let heap_parked = env::heap_in_use();
+    let client_side = (clients * std::mem::size_of::<Conn>()) as f64;
+    let per_request = |before: u64, after: u64| {
+        ((after as f64 - before as f64 - client_side) / clients.max(1) as f64).max(0.0)
+    };
+    Ok(Parked {
+        conns,
+        rss_per_request: per_request(rss_before, rss_parked),
+        heap_per_request: per_request(heap_before, heap_parked),
+    })
+}
 
-    let mut tasks = JoinSet::new();
-    for mut c in conns {
-        tasks.spawn(async move {
-            let r = tokio::time::timeout(REQUEST_TIMEOUT, c.recv()).await;
-            (Instant::now(), r.ok().and_then(Result::ok))
-        });
-    }
-    tokio::task::yield_now().await;
-    pg.client
-        .execute(
-            &format!("INSERT INTO {table} (tenant, title, value) VALUES (0, 'fanout', 0)"),
-            &[],
-        )
-        .await?;
-    let committed = Instant::now();
-    let mut lat = Vec::with_capacity(clients);
-    while let Some(r) = tasks.join_next().await {
-        let (at, resp) = r?;
-        if resp.is_some_and(|r| r.status == 200 && r.has_change()) {
-            lat.push(at.saturating_duration_since(committed).as_secs_f64() * 1e3);
+/// Counts tasks down to zero; only the last one wakes the waiter.
+struct Countdown {
+    left: AtomicUsize,
+    zero: Notify,
+}
+
+impl Countdown {
+    fn new(n: usize) -> Countdown {
+        Countdown {
+            left: AtomicUsize::new(n),
+            zero: Notify::new(),
         }
     }
-    lat.sort_by(f64::total_cmp);
-    Ok(Fanout {
-        clients,
-        delivered: lat.len(),
-        p50_ms: percentile(&lat, 0.5),
-        p99_ms: percentile(&lat, 0.99),
-        max_ms: lat.last().copied().unwrap_or(f64::NAN),
-        bytes_per_parked_request: (per_request / clients.max(1) as f64).max(0.0),
-        loadavg: env::loadavg(),
-    })
+
+    fn count_down(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Stores a permit if `zero` is not awaited yet.
+            self.zero.notify_one();
+        }
+    }
+
+    /// Resolves once the count is zero (at once if it already is).
+    async fn zero(&self) {
+        if self.remaining() > 0 {
+            self.zero.notified().await;
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
+/// Reads every parked connection's response in its own task and returns the delivery times (ms)
+/// of the 200s carrying a change, from the instant `fire` returns.
+///
+/// The client must not perturb what it measures: each task stamps its arrival into its own slot
+/// once the whole response is read and keeps its connection open (a close would make the server
+/// tear the connection down while other deliveries are pending); only the last arrival wakes
+/// this task; the connections close after the measurement.
+async fn deliver(
+    conns: Vec<Conn>,
+    fire: impl Future<Output = anyhow::Result<Instant>>,
+) -> anyhow::Result<Vec<f64>> {
+    const NOT_DELIVERED: u64 = u64::MAX;
+    let base = Instant::now();
+    let arrivals: Arc<[AtomicU64]> = conns
+        .iter()
+        .map(|_| AtomicU64::new(NOT_DELIVERED))
+        .collect();
+    let waiting = Arc::new(Countdown::new(conns.len()));
+    let left = Arc::new(Countdown::new(conns.len()));
+    let mut readers = Vec::with_capacity(conns.len());
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let (arrivals, waiting, left) = (arrivals.clone(), waiting.clone(), left.clone());
+        readers.push(tokio::spawn(async move {
+            // In the same poll as the first read, which registers the socket's waker.
+            waiting.count_down();
+            let resp = conn.recv().await;
+            let at = base.elapsed();
+            if resp.is_ok_and(|r| r.status == 200 && r.has_change()) {
+                let at = u64::try_from(at.as_nanos()).unwrap_or(NOT_DELIVERED - 1);
+                arrivals[i].store(at, Ordering::Relaxed);
+            }
+            left.count_down();
+            conn
+        }));
+    }
+    // Every reader waits on its socket before the response is released.
+    let fired = match tokio::time::timeout(REQUEST_TIMEOUT, waiting.zero()).await {
+        Ok(()) => fire.await,
+        Err(_) => Err(anyhow::anyhow!(
+            "readers not started within {REQUEST_TIMEOUT:?}"
+        )),
+    };
+    let all_in = match &fired {
+        Ok(_) => tokio::time::timeout(REQUEST_TIMEOUT, left.zero())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    // Synchronises with every reader's count-down: their stamps are visible from here on.
+    let left = left.remaining();
+    // Measurement over: stop the readers still waiting, close every connection.
+    for r in &readers {
+        r.abort();
+    }
+    drop(readers);
+    let fired = fired?.saturating_duration_since(base);
+    if !all_in {
+        eprintln!("  {left} responses still missing after {REQUEST_TIMEOUT:?}");
+    }
+    let fired = u64::try_from(fired.as_nanos()).unwrap_or(0);
+    Ok(arrivals
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .filter(|&a| a != NOT_DELIVERED)
+        .map(|a| a.saturating_sub(fired) as f64 / 1e6)
+        .collect())
 }
