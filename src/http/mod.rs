@@ -1,4 +1,6 @@
-//! The HTTP API: a thin axum adapter over our own request handling.
+//! The HTTP API: routing, authentication and the common headers, over our own request handling
+//! and our own connection loop ([`server`]); axum supplies the `Body` type here (and the
+//! metrics port's router).
 //!
 //! Routing is done on the decoded, normalised path (`/v1/shape/`, `/v1//shape`, `/v1/%73hape`
 //! all reach the shape handler) and authentication is keyed on the matched route, so no path

@@ -1,6 +1,6 @@
 //! The accept loop and the HTTP/1.1 connection loop, with the limits a public endpoint needs.
 //!
-//! Framing is ours ([`super::h1`]); requests go to the axum router as plain `http` values. A
+//! Framing is ours ([`super::h1`]); requests go to a [`Handler`] as plain `http` values. A
 //! connection holds no buffer while its request is being handled: a parked long-poll costs the
 //! socket, this task and the handler's own state (hyper's server kept 16 KiB of buffers per
 //! connection for its whole life, which dominated the memory of 10k parked long-polls).

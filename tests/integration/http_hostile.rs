@@ -370,7 +370,7 @@ fn hostile_request(rng: &mut StdRng) -> Vec<u8> {
         .map(|_| PARAMS[rng.random_range(0..PARAMS.len())].to_owned())
         .collect();
     if rng.random_bool(0.05) {
-        // Raw invalid UTF-8 / control bytes in the target (hyper must reject them, not us panic).
+        // Raw invalid UTF-8 / control bytes in the target (the head parser must reject them, not panic).
         q.push("where=\u{1}x".into());
     }
     let mut raw = format!("{method} {path}?{} HTTP/1.1\r\nhost: a\r\n", q.join("&")).into_bytes();
