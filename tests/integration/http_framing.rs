@@ -96,21 +96,6 @@ async fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Raw> {
     Some(raw)
 }
 
-/// Whether the server closes `s` (EOF or reset) within a bound.
-async fn closes(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 256];
-    let r = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match s.read(&mut b).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    r.unwrap_or(false)
-}
-
 async fn setup() -> (Pg, tempfile::TempDir) {
     let pg = Pg::start().await;
     pg.exec("CREATE TABLE items (id int PRIMARY KEY, title text); INSERT INTO items SELECT g, 't' || g FROM generate_series(1, 5) g")
@@ -199,7 +184,7 @@ async fn keep_alive_pipelining_bodies_and_http10() {
     let last = read_one(&mut s, &mut buf).await.unwrap();
     assert_eq!(last.status, 200);
     assert_eq!(last.header("connection").as_deref(), Some("close"));
-    assert!(closes(&mut s).await);
+    assert!(closed_by_server(&mut s).await);
 
     // HTTP/1.0 without keep-alive: answered, then closed.
     let mut s = connect(&base).await;
@@ -209,7 +194,7 @@ async fn keep_alive_pipelining_bodies_and_http10() {
     let mut buf = Vec::new();
     let r = read_one(&mut s, &mut buf).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(closes(&mut s).await);
+    assert!(closed_by_server(&mut s).await);
 
     // A head with both framings (a request-smuggling shape) is refused and the connection
     // closed; so is a body over the limit, before any of it is read.
@@ -230,7 +215,7 @@ async fn keep_alive_pipelining_bodies_and_http10() {
         );
         let msg: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert!(msg["message"].is_string(), "{msg}");
-        assert!(closes(&mut s).await);
+        assert!(closed_by_server(&mut s).await);
     }
     server.stop().await;
 }

@@ -51,21 +51,6 @@ async fn raw_head(base: &str, raw: &[u8]) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Whether the server closes `s` (EOF or reset) within a generous bound, without us sending more.
-async fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut chunk = [0u8; 1024];
-    let r = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    r.unwrap_or(false)
-}
-
 async fn confirmed_flush(pg: &Pg) -> String {
     pg.rows("SELECT confirmed_flush_lsn::text FROM pg_replication_slots")
         .await

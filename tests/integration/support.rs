@@ -476,3 +476,18 @@ pub fn sorted(mut v: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
 }
 
 pub type Shared<T> = Arc<T>;
+
+/// Whether the server closes `s` (EOF or reset) within a generous bound, without us sending more.
+pub async fn closed_by_server(s: &mut tokio::net::TcpStream) -> bool {
+    let mut chunk = [0u8; 1024];
+    let r = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match tokio::io::AsyncReadExt::read(s, &mut chunk).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    r.unwrap_or(false)
+}
