@@ -337,8 +337,7 @@ pub fn encode_response_head(
     }
     match framing {
         ResponseFraming::Length(n) => {
-            let mut digits = itoa_u64(n);
-            header(out, b"content-length", digits.as_bytes_mut());
+            header(out, b"content-length", itoa_u64(n).as_bytes());
         }
         ResponseFraming::Chunked => header(out, b"transfer-encoding", b"chunked"),
         ResponseFraming::Bodiless | ResponseFraming::UntilClose => {}
@@ -366,7 +365,7 @@ struct Digits {
 }
 
 impl Digits {
-    fn as_bytes_mut(&mut self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }

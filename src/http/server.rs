@@ -167,6 +167,15 @@ enum Close {
     Refuse(StatusCode, String),
 }
 
+/// What one [`Connection::fill`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Bytes appended (0 when readiness was stale).
+    Read(usize),
+    /// EOF, the deadline, or shutdown.
+    Closed,
+}
+
 impl From<io::Error> for Close {
     fn from(_: io::Error) -> Close {
         Close::Quiet
@@ -248,20 +257,29 @@ impl<H: Handler> Connection<H> {
                     return Err(HeadError::TooLarge.into());
                 }
             }
+            // An idle connection closes at once on shutdown; a head already arriving is still
+            // read and answered.
             let idle = self.pending.is_empty();
-            tokio::select! {
-                r = readable(&self.stream) => r?,
-                () = tokio::time::sleep_until(deadline) => return Ok(None),
-                // An idle connection closes at once on shutdown; a head already arriving is
-                // still read and answered.
-                () = stopped(&mut self.stop), if idle => return Ok(None),
+            if self.fill(deadline, idle).await? == Fill::Closed {
+                return Ok(None);
             }
-            match read_some(&self.stream, &mut self.pending) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
-            }
+        }
+    }
+
+    /// Waits for bytes until `deadline` (or shutdown, with `stop_when_idle`) and appends what
+    /// one read returns to `pending`.
+    async fn fill(&mut self, deadline: Instant, stop_when_idle: bool) -> io::Result<Fill> {
+        tokio::select! {
+            r = readable(&self.stream) => r?,
+            () = tokio::time::sleep_until(deadline) => return Ok(Fill::Closed),
+            () = stopped(&mut self.stop), if stop_when_idle => return Ok(Fill::Closed),
+        }
+        match read_some(&self.stream, &mut self.pending) {
+            Ok(0) => Ok(Fill::Closed),
+            Ok(n) => Ok(Fill::Read(n)),
+            // Readiness was stale: the next wait re-arms it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Read(0)),
+            Err(e) => Err(e),
         }
     }
 
@@ -314,15 +332,8 @@ impl<H: Handler> Connection<H> {
                 }
                 (None, _) => return Ok(body),
             }
-            tokio::select! {
-                r = readable(&self.stream) => r?,
-                () = tokio::time::sleep_until(deadline) => return Err(Close::Quiet),
-            }
-            match read_some(&self.stream, &mut self.pending) {
-                Ok(0) => return Err(Close::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
+            if self.fill(deadline, false).await? == Fill::Closed {
+                return Err(Close::Quiet);
             }
         }
     }
@@ -450,16 +461,10 @@ impl<H: Handler> Connection<H> {
         let deadline = Instant::now() + LINGER;
         let mut drained = 0;
         while drained < LINGER_BYTES {
-            tokio::select! {
-                r = readable(&self.stream) => if r.is_err() { return },
-                () = tokio::time::sleep_until(deadline) => return,
-            }
             self.pending.clear();
-            match read_some(&self.stream, &mut self.pending) {
-                Ok(0) => return,
-                Ok(n) => drained += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
+            match self.fill(deadline, false).await {
+                Ok(Fill::Read(n)) => drained += n,
+                Ok(Fill::Closed) | Err(_) => return,
             }
         }
     }

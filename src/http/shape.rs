@@ -187,7 +187,6 @@ pub(crate) async fn serve_shape(
             ReadPlan::AtEnd { .. } if p.live => {
                 let since = live_since.unwrap_or_else(Instant::now);
                 let parked = LivePoll {
-                    deadline: since + long_poll,
                     since,
                     engine: engine.clone(),
                     _parked: engine.metrics.track_live_parked(),
@@ -225,8 +224,8 @@ pub(crate) struct LivePoll {
     shape: Arc<Shape>,
     rx: ViewWatch,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// When the request first parked; its deadline is this plus the long-poll timeout.
     since: Instant,
-    deadline: Instant,
     _permit: Permit,
     _parked: crate::telemetry::metrics::Tracked,
 }
@@ -252,12 +251,14 @@ impl LivePoll {
 
     /// Parks until there is something to answer: `Some` for a timeout or shutdown (answered
     /// here), `None` when the log moved on or the shape changed state.
-    pub(crate) async fn park(&mut self) -> Option<Response<Body>> {
+    async fn park(&mut self) -> Option<Response<Body>> {
         loop {
             tokio::select! {
                 () = self.rx.changed() => {}
                 () = crate::engine::stopped(&mut self.stopping) => return Some(self.no_change()),
-                () = tokio::time::sleep_until(self.deadline) => return Some(self.no_change()),
+                () = tokio::time::sleep_until(self.since + self.engine.config.long_poll_timeout) => {
+                    return Some(self.no_change());
+                }
             }
             let view = self.rx.borrow_and_update();
             let still_at_end = !view.failed
@@ -279,10 +280,10 @@ impl LivePoll {
             p,
             shape,
             since,
-            _permit,
+            _permit: permit,
             ..
         } = self;
-        Box::pin(async move { serve_shape(&engine, p, shape, _permit, Some(since)).await })
+        Box::pin(async move { serve_shape(&engine, p, shape, permit, Some(since)).await })
     }
 
     fn no_change(&mut self) -> Response<Body> {
