@@ -17,6 +17,11 @@
 //!   `LIKE`, a conjunction with `IN`, a substring `ILIKE`). Every candidate the router returns
 //!   is re-checked with this, so it is paid once per (change, candidate shape). `compile_eq_int`
 //!   is the per-shape cost of compiling `tenant = 2` (paid once, when the shape is created).
+//! - `shape_compile`: compiling shapes whose where clauses differ only in their constants, as a
+//!   restart restores them (`app::restore_shapes` recompiles every stored shape): one
+//!   `WhereClause::compile` of `tenant = <i>` / `title = 'user-<i>'` with a different constant
+//!   each call, and `ShapeDef::compile` of 100,000 `tenant = <i>` requests on one table (one
+//!   iteration = the whole restore's compile work).
 //! - `convert`: one row change → one shape's JSON log entry (insert, update with the default
 //!   replica mode, update with `replica=full`). Paid once per (change, matching shape).
 //! - `log_append`: 1,000 entries of ~200 bytes appended to a `LogWriter`, then one flush
@@ -225,6 +230,66 @@ fn bench_where(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// shape compilation (restore)
+
+/// Shapes restored per `shape_def_100k` iteration.
+const RESTORED_SHAPES: usize = 100_000;
+
+fn bench_shape_compile(c: &mut Criterion) {
+    let schema = items_schema();
+    let table = items_table();
+    let mut g = c.benchmark_group("shape_compile");
+    for (name, texts) in [
+        (
+            "where_int_distinct",
+            (0..RESTORED_SHAPES)
+                .map(|i| format!("tenant = {i}"))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "where_text_distinct",
+            (0..RESTORED_SHAPES)
+                .map(|i| format!("title = 'user-{i}'"))
+                .collect(),
+        ),
+    ] {
+        let mut next = texts.iter().cycle();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let text = next.next().map_or("", String::as_str);
+                WhereClause::compile(black_box(text), &[], &schema).expect("compiles")
+            });
+        });
+    }
+    let requests: Vec<ShapeRequest> = (0..RESTORED_SHAPES)
+        .map(|i| ShapeRequest {
+            schema: "public".into(),
+            table: "items".into(),
+            where_text: Some(format!("tenant = {i}")),
+            params: vec![],
+            columns: None,
+            replica_full: false,
+            changes_only: false,
+        })
+        .collect();
+    g.sample_size(10);
+    g.bench_function("shape_def_100k", |b| {
+        b.iter_batched(
+            || requests.clone(),
+            |requests| {
+                let defs: Vec<ShapeDef> = requests
+                    .into_iter()
+                    .map(|r| ShapeDef::compile(r, table.clone()).expect("compiles"))
+                    .collect();
+                black_box(defs)
+            },
+            criterion::BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // change → JSON
 
 fn items_table() -> Arc<TableInfo> {
@@ -411,5 +476,13 @@ criterion_group!(pgoutput, bench_pgoutput);
 criterion_group!(routing, bench_routing, bench_routing_register);
 criterion_group!(where_eval, bench_where);
 criterion_group!(conversion, bench_convert);
+criterion_group!(shape_compile, bench_shape_compile);
 criterion_group!(log_append, bench_log_append);
-criterion_main!(pgoutput, routing, where_eval, conversion, log_append);
+criterion_main!(
+    pgoutput,
+    routing,
+    where_eval,
+    shape_compile,
+    conversion,
+    log_append
+);

@@ -5,8 +5,9 @@
 //! (2) regenerates the SQL sent to Postgres for the snapshot, and (3) yields the equality
 //! keys the router indexes on. Nothing here does I/O; everything is pure and total.
 //!
-//! Pipeline: [`parse`] (sqlparser front end, input limits, "consumed all input" check) →
-//! typing, overload resolution and constant folding into an [`eval::Node`] tree →
+//! Pipeline: [`parse`] (sqlparser front end, input limits, "consumed all input" check; once
+//! per [`template`], i.e. per clause text up to its constants) → typing, overload resolution
+//! and constant folding into an [`eval::Node`] tree →
 //! [`sql`] (normalised SQL) and [`index`] (routing keys). Type-specific semantics live in
 //! [`values`] (scalars), [`arith`], [`like`], [`array`] (PG array text, `ANY/ALL`, `@> <@ &&`,
 //! `||`, subscripts), [`interval`] (intervals and date/time arithmetic), [`tz`] (`AT TIME
@@ -42,6 +43,7 @@ mod numeric_pow;
 mod parse;
 mod sql;
 mod subquery;
+mod template;
 mod types;
 mod tz;
 mod values;
@@ -217,7 +219,7 @@ impl WhereClause {
         tables: &[InnerTable],
     ) -> Result<WhereClause, WhereError> {
         check_parentheses(text)?;
-        let root = parse::compile(text, params, schema, tables)?;
+        let root = template::compile(text, params, schema, tables)?;
         Ok(Self::from_root(root, schema))
     }
 

@@ -9,7 +9,8 @@
 //!   than [`MAX_DEPTH`] is refused (by sqlparser for recursive constructs, by us for the
 //!   left-deep operator chains sqlparser builds iteratively) before we recurse into it.
 //! * The sqlparser tree is only borrowed while converting and is then dismantled
-//!   iteratively, so a 64 KiB chain like `1=1=1=…` cannot overflow the stack on drop.
+//!   iteratively, so a 64 KiB chain like `1=1=1=…` cannot overflow the stack on drop (a
+//!   template's copy, known to be shallow, is dropped normally: see [`Parsed::shallow`]).
 //! * Unsupported syntax is an error naming the construct; nothing is dropped silently.
 //! * Locations in errors are byte offsets into the user's where text.
 
@@ -54,6 +55,39 @@ pub(super) fn compile(
     schema: &Schema,
     tables: &[InnerTable],
 ) -> Result<Node, WhereError> {
+    parse(text)?.convert(params, schema, tables)
+}
+
+/// A where clause that tokenized and parsed: the sqlparser tree and what typing needs from
+/// the tokens. Dropping it dismantles the tree iteratively unless it is `shallow` (see the
+/// module invariants).
+pub(super) struct Parsed {
+    pub(super) expr: Expr,
+    /// Where each `BETWEEN SYMMETRIC` lower bound starts (see [`prepass`]).
+    pub(super) symmetric: Vec<Location>,
+    /// Only for error locations.
+    pub(super) positions: Positions,
+    /// Only for error locations.
+    pub(super) landmarks: Vec<Landmark>,
+    /// The tree is known to be shallow (a template's copy, see `template.rs`): dropping it
+    /// recursively is safe, and cheaper than dismantling (which moves every 328-byte node
+    /// through a stack).
+    pub(super) shallow: bool,
+}
+
+impl Drop for Parsed {
+    fn drop(&mut self) {
+        if !self.shallow {
+            dismantle(std::mem::replace(
+                &mut self.expr,
+                Expr::Value(SqlValue::Null.into()),
+            ));
+        }
+    }
+}
+
+/// Size limit, tokenize, pre-pass, parse and the "all input consumed" check.
+pub(super) fn parse(text: &str) -> Result<Parsed, WhereError> {
     if text.len() > MAX_WHERE_BYTES {
         return Err(WhereError::TooLong {
             max: MAX_WHERE_BYTES,
@@ -93,18 +127,38 @@ pub(super) fn compile(
             });
         }
     };
-    let next = parser.peek_token();
-    let result = check_end(&next, &positions).and_then(|()| {
+    let parsed = Parsed {
+        expr,
+        symmetric,
+        positions,
+        landmarks,
+        shallow: false,
+    };
+    check_end(&parser.peek_token(), &parsed.positions)?;
+    Ok(parsed)
+}
+
+impl Parsed {
+    /// Typing, overload resolution and folding against `schema` (and the inner `tables`).
+    ///
+    /// The result depends on the tree and on `symmetric` only: `positions` and `landmarks`
+    /// feed the locations of errors, never a decision (`template.rs` relies on this).
+    pub(super) fn convert(
+        &self,
+        params: &[String],
+        schema: &Schema,
+        tables: &[InnerTable],
+    ) -> Result<Node, WhereError> {
         let mut converter = Converter {
             params,
             schema,
             tables,
-            positions: &positions,
-            landmarks: &landmarks,
-            symmetric,
+            positions: &self.positions,
+            landmarks: &self.landmarks,
+            symmetric: &self.symmetric,
             symmetric_used: 0,
         };
-        let typed = converter.convert(&expr, 0)?;
+        let typed = converter.convert(&self.expr, 0)?;
         if converter.symmetric_used != converter.symmetric.len() {
             return Err(WhereError::Unsupported {
                 location: 0,
@@ -114,20 +168,23 @@ pub(super) fn compile(
         }
         match typed {
             Typed::Unknown { .. } => converter.coerce_bool(typed, "WHERE"),
-            Typed::Node { ty: SqlType::Bool, node, .. } => Ok(node),
+            Typed::Node {
+                ty: SqlType::Bool,
+                node,
+                ..
+            } => Ok(node),
             Typed::Node { .. } => Err(WhereError::NotBoolean),
         }
-    });
-    dismantle(expr);
-    result
+    }
 }
 
 /// Byte offsets of sqlparser locations (1-based line and character column).
 ///
 /// Lookups are O(1) (a table of every character's byte offset), because every node asks
 /// for its location: a per-lookup scan of the line made a 2000-term one-line clause
-/// quadratic to compile.
-struct Positions {
+/// quadratic to compile. The `Default` table knows no text: every location is offset 0.
+#[derive(Default)]
+pub(super) struct Positions {
     /// Byte offset of every character, then `text.len()` as a sentinel.
     char_starts: Vec<usize>,
     /// For each line, the index into `char_starts` of its first character.
@@ -135,7 +192,7 @@ struct Positions {
 }
 
 impl Positions {
-    fn new(text: &str) -> Self {
+    pub(super) fn new(text: &str) -> Self {
         let mut char_starts = Vec::with_capacity(text.len() + 1);
         let mut line_first_char = vec![0];
         for (i, c) in text.char_indices() {
@@ -151,7 +208,7 @@ impl Positions {
         }
     }
 
-    fn offset(&self, loc: Location) -> usize {
+    pub(super) fn offset(&self, loc: Location) -> usize {
         let line = usize::try_from(loc.line).unwrap_or(0);
         let column = usize::try_from(loc.column).unwrap_or(0);
         let Some(&first) = line
@@ -270,7 +327,7 @@ fn check_end(next: &TokenWithSpan, positions: &Positions) -> Result<(), WhereErr
 }
 
 /// Drops a sqlparser tree without recursion along operator chains.
-fn dismantle(expr: Expr) {
+pub(super) fn dismantle(expr: Expr) {
     let mut stack = vec![expr];
     while let Some(e) = stack.pop() {
         match e {
@@ -643,7 +700,7 @@ struct Converter<'a> {
     tables: &'a [InnerTable],
     positions: &'a Positions,
     landmarks: &'a [Landmark],
-    symmetric: Vec<Location>,
+    symmetric: &'a [Location],
     symmetric_used: usize,
 }
 
@@ -3191,7 +3248,7 @@ fn is_datetime(t: &SqlType) -> bool {
 
 /// A significant token's position, for operator locations; `skip` marks tokens an
 /// operator's location never points at (`(`, `ANY`, `ALL`, `SOME`).
-struct Landmark {
+pub(super) struct Landmark {
     at: Location,
     skip: bool,
 }

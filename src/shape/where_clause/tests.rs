@@ -3266,3 +3266,5 @@ fn pg_numeric_text(lit: &str) -> String {
         format!("{sign}{ip}.{fp}")
     }
 }
+
+mod templates;
