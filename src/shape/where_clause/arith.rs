@@ -358,6 +358,8 @@ pub(super) fn convert(
 /// Largest digit count we materialise (PG's numeric holds at most 131072 digits before and
 /// 16383 after the point, so a real value never needs more).
 const MAX_DIGITS: i64 = 200_000;
+/// Most digits before the point of a numeric PG can store (weight ≤ 32767 in base 10000).
+const MAX_INTEGER_DIGITS: i64 = 131_072;
 
 /// `(negative, digits most significant first, exponent, display scale)`:
 /// value = digits × 10^exponent.
@@ -411,7 +413,9 @@ pub(super) fn from_dec(d: Dec) -> Result<NumOwned, EvalError> {
     let kept = &d.digits[first..=last];
     let len = i64::try_from(kept.len()).map_err(|_| EvalError::NumericOverflow)?;
     let point = d.exp + trailing + len;
-    if point.abs() > MAX_DIGITS {
+    // PG's make_result: a base-10000 weight above `SHRT_MAX` (a leading digit at 10^131072
+    // or beyond) does not fit the header either.
+    if point > MAX_INTEGER_DIGITS || point.abs() > MAX_DIGITS {
         return Err(EvalError::NumericOverflow);
     }
     Ok(NumOwned::Finite {
