@@ -623,6 +623,147 @@ async fn sigkill_and_restart_resumes_every_shape_without_loss() {
     drop(bin);
 }
 
+/// The `logs_from_summary` figure of the binary's last `shapes_recovered` event (0 when absent).
+fn logs_from_summary(bin: &Binary) -> usize {
+    let log = bin.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("shapes_recovered"))
+        .unwrap_or_else(|| panic!("no shapes_recovered event:\n{log}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("logs_from_summary="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A graceful stop writes the log summary and the next start resumes every log from it without
+/// reading it (and removes it before streaming); a start after a crash, or with a damaged
+/// summary, reads the logs instead. Either way every shape converges on the same handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_restarts_resume_logs_from_the_summary_and_crashes_scan_them() {
+    let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v int, pad text); \
+         INSERT INTO items SELECT g, g % 3, repeat('p', 50) FROM generate_series(1, 200) g",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let summary = storage.join("logs.sum");
+    let port = free_port();
+    // Small chunks, so the logs hold many and the summary must carry them all.
+    let env = [("ELECTRIC_SHAPE_CHUNK_BYTES_THRESHOLD", "2000")];
+    let start = || async {
+        let b = Binary::spawn_with(&pg.url(), &storage, port, &env);
+        wait_active(&b.base).await;
+        b
+    };
+    let mut bin = start().await;
+    let base = bin.base.clone();
+    let queries = [
+        "table=items",
+        "table=items&where=v%20%3D%201",
+        "table=items&where=id%20%3C%3D%2020&columns=id,v",
+    ];
+    let mut followers: Vec<Follower> = queries.iter().map(|q| Follower::new(q)).collect();
+    let mut round = 0;
+    let write_round = async |round: i32| {
+        pg.exec(&format!(
+            "UPDATE items SET v = v + 1 WHERE id % 7 = {m}; \
+             INSERT INTO items SELECT g, g % 3, 'x' FROM generate_series({a}, {b}) g; \
+             DELETE FROM items WHERE id = {d}",
+            m = round % 7,
+            a = 1000 + round * 10,
+            b = 1009 + round * 10,
+            d = 2 + round,
+        ))
+        .await;
+    };
+    let check = async |followers: &mut Vec<Follower>, base: &str| {
+        let wants = [
+            sorted(pg.rows("SELECT id::text, v::text FROM items").await),
+            sorted(
+                pg.rows("SELECT id::text, v::text FROM items WHERE v = 1")
+                    .await,
+            ),
+            sorted(
+                pg.rows("SELECT id::text, v::text FROM items WHERE id <= 20")
+                    .await,
+            ),
+        ];
+        for (f, want) in followers.iter_mut().zip(wants) {
+            let handle = f.handle.clone();
+            f.until(base, "converges", |f| f.table(&["id", "v"]) == want)
+                .await;
+            assert_eq!(f.refetches, 0, "{}: no 409 across restarts", f.query);
+            if handle.is_some() {
+                assert_eq!(f.handle, handle, "{}: same shape", f.query);
+            }
+            // A fresh client reads the whole log, every chunk, from the start.
+            let mut fresh = Follower::new(&f.query);
+            fresh.sync(base).await;
+            assert_eq!(fresh.table(&["id", "v"]), f.table(&["id", "v"]));
+            assert_eq!(fresh.handle, f.handle);
+        }
+    };
+    for _ in 0..3 {
+        round += 1;
+        write_round(round).await;
+    }
+    check(&mut followers, &base).await;
+
+    // Graceful stop: the summary is written; a write lands while stopped.
+    assert!(
+        bin.terminate(Duration::from_secs(15))
+            .await
+            .is_some_and(|s| s.success())
+    );
+    assert!(
+        bin.log_text().contains("log_summary_written"),
+        "{}",
+        bin.log_text()
+    );
+    assert!(summary.exists());
+    round += 1;
+    write_round(round).await;
+    let mut bin = start().await;
+    assert_eq!(logs_from_summary(&bin), queries.len(), "{}", bin.log_text());
+    assert!(!summary.exists(), "consumed before streaming");
+    check(&mut followers, &base).await;
+    round += 1;
+    write_round(round).await;
+    check(&mut followers, &base).await;
+
+    // A crash leaves no summary: the next start reads the logs.
+    bin.kill9();
+    assert!(!summary.exists());
+    let mut bin = start().await;
+    assert_eq!(logs_from_summary(&bin), 0);
+    round += 1;
+    write_round(round).await;
+    check(&mut followers, &base).await;
+
+    // A damaged summary is no summary.
+    assert!(
+        bin.terminate(Duration::from_secs(15))
+            .await
+            .is_some_and(|s| s.success())
+    );
+    let mut bytes = std::fs::read(&summary).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&summary, bytes).unwrap();
+    let bin = start().await;
+    assert_eq!(logs_from_summary(&bin), 0);
+    assert!(bin.log_text().contains("log summary does not check out"));
+    assert!(!summary.exists());
+    round += 1;
+    write_round(round).await;
+    check(&mut followers, &base).await;
+    drop(bin);
+}
+
 /// A graceful restart keeps shapes; new shapes get new handles, never reused ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_shapes_and_never_reuses_handles() {
