@@ -18,7 +18,7 @@ use crate::engine::{Engine, Health, ShapeMeta};
 use crate::pg::connection::PgUrl;
 use crate::pg::local_cluster::{ClusterOptions, LocalCluster};
 use crate::pg::{failure, replication};
-use crate::pipeline::{Command, Pipeline};
+use crate::pipeline::{Command, PREFETCH_BYTES, Pipeline, Prefetched, prefetch};
 use crate::shape::definition::ShapeDef;
 use crate::shape::registry::{Registry, Shape};
 use crate::storage::log::{LogView, LogWriter};
@@ -229,11 +229,17 @@ pub async fn run_with_metrics(
             Ok((mut client, start)) => {
                 *engine.stream_progress.lock() = Some(client.metrics());
                 engine.forget_publishable();
+                let mut prefetched = Prefetched::default();
                 if !restored {
                     if global_lost && let Err(e) = engine.storage.remove_all_shapes() {
                         tracing::error!(error = %e, "cannot drop the stored shapes");
                     }
-                    restore_shapes(&engine, &mut pipeline, start.start_lsn);
+                    prefetched = restore_while_prefetching(
+                        &engine,
+                        &mut pipeline,
+                        &mut client,
+                        start.start_lsn,
+                    );
                     pipeline.rebuild_dependencies().await;
                     restored = true;
                 }
@@ -245,7 +251,9 @@ pub async fn run_with_metrics(
                 let _ = engine.health.send_replace(Health::Active);
                 tracing::info!(event = "replication_streaming", slot = %slot, lsn = start.start_lsn, attempt, "replication streaming");
                 let streaming_since = tokio::time::Instant::now();
-                let result = pipeline.run(&mut client, &mut cmd_rx, &mut shutdown).await;
+                let result = pipeline
+                    .run(&mut client, prefetched, &mut cmd_rx, &mut shutdown)
+                    .await;
                 let _ = engine.health.send_replace(Health::Starting);
                 if result.is_ok() {
                     // Before the slot is released: no other instance can start (and read
@@ -380,6 +388,48 @@ fn write_log_summary(engine: &Engine, pipeline: &Pipeline) {
             tracing::warn!(error = %failure::Chain(&e), "cannot write the log summary: the next start reads every log")
         }
     }
+}
+
+/// [`restore_shapes`] while another thread reads the already started stream into memory
+/// (bounded by [`PREFETCH_BYTES`]): Postgres decodes the WAL backlog during the restore
+/// instead of after it. Returns what was read, for the pipeline to handle first.
+fn restore_while_prefetching(
+    engine: &Arc<Engine>,
+    pipeline: &mut Pipeline,
+    client: &mut pgwire_replication::ReplicationClient,
+    acknowledged_lsn: u64,
+) -> Prefetched {
+    let runtime = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("ampere-prefetch".into())
+                .spawn_scoped(scope, move || {
+                    runtime.block_on(prefetch(client, done_rx, PREFETCH_BYTES))
+                });
+            restore_shapes(engine, pipeline, acknowledged_lsn);
+            let _ = done_tx.send(());
+            match reader {
+                Ok(reader) => {
+                    let prefetched = reader.join().unwrap_or_else(|_| {
+                        // Events it took from the stream are gone: restart the stream.
+                        Prefetched::failed("the prefetching thread failed")
+                    });
+                    if !prefetched.is_empty() {
+                        tracing::info!(
+                            event = "replication_prefetched",
+                            events = prefetched.len(),
+                            "stream events read while shapes were restored"
+                        );
+                    }
+                    prefetched
+                }
+                // Nothing was read: the pipeline reads the stream itself.
+                Err(_) => Prefetched::default(),
+            }
+        })
+    })
 }
 
 /// Loads every complete shape from storage; incomplete, unreadable or damaged ones are removed

@@ -196,6 +196,79 @@ pub struct Pipeline {
     tally: StreamTally,
 }
 
+/// What [`ReplicationClient::recv`] returns, kept in order.
+type StreamItem = Result<Option<ReplicationEvent>, pgwire_replication::PgWireError>;
+
+/// Events read from the stream before the pipeline ran (see [`prefetch`]), in order; the last
+/// may be the stream's end or error.
+#[derive(Default)]
+pub struct Prefetched {
+    items: std::collections::VecDeque<StreamItem>,
+}
+
+impl Prefetched {
+    /// A stream that failed (its events, if any were read, are lost with it): the pipeline
+    /// reports the error and the stream is restarted from the acknowledged position.
+    pub fn failed(why: &str) -> Prefetched {
+        Prefetched {
+            items: [Err(pgwire_replication::PgWireError::Task(why.to_owned()))].into(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Bytes of events [`prefetch`] holds at most (then Postgres waits, as it would for the
+/// pipeline).
+pub const PREFETCH_BYTES: usize = 64 << 20;
+
+/// Reads events from `client` into memory until `done` fires, the stream ends, or `limit`
+/// bytes are held. Startup runs this while stored shapes are restored, so Postgres keeps
+/// decoding the WAL backlog instead of waiting for the restore (issue 6: at 100k shapes the
+/// restore is over a second the walsender would otherwise stand idle). Nothing read here is
+/// acknowledged before the pipeline has made it durable, as for any event.
+pub async fn prefetch(
+    client: &mut ReplicationClient,
+    mut done: oneshot::Receiver<()>,
+    limit: usize,
+) -> Prefetched {
+    let mut items = std::collections::VecDeque::new();
+    let mut bytes = 0usize;
+    while bytes < limit {
+        tokio::select! {
+            biased;
+            _ = &mut done => break,
+            item = client.recv() => {
+                let end = !matches!(item, Ok(Some(_)));
+                // Per event: its data, plus the queue slot and the event's own fields.
+                bytes += 64 + match &item {
+                    Ok(Some(ReplicationEvent::XLogData { data, .. })) => data.len(),
+                    _ => 0,
+                };
+                items.push_back(item);
+                if end {
+                    break;
+                }
+            }
+        }
+    }
+    Prefetched { items }
+}
+
+/// The next event: prefetched ones first, then the stream's.
+async fn next_event(prefetched: &mut Prefetched, client: &mut ReplicationClient) -> StreamItem {
+    match prefetched.items.pop_front() {
+        Some(item) => item,
+        None => client.recv().await,
+    }
+}
+
 impl Pipeline {
     pub fn new(engine: Arc<Engine>) -> Pipeline {
         Pipeline {
@@ -325,13 +398,19 @@ impl Pipeline {
     }
 
     /// Runs until shutdown or a stream error (the caller reconnects and calls `run` again).
+    /// `prefetched`: events already taken from this `client` (see [`prefetch`]), handled
+    /// first. Whatever of them is left when `run` returns is dropped: the next connection
+    /// replays from the acknowledged position.
     pub async fn run(
         &mut self,
         client: &mut ReplicationClient,
+        mut prefetched: Prefetched,
         commands: &mut mpsc::Receiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
-        let result = self.run_inner(client, commands, shutdown).await;
+        let result = self
+            .run_inner(client, &mut prefetched, commands, shutdown)
+            .await;
         // Whatever happens, complete transactions become durable; a partial one is dropped
         // (Postgres replays it).
         self.abort_txn();
@@ -342,6 +421,7 @@ impl Pipeline {
     async fn run_inner(
         &mut self,
         client: &mut ReplicationClient,
+        prefetched: &mut Prefetched,
         commands: &mut mpsc::Receiver<Command>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PipelineError> {
@@ -358,7 +438,7 @@ impl Pipeline {
                 _ = shutdown.changed() => return Ok(()),
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
                     if retry_at.is_some() => self.retry_storage(client)?,
-                ev = client.recv(), if healthy => match ev? {
+                ev = next_event(prefetched, client), if healthy => match ev? {
                     Some(ev) => {
                         self.on_event(client, ev);
                         if let Some(e) = self.decode_error.take() {

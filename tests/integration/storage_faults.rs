@@ -593,3 +593,116 @@ async fn t31_corrupt_shape_metadata_drops_only_that_shape() {
     check_hygiene(&pg, SLOT, &storage, &handles).await;
     server.stop().await;
 }
+
+/// The stream is read while the stored shapes are restored (the restore is held up here by a
+/// stalled removal of the log summary): Postgres sends the whole backlog meanwhile, nothing is
+/// acknowledged before it is durable, and once the restore ends every change is applied
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t36_the_backlog_streams_during_the_restore_and_applies_after_it() {
+    let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, v int, pad text); \
+         INSERT INTO items SELECT g, 0, 'x' FROM generate_series(1, 100) g",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let fs = faulty_fs();
+    let server = Server::start(config_on(&pg, &storage, &fs)).await;
+    let queries = [
+        "table=items&where=v%20%3D%202",
+        "table=items&where=id%20%3C%3D%205&columns=id,v",
+    ];
+    let mut followers: Vec<Follower> = queries.iter().map(|q| Follower::new(q)).collect();
+    for f in &mut followers {
+        f.sync(&server.base).await;
+    }
+    // A clean stop, so the next start has a summary to remove (where it is held up).
+    server.stop().await;
+    // More than the stream's own buffers hold (~45 MB of changes), less than the prefetch's.
+    let rows = 300_000;
+    for k in 0..29 {
+        pg.exec(&format!(
+            "INSERT INTO items SELECT g, CASE WHEN g % 10000 = 7 THEN 2 ELSE 0 END, repeat('p', 100) \
+             FROM generate_series({}, {}) g",
+            1_000 + k * 10_000,
+            1_000 + k * 10_000 + 9_999
+        ))
+        .await;
+    }
+    let before_last_commit = pg
+        .rows(&format!(
+            "BEGIN; \
+             INSERT INTO items SELECT g, 0, repeat('p', 100) FROM generate_series({}, {}) g; \
+             UPDATE items SET v = 1 WHERE id <= 5; \
+             SELECT pg_current_wal_insert_lsn()::text; COMMIT",
+            1_000 + 29 * 10_000,
+            1_000 + rows - 1
+        ))
+        .await[0][0]
+        .clone()
+        .unwrap();
+    let acked_before = confirmed_flush(&pg).await;
+
+    let faults = &fs.test().unwrap().faults;
+    // Until disarmed (a stall armed for a number of times ends once it has fired them).
+    let stall = faults.arm_with(Op::Remove, Action::Stall, Some("logs.sum"), None);
+    let server = Server::spawn(config_on(&pg, &storage, &fs)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while faults.fired() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never reached the summary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The restore is stalled; the walsender still sends everything.
+    loop {
+        let sent = pg
+            .rows(&format!(
+                "SELECT sent_lsn::text FROM pg_stat_replication WHERE application_name <> '' \
+                 AND pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{SLOT}')"
+            ))
+            .await;
+        if let Some(sent) = sent.first().and_then(|r| r[0].clone())
+            && lsn_le(&pg, &before_last_commit, &sent).await
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog was not read during the restore (sent {sent:?}, want {before_last_commit})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        confirmed_flush(&pg).await,
+        acked_before,
+        "nothing acknowledged while the restore is held up"
+    );
+    faults.disarm(stall);
+    server.wait_active().await;
+    let wants = [
+        sorted(
+            pg.rows("SELECT id::text, v::text FROM items WHERE v = 2")
+                .await,
+        ),
+        sorted(
+            pg.rows("SELECT id::text, v::text FROM items WHERE id <= 5")
+                .await,
+        ),
+    ];
+    assert_eq!(wants[0].len(), 29);
+    for (f, want) in followers.iter_mut().zip(wants) {
+        let handle = f.handle.clone();
+        f.until(&server.base, "applies the prefetched backlog", |f| {
+            f.table(&["id", "v"]) == want
+        })
+        .await;
+        assert_eq!(f.handle, handle);
+        assert_eq!(f.refetches, 0);
+    }
+    wait_slot_passes_current_wal(&pg, SLOT).await;
+    server.stop().await;
+}

@@ -117,6 +117,13 @@ pub fn test_config(pg: &Pg, storage: &Path) -> Config {
 
 impl Server {
     pub async fn start(config: Config) -> Server {
+        let s = Server::spawn(config).await;
+        s.wait_active().await;
+        s
+    }
+
+    /// Starts Ampere without waiting for it to become active.
+    pub async fn spawn(config: Config) -> Server {
         ampere::telemetry::init("info", false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -127,14 +134,12 @@ impl Server {
                 .await
                 .expect("ampere runs");
         });
-        let s = Server {
+        Server {
             base,
             storage,
             shutdown: tx,
             task,
-        };
-        s.wait_active().await;
-        s
+        }
     }
 
     pub async fn wait_active(&self) {
