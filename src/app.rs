@@ -22,7 +22,6 @@ use crate::pipeline::{Command, PREFETCH_BYTES, Pipeline, Prefetched, prefetch};
 use crate::shape::definition::ShapeDef;
 use crate::shape::registry::{Registry, Shape};
 use crate::storage::log::{LogView, LogWriter};
-use crate::storage::summary::LogState;
 use crate::storage::view::ViewCell;
 use crate::storage::{Storage, meta};
 
@@ -255,11 +254,6 @@ pub async fn run_with_metrics(
                     .run(&mut client, prefetched, &mut cmd_rx, &mut shutdown)
                     .await;
                 let _ = engine.health.send_replace(Health::Starting);
-                if result.is_ok() {
-                    // Before the slot is released: no other instance can start (and read
-                    // the summary) until it is whole.
-                    write_log_summary(&engine, &pipeline);
-                }
                 client.stop();
                 match result {
                     Ok(()) => break,
@@ -367,29 +361,6 @@ fn check_continuity(engine: &Engine, pipeline: &mut Pipeline, start: &replicatio
     }
 }
 
-/// Clean shutdown: records every clean log's writer state so the next start need not read
-/// the logs (see `storage::summary`). A failure only costs the next start that time.
-fn write_log_summary(engine: &Engine, pipeline: &Pipeline) {
-    let started = std::time::Instant::now();
-    let states = pipeline.clean_log_states();
-    let written = tokio::task::block_in_place(|| {
-        engine
-            .storage
-            .write_summary(states.iter().map(|(h, s)| (&**h, s)))
-    });
-    match written {
-        Ok(()) => tracing::info!(
-            event = "log_summary_written",
-            logs = states.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "log summary written for the next start"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %failure::Chain(&e), "cannot write the log summary: the next start reads every log")
-        }
-    }
-}
-
 /// [`restore_shapes`] while another thread reads the already started stream into memory
 /// (bounded by [`PREFETCH_BYTES`]): Postgres decodes the WAL backlog during the restore
 /// instead of after it. Returns what was read, for the pipeline to handle first.
@@ -451,14 +422,11 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
     // This instance owns the storage now: temp files of interrupted metadata writes are orphans.
     engine.storage.remove_temp_files();
     let index = engine.storage.read_index();
-    // Removed from storage as it is read: nothing below appends before the stream starts.
-    let summary = engine.storage.take_summary().unwrap_or_default();
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, 8);
     let per_worker = handles.len().div_ceil(workers).max(1);
     let index_ref = &index;
-    let summary_ref = &summary;
     let loaded: Vec<(String, Option<Restored>)> = std::thread::scope(|scope| {
         let tasks: Vec<_> = handles
             .chunks(per_worker)
@@ -471,7 +439,6 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                                 engine,
                                 h,
                                 index_ref.get(h),
-                                summary_ref.get(h),
                                 acknowledged_lsn,
                                 &mut tables,
                             );
@@ -502,7 +469,7 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             .collect()
     });
     let read_secs = started.elapsed().as_secs_f64();
-    let (mut ok, mut dropped, mut from_meta, mut resumed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut ok, mut dropped, mut from_meta) = (0usize, 0usize, 0usize);
     // Every restored shape with the `meta.bin` payload read for it (`None`: the index has it).
     let mut live: Vec<(String, Option<Vec<u8>>)> = Vec::with_capacity(loaded.len());
     for (handle, restored) in loaded {
@@ -511,7 +478,6 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
                 engine.registry.insert(r.shape.clone());
                 pipeline.restore(r.shape, r.writer, r.snapshot);
                 from_meta += usize::from(r.meta_payload.is_some());
-                resumed += usize::from(r.resumed);
                 live.push((handle, r.meta_payload));
                 ok += 1;
             }
@@ -532,7 +498,6 @@ fn restore_shapes(engine: &Arc<Engine>, pipeline: &mut Pipeline, acknowledged_ls
             restored = ok,
             dropped,
             from_own_metadata = from_meta,
-            logs_from_summary = resumed,
             read_ms = (read_secs * 1e3).round() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "shapes recovered from storage"
@@ -547,8 +512,6 @@ struct Restored {
     snapshot: Option<crate::pg::snapshot::PgSnapshot>,
     /// Its `meta.bin` payload, when it was read from there (the shape index lacked it).
     meta_payload: Option<Vec<u8>>,
-    /// Its log writer resumed from the clean-shutdown summary (the log was not read).
-    resumed: bool,
 }
 
 /// One `TableInfo` per distinct table description, shared by its shapes (each meta file
@@ -556,13 +519,11 @@ struct Restored {
 type TableShare = std::collections::HashMap<u32, Vec<Arc<crate::shape::table::TableInfo>>>;
 
 /// Reads, checks and recovers one stored shape; `None` when it must be dropped. `indexed` is
-/// its metadata from the shape index, `summarized` its log's state from the clean-shutdown
-/// summary, if there.
+/// its metadata from the shape index, if there.
 fn restore_one(
     engine: &Engine,
     handle: &str,
     indexed: Option<&[u8]>,
-    summarized: Option<&LogState>,
     acknowledged_lsn: u64,
     tables: &mut TableShare,
 ) -> Option<Restored> {
@@ -619,31 +580,18 @@ fn restore_one(
     .ok()?;
     let view = ViewCell::new(LogView::empty());
     let shared_handle: Arc<str> = Arc::from(handle);
-    let resumed = summarized.and_then(|state| {
-        LogWriter::resume(
-            engine.storage.fs(),
-            engine.storage.log_path(shared_handle.clone()),
-            engine.config.chunk_bytes_threshold,
-            view.clone(),
-            state.clone(),
-        )
-    });
-    let was_resumed = resumed.is_some();
-    let writer = match resumed {
-        Some(w) => w,
-        None => match LogWriter::recover(
-            engine.storage.fs(),
-            engine.storage.log_path(shared_handle.clone()),
-            engine.config.chunk_bytes_threshold,
-            view.clone(),
-            acknowledged_lsn,
-        ) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
-                return None;
-            }
-        },
+    let writer = match LogWriter::recover(
+        engine.storage.fs(),
+        engine.storage.log_path(shared_handle.clone()),
+        engine.config.chunk_bytes_threshold,
+        view.clone(),
+        acknowledged_lsn,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(handle = %handle, error = %e, "shape log not recoverable");
+            return None;
+        }
     };
     let shape = Arc::new(Shape::new(
         shared_handle,
@@ -656,6 +604,5 @@ fn restore_one(
         writer,
         snapshot: m.snapshot,
         meta_payload,
-        resumed: was_resumed,
     })
 }

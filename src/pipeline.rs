@@ -301,15 +301,6 @@ impl Pipeline {
         self.insert_slot(id, slot);
     }
 
-    /// Clean shutdown (the stream has stopped): every log whose writer holds nothing pending,
-    /// unsynced or uncommitted, with its state, for the storage's log summary.
-    pub fn clean_log_states(&self) -> Vec<(Arc<str>, crate::storage::summary::LogState)> {
-        self.slots
-            .values()
-            .filter_map(|s| Some((s.shape.handle.clone(), s.writer.as_ref()?.clean_state()?)))
-            .collect()
-    }
-
     /// Startup: rebuilds the subquery dependencies of the restored shapes from fresh snapshots,
     /// before the stream resumes (replayed changes visible in them are then skipped, with
     /// the conservative invalidation of the module `shape::dependency`). A shape whose

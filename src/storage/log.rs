@@ -22,7 +22,6 @@ use super::format::{
     self, FILE_HEADER_LEN, FLAG_SNAPSHOT_END, FLAG_TXN_END, KIND_CHUNK_END, KIND_ENTRY,
 };
 use super::io::{Fs, FsFile};
-use super::summary::LogState;
 use super::view::ViewCell;
 use crate::offset::{LogOffset, RequestOffset};
 
@@ -389,64 +388,6 @@ impl LogWriter {
         Ok(w)
     }
 
-    /// Resumes a writer from the state a clean shutdown recorded for it (see `summary`),
-    /// without reading the file: the same writer [`LogWriter::recover`] would build from it.
-    /// `None` when the state is not consistent (the caller then recovers from the file).
-    pub fn resume(
-        fs: &Fs,
-        path: impl Into<LogPath>,
-        threshold: u64,
-        view: Arc<ViewCell>,
-        state: LogState,
-    ) -> Option<LogWriter> {
-        if !state.is_consistent() {
-            return None;
-        }
-        let snapshot_chunks = state.chunks.iter().take_while(|c| c.end.tx == 0).count();
-        let mut w = LogWriter {
-            fs: fs.clone(),
-            path: path.into(),
-            file_len: state.file_len,
-            synced_len: state.file_len,
-            unsynced: None,
-            pending: Vec::new(),
-            threshold,
-            open_chunk_bytes: state.open_chunk_bytes,
-            chunks: state.chunks.into(),
-            chunks_dirty: true,
-            points: Vec::new(),
-            snapshot_chunks,
-            snapshot_complete: true,
-            latest: state.latest,
-            committed_latest: state.latest,
-            committed_len: state.file_len,
-            committed_chunks: 0,
-            committed_open_bytes: 0,
-            view,
-        };
-        w.mark_committed();
-        w.publish();
-        Some(w)
-    }
-
-    /// This writer's state for the clean-shutdown summary: `Some` only when everything it
-    /// wrote is durable and ends at a transaction end (nothing pending, unsynced or
-    /// uncommitted), so that state is exactly what [`LogWriter::recover`] would find.
-    pub fn clean_state(&self) -> Option<LogState> {
-        let clean = self.pending.is_empty()
-            && self.unsynced.is_none()
-            && self.synced_len == self.file_len
-            && self.committed_len == self.file_len
-            && self.committed_latest == self.latest
-            && self.snapshot_complete;
-        clean.then(|| LogState {
-            file_len: self.file_len,
-            open_chunk_bytes: self.open_chunk_bytes,
-            latest: self.latest,
-            chunks: self.chunks.to_vec(),
-        })
-    }
-
     pub fn path(&self) -> PathBuf {
         self.path.path()
     }
@@ -799,104 +740,6 @@ mod tests {
         assert_eq!(*v2.chunks, *v.chunks);
         assert_eq!(v2.durable_len, v.durable_len);
         assert_eq!(w2.latest(), LogOffset::new(300, 0));
-    }
-
-    /// The parts of a writer's state that recovery rebuilds from the file.
-    fn rebuilt_state(w: &LogWriter) -> impl PartialEq + std::fmt::Debug + use<> {
-        (
-            (
-                w.file_len,
-                w.synced_len,
-                w.committed_len,
-                w.open_chunk_bytes,
-            ),
-            (
-                w.chunks.to_vec(),
-                w.snapshot_chunks,
-                w.latest,
-                w.committed_latest,
-            ),
-            (
-                w.committed_chunks,
-                w.committed_open_bytes,
-                w.snapshot_complete,
-            ),
-        )
-    }
-
-    fn published(view: &LogView) -> impl PartialEq + std::fmt::Debug + use<> {
-        (
-            view.durable_len,
-            view.latest,
-            view.snapshot_chunks,
-            view.snapshot_complete,
-            view.chunks.to_vec(),
-        )
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// A writer resumed from its clean state is the writer recovery builds from the file
-        /// (same state, same published view), and the two go on writing the same bytes; a
-        /// writer with anything pending, unsynced or uncommitted has no clean state.
-        #[test]
-        fn a_resumed_writer_is_the_recovered_one(
-            snapshot_rows in 0usize..6,
-            txns in proptest::collection::vec((1usize..5, 1usize..120, 0u8..4), 0..30),
-            threshold in 20u64..1000,
-        ) {
-            let dir = tempfile::tempdir().unwrap();
-            let (mut w, _) = writer(dir.path(), threshold);
-            for i in 0..snapshot_rows {
-                w.append_snapshot_row(format!("\"s{i}\"").as_bytes());
-            }
-            w.finish_snapshot(b"\"end\"");
-            flush(&mut w);
-            let mut tx = 100;
-            for (entries, size, ending) in txns {
-                tx += 10;
-                for op in 0..entries {
-                    let last = op + 1 == entries && ending != 3;
-                    w.append_entry(LogOffset::new(tx, op as u64), "x".repeat(size).as_bytes(), last);
-                }
-                match ending {
-                    // Committed and flushed.
-                    0 | 1 => flush(&mut w),
-                    // Committed, left pending: no clean state until flushed.
-                    2 => {
-                        proptest::prop_assert!(w.clean_state().is_none());
-                        flush(&mut w);
-                    }
-                    // Cut off mid-transaction, part of it spilled to the file.
-                    _ => {
-                        w.write_pending().unwrap();
-                        proptest::prop_assert!(w.clean_state().is_none());
-                        w.discard_uncommitted();
-                        w.write_and_sync().unwrap();
-                    }
-                }
-            }
-            let state = w.clean_state().expect("clean after a flush");
-            let path = w.path();
-            drop(w);
-            let (resumed_view, recovered_view) =
-                (ViewCell::new(LogView::empty()), ViewCell::new(LogView::empty()));
-            let mut resumed =
-                LogWriter::resume(&Fs::real(), path.clone(), threshold, resumed_view.clone(), state)
-                    .expect("consistent");
-            let mut recovered =
-                LogWriter::recover(&Fs::real(), path.clone(), threshold, recovered_view.clone(), 0)
-                    .unwrap();
-            proptest::prop_assert_eq!(rebuilt_state(&resumed), rebuilt_state(&recovered));
-            proptest::prop_assert_eq!(published(&resumed_view.get()), published(&recovered_view.get()));
-            // Both continue identically: same pending bytes for the same appends.
-            for w in [&mut resumed, &mut recovered] {
-                w.append_entry(LogOffset::new(tx + 10, 0), &[b'y'; 64], false);
-                w.append_entry(LogOffset::new(tx + 10, 1), &[b'z'; 64], true);
-            }
-            proptest::prop_assert_eq!(&resumed.pending, &recovered.pending);
-            proptest::prop_assert_eq!(rebuilt_state(&resumed), rebuilt_state(&recovered));
-        }
     }
 
     proptest::proptest! {

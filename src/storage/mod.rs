@@ -4,8 +4,6 @@
 //! <storage>/
 //!   state.bin                 global state (system id, timeline, handle high-water mark): meta format
 //!   shapes.idx                a cache of every sealed shape's meta.bin payload (see `index`)
-//!   logs.sum                  every log's writer state at a clean shutdown, consumed by the
-//!                             next start (see `summary`)
 //!   shapes/<handle>/meta.bin  shape definition + snapshot info, written once the snapshot is complete
 //!   shapes/<handle>/log       the shape log (see `format`)
 //!   trash/                    removed shape directories, deleted in the background
@@ -33,7 +31,6 @@ pub mod log;
 pub mod meta;
 #[cfg(test)]
 mod power_loss_tests;
-pub mod summary;
 pub mod view;
 
 use std::path::{Path, PathBuf};
@@ -185,26 +182,6 @@ impl Storage {
                 tracing::warn!(path = %path.display(), error = %e, "shape index not writable: the next start restores from each shape's metadata");
             }
         }
-    }
-
-    fn summary_path(&self) -> PathBuf {
-        self.root.join("logs.sum")
-    }
-
-    /// Clean shutdown: records the state of every log in `entries` (each durable and at a
-    /// transaction end) for the next start. See [`summary`].
-    pub fn write_summary<'a>(
-        &self,
-        entries: impl IntoIterator<Item = (&'a str, &'a summary::LogState)>,
-    ) -> Result<(), StorageError> {
-        let path = self.summary_path();
-        summary::write(&self.fs, &path, entries).map_err(io_at(&path))
-    }
-
-    /// Startup, before the stream starts: the last clean shutdown's log states, removed from
-    /// storage as they are read (`None` when there are none to trust). See [`summary`].
-    pub fn take_summary(&self) -> Option<std::collections::HashMap<String, summary::LogState>> {
-        summary::take(&self.fs, &self.summary_path())
     }
 
     /// A shape's `meta.bin` payload (JSON), checked: `Ok(None)` when it is missing.

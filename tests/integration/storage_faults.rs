@@ -595,9 +595,9 @@ async fn t31_corrupt_shape_metadata_drops_only_that_shape() {
 }
 
 /// The stream is read while the stored shapes are restored (the restore is held up here by a
-/// stalled removal of the log summary): Postgres sends the whole backlog meanwhile, nothing is
-/// acknowledged before it is durable, and once the restore ends every change is applied
-/// exactly once.
+/// stalled removal of an orphan temp file, which the restore sweeps): Postgres sends the whole
+/// backlog meanwhile, nothing is acknowledged before it is durable, and once the restore ends
+/// every change is applied exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t36_the_backlog_streams_during_the_restore_and_applies_after_it() {
     let pg = Pg::start().await;
@@ -618,8 +618,9 @@ async fn t36_the_backlog_streams_during_the_restore_and_applies_after_it() {
     for f in &mut followers {
         f.sync(&server.base).await;
     }
-    // A clean stop, so the next start has a summary to remove (where it is held up).
     server.stop().await;
+    // An orphan temp file: the restore removes it, and is held up there.
+    std::fs::write(storage.join("orphan.tmp"), b"").unwrap();
     // More than the stream's own buffers hold (~45 MB of changes), less than the prefetch's.
     let rows = 300_000;
     for k in 0..29 {
@@ -647,13 +648,13 @@ async fn t36_the_backlog_streams_during_the_restore_and_applies_after_it() {
 
     let faults = &fs.test().unwrap().faults;
     // Until disarmed (a stall armed for a number of times ends once it has fired them).
-    let stall = faults.arm_with(Op::Remove, Action::Stall, Some("logs.sum"), None);
+    let stall = faults.arm_with(Op::Remove, Action::Stall, Some("orphan.tmp"), None);
     let server = Server::spawn(config_on(&pg, &storage, &fs)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while faults.fired() == 0 {
         assert!(
             Instant::now() < deadline,
-            "the restore never reached the summary"
+            "the restore never reached the temp file"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
