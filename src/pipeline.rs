@@ -261,8 +261,16 @@ pub async fn prefetch(
     Prefetched { items }
 }
 
-/// The next event: prefetched ones first, then the stream's.
+/// The next event: prefetched ones first, then the stream's. Cancel-safe (it runs in a
+/// `select!`): an event is taken only in the poll that returns it.
 async fn next_event(prefetched: &mut Prefetched, client: &mut ReplicationClient) -> StreamItem {
+    if prefetched.items.is_empty() {
+        return client.recv().await;
+    }
+    // Always ready, unlike the channel: take part in tokio's budget as `recv` does, so a long
+    // replay still yields to the runtime (and lets a due flush run). Before the pop, so a
+    // cancelled wait loses nothing.
+    tokio::task::consume_budget().await;
     match prefetched.items.pop_front() {
         Some(item) => item,
         None => client.recv().await,
