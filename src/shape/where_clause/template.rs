@@ -236,6 +236,20 @@ fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
+/// The position just past the quoted token starting at `start` (its quote character doubled
+/// stands for itself inside it); `None` when it is not closed.
+fn past_quoted(b: &[u8], start: usize) -> Option<usize> {
+    let quote = *b.get(start)?;
+    let mut i = start + 1;
+    loop {
+        match *b.get(i)? {
+            c if c == quote && b.get(i + 1) == Some(&quote) => i += 2,
+            c if c == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
 /// Splits `text` into template key and constants; `None` when the text is not one we are
 /// sure sqlparser tokenizes the way this reads it (the clause is then compiled in full).
 fn lex(text: &str) -> Option<Lexed<'_>> {
@@ -253,15 +267,7 @@ fn lex(text: &str) -> Option<Lexed<'_>> {
         let start = i;
         let kind = match c {
             b'\'' => {
-                i += 1;
-                loop {
-                    match at(i)? {
-                        b'\'' if at(i + 1) == Some(b'\'') => i += 2,
-                        b'\'' => break,
-                        _ => i += 1,
-                    }
-                }
-                i += 1;
+                i = past_quoted(b, i)?;
                 SlotKind::String
             }
             b'0'..=b'9' => {
@@ -280,16 +286,8 @@ fn lex(text: &str) -> Option<Lexed<'_>> {
                 SlotKind::Number
             }
             b'"' => {
-                // A quoted identifier (`""` is a quote inside it): part of the template.
-                i += 1;
-                loop {
-                    match at(i)? {
-                        b'"' if at(i + 1) == Some(b'"') => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
-                    }
-                }
-                i += 1;
+                // A quoted identifier: part of the template.
+                i = past_quoted(b, i)?;
                 continue;
             }
             b'$' => {
