@@ -200,7 +200,8 @@ impl<H: Handler> Connection<H> {
                     Ok(true) => {}
                     Ok(false) | Err(Close::Quiet) => break,
                     Err(Close::Refuse(status, message)) => {
-                        let bytes = h1::error_response(status, &message, &http_date());
+                        let bytes =
+                            with_http_date(|date| h1::error_response(status, &message, date));
                         if write_all(&self.stream, &[&bytes]).await.is_ok() {
                             Box::pin(self.linger()).await;
                         }
@@ -392,14 +393,16 @@ impl<H: Handler> Connection<H> {
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let keep_alive = keep_alive && !handler_closes && framing != ResponseFraming::UntilClose;
         let mut head = Vec::with_capacity(768);
-        h1::encode_response_head(
-            parts.status,
-            &parts.headers,
-            framing,
-            keep_alive,
-            &http_date(),
-            &mut head,
-        );
+        with_http_date(|date| {
+            h1::encode_response_head(
+                parts.status,
+                &parts.headers,
+                framing,
+                keep_alive,
+                date,
+                &mut head,
+            );
+        });
         drop(parts);
         if *method == Method::HEAD || framing == ResponseFraming::Bodiless {
             write_all(&self.stream, &[&head]).await?;
@@ -494,11 +497,7 @@ async fn write_all(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
             offset = 0;
             continue;
         }
-        let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][offset..])
-            .chain(parts[part + 1..].iter().copied())
-            .map(IoSlice::new)
-            .collect();
-        let mut n = match stream.try_write_vectored(&slices) {
+        let mut n = match write_some(stream, &parts[part][offset..], &parts[part + 1..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -523,8 +522,27 @@ async fn write_all(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
+/// One vectored write of `first` and then `rest`, at most [`MAX_SLICES`] slices (every caller
+/// has three or fewer). Not async, and the slices live on the stack: a response write costs
+/// no allocation and a parked connection's future does not carry them.
+fn write_some(stream: &TcpStream, first: &[u8], rest: &[&[u8]]) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut n = 0;
+    for (slot, part) in slices
+        .iter_mut()
+        .zip(std::iter::once(first).chain(rest.iter().copied()))
+    {
+        *slot = IoSlice::new(part);
+        n += 1;
+    }
+    stream.try_write_vectored(&slices[..n])
+}
+
+/// Most slices one [`write_some`] passes to the kernel; later ones go in the next write.
+const MAX_SLICES: usize = 4;
+
 /// The `date` header value, formatted once per second per thread.
-fn http_date() -> String {
+fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     use std::cell::RefCell;
     use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {
@@ -537,7 +555,7 @@ fn http_date() -> String {
         if c.0 != secs {
             *c = (secs, httpdate::fmt_http_date(now));
         }
-        c.1.clone()
+        f(&c.1)
     })
 }
 

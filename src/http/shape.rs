@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{Response, StatusCode};
+use axum::http::{HeaderMap, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::params::{self, RawQuery, ShapeParams};
@@ -338,8 +338,35 @@ async fn rotated(engine: &Engine, p: &ShapeParams) -> Response<Body> {
     }
 }
 
-pub(super) fn etag(handle: &str, req: RequestOffset, resp: LogOffset) -> String {
-    format!("\"{handle}:{req}:{resp}\"")
+/// Sets the ETag of a log response, `"handle:request offset:response offset"`.
+pub(super) fn set_etag(h: &mut HeaderMap, handle: &str, req: RequestOffset, resp: LogOffset) {
+    response::set_fmt(h, "etag", format_args!("\"{handle}:{req}:{resp}\""));
+}
+
+/// Whether `If-None-Match` (its values unquoted) names the ETag of `handle:req:resp`, with no
+/// ETag built: a woken long-poll asks this of every response, and usually has no values.
+fn etag_matches(values: &[String], handle: &str, req: RequestOffset, resp: LogOffset) -> bool {
+    values
+        .iter()
+        .any(|v| fmt_eq(v, format_args!("{handle}:{req}:{resp}")))
+}
+
+/// Whether `s` is exactly what `args` formats to, without allocating.
+fn fmt_eq(s: &str, args: std::fmt::Arguments<'_>) -> bool {
+    struct Eq<'a>(&'a str);
+    impl std::fmt::Write for Eq<'_> {
+        fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+            match self.0.strip_prefix(piece) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(std::fmt::Error),
+            }
+        }
+    }
+    let mut rest = Eq(s);
+    std::fmt::write(&mut rest, args).is_ok() && rest.0.is_empty()
 }
 
 /// Adds the headers of a successful log response.
@@ -355,7 +382,7 @@ pub(super) fn log_headers(
     let ok = r.status() == StatusCode::OK;
     let h = r.headers_mut();
     set(h, "electric-handle", &shape.handle);
-    set(h, "electric-offset", &offset.to_string());
+    response::set_fmt(h, "electric-offset", format_args!("{offset}"));
     set_static(
         h,
         "electric-has-data",
@@ -366,11 +393,8 @@ pub(super) fn log_headers(
     }
     if p.live {
         let secs = engine.config.long_poll_timeout.as_secs();
-        set(
-            h,
-            "electric-cursor",
-            &response::cursor(secs, p.cursor.as_deref()).to_string(),
-        );
+        let cursor = response::cursor(secs, p.cursor.as_deref());
+        response::set_fmt(h, "electric-cursor", format_args!("{cursor}"));
     } else if ok {
         set(h, "electric-schema", &shape.def.schema_header);
     }
@@ -478,11 +502,7 @@ async fn respond(
                 sse::encode_batch(&buf, after, up_to_date.then_some(lsn), &mut out);
                 let mut r = sse::response(Body::from(out));
                 log_headers(engine, p, shape, &mut r, response, up_to_date, true);
-                set(
-                    r.headers_mut(),
-                    "etag",
-                    &etag(&shape.handle, p.offset, response),
-                );
+                set_etag(r.headers_mut(), &shape.handle, p.offset, response);
                 return r;
             }
             let mut out = Vec::with_capacity(buf.len() + 128);
@@ -503,11 +523,7 @@ async fn respond(
     };
     let mut r = with_body(StatusCode::OK, Some(JSON), body);
     log_headers(engine, p, shape, &mut r, response_offset, up_to_date, true);
-    set(
-        r.headers_mut(),
-        "etag",
-        &etag(&shape.handle, p.offset, response_offset),
-    );
+    set_etag(r.headers_mut(), &shape.handle, p.offset, response_offset);
     r
 }
 
@@ -581,17 +597,12 @@ fn not_modified(
     response: LogOffset,
     up_to_date: bool,
 ) -> Option<Response<Body>> {
-    let etag_value = etag(&shape.handle, p.offset, response);
-    if !p
-        .if_none_match
-        .iter()
-        .any(|v| format!("\"{v}\"") == etag_value)
-    {
+    if !etag_matches(&p.if_none_match, &shape.handle, p.offset, response) {
         return None;
     }
     let mut r = with_body(StatusCode::NOT_MODIFIED, None, Body::empty());
     log_headers(engine, p, shape, &mut r, response, up_to_date, true);
-    set(r.headers_mut(), "etag", &etag_value);
+    set_etag(r.headers_mut(), &shape.handle, p.offset, response);
     Some(r)
 }
 
@@ -682,5 +693,40 @@ pub async fn delete(engine: &Engine, raw: &RawQuery) -> Response<Body> {
         r
     } else {
         response::message(StatusCode::NOT_FOUND, "No existing shape found")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_names_exactly_the_etag() {
+        let req = RequestOffset::At(LogOffset::new(5, 2));
+        let resp = LogOffset::new(7, 0);
+        let exact = format!("h-1:{req}:{resp}");
+        assert!(etag_matches(std::slice::from_ref(&exact), "h-1", req, resp));
+        assert!(etag_matches(&["x".into(), exact.clone()], "h-1", req, resp));
+        for other in [
+            String::new(),
+            "h-1".to_owned(),
+            format!("h-1:{req}"),
+            format!("{exact}0"),
+            exact[..exact.len() - 1].to_owned(),
+            format!("h-2:{req}:{resp}"),
+            format!("h-1:-1:{resp}"),
+        ] {
+            assert!(
+                !etag_matches(std::slice::from_ref(&other), "h-1", req, resp),
+                "{other}"
+            );
+        }
+        assert!(!etag_matches(&[], "h-1", req, resp));
+        assert!(etag_matches(
+            &[format!("h:-1:{resp}")],
+            "h",
+            RequestOffset::Initial,
+            resp
+        ));
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::params::ShapeParams;
 use super::response::set;
-use super::shape::{etag, log_headers};
+use super::shape::{log_headers, set_etag};
 use crate::engine::Engine;
 use crate::offset::{LogOffset, RequestOffset};
 use crate::shape::json;
@@ -67,7 +67,7 @@ pub fn stream(
     }));
     let mut r = response(body);
     log_headers(engine, p, &shape, &mut r, at, true, true);
-    set(r.headers_mut(), "etag", &etag(&shape.handle, p.offset, at));
+    set_etag(r.headers_mut(), &shape.handle, p.offset, at);
     let lifetime = engine.config.sse_timeout;
     let keepalive = engine.config.sse_keepalive;
     let mut stopping = engine.stopping.subscribe();

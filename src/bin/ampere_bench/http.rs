@@ -125,6 +125,41 @@ impl Conn {
         Ok((resp, wire.unwrap_or_default()))
     }
 
+    /// Reads one response and says whether it is a `200` carrying a change, which is all the
+    /// fan-out's readers need. A response that arrives whole in one read of at most
+    /// [`QUICK_READ`] bytes (a live response, normally) is judged from a stack buffer: no heap
+    /// allocation, so 10k readers do not time the allocator growing a fresh heap for their
+    /// buffers inside the window they measure. Anything else goes through [`Conn::recv`].
+    pub async fn recv_delivery(&mut self) -> anyhow::Result<bool> {
+        if self.pending.is_empty() {
+            let Some(s) = self.stream.as_ref() else {
+                bail!("no request in flight")
+            };
+            let quick = loop {
+                s.readable().await?;
+                match quick_read(s) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        self.stream = None;
+                        return Err(e.into());
+                    }
+                    Ok(q) => break q,
+                }
+            };
+            match quick {
+                Quick::Whole { delivered } => return Ok(delivered),
+                Quick::Closed => {
+                    self.stream = None;
+                    bail!("connection closed by the server");
+                }
+                // Larger or split: the bytes so far start the general path.
+                Quick::Part(bytes) => self.pending = bytes,
+            }
+        }
+        let r = self.recv().await?;
+        Ok(r.status == 200 && r.has_change())
+    }
+
     async fn read(&mut self, wire: bool) -> anyhow::Result<(Resp, Option<Vec<u8>>)> {
         let Some(s) = self.stream.as_mut() else {
             bail!("no request in flight")
@@ -171,6 +206,50 @@ impl Conn {
             }
         }
     }
+}
+
+/// Bytes [`Conn::recv_delivery`] reads on the stack.
+const QUICK_READ: usize = 4096;
+
+/// What one stack-buffer read found.
+enum Quick {
+    /// One whole `content-length` response and nothing after it: whether it is a `200` with a
+    /// change.
+    Whole {
+        delivered: bool,
+    },
+    /// Anything else; the bytes read.
+    Part(Vec<u8>),
+    Closed,
+}
+
+/// One non-blocking read into a stack buffer. Not async, so the buffer is never part of a
+/// reader's future.
+fn quick_read(s: &TcpStream) -> std::io::Result<Quick> {
+    let mut chunk = [0u8; QUICK_READ];
+    let n = s.try_read(&mut chunk)?;
+    let bytes = &chunk[..n];
+    if n == 0 {
+        return Ok(Quick::Closed);
+    }
+    Ok(match whole_delivery(bytes) {
+        Some(delivered) => Quick::Whole { delivered },
+        None => Quick::Part(bytes.to_vec()),
+    })
+}
+
+/// When `bytes` are exactly one keep-alive `content-length` response: whether it is a `200`
+/// carrying a change. `None` for anything else (incomplete, chunked, followed by more bytes).
+fn whole_delivery(bytes: &[u8]) -> Option<bool> {
+    let head = parse_head(bytes).ok()??;
+    let Framing::Length(len) = head.framing else {
+        return None;
+    };
+    if !head.keep || head.len.checked_add(len) != Some(bytes.len()) {
+        return None;
+    }
+    let body = &bytes[head.len..];
+    Some(head.status == 200 && memchr::memmem::find(body, b"\"operation\"").is_some())
 }
 
 /// One response read off a connection.
@@ -418,6 +497,27 @@ fn next_chunk(buf: &[u8]) -> anyhow::Result<Chunk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delivery_is_judged_only_from_one_whole_response() {
+        let change = b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n[{\"operation\":1}]";
+        assert_eq!(whole_delivery(change), Some(true));
+        let no_change = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]";
+        assert_eq!(whole_delivery(no_change), Some(false));
+        let conflict = b"HTTP/1.1 409 Conflict\r\ncontent-length: 17\r\n\r\n[{\"operation\":1}]";
+        assert_eq!(whole_delivery(conflict), Some(false));
+        // Short, long, chunked or closing: the general path reads it.
+        assert_eq!(whole_delivery(&change[..change.len() - 1]), None);
+        assert_eq!(whole_delivery(&[&change[..], b"H"].concat()), None);
+        assert_eq!(
+            whole_delivery(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"),
+            None
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(whole_delivery(chunked), None);
+        let closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n[]";
+        assert_eq!(whole_delivery(closing), None);
+    }
 
     #[test]
     fn a_head_is_framed_once_its_empty_line_arrives() {

@@ -864,9 +864,9 @@ async fn deliver(
         readers.push(tokio::spawn(async move {
             // In the same poll as the first read, which registers the socket's waker.
             waiting.count_down();
-            let resp = conn.recv().await;
+            let delivered = conn.recv_delivery().await;
             let at = base.elapsed();
-            if resp.is_ok_and(|r| r.status == 200 && r.has_change()) {
+            if delivered.is_ok_and(|d| d) {
                 let at = u64::try_from(at.as_nanos()).unwrap_or(NOT_DELIVERED - 1);
                 arrivals[i].store(at, Ordering::Relaxed);
             }
