@@ -62,7 +62,11 @@ pub fn set_fmt(h: &mut HeaderMap, name: &'static str, value: std::fmt::Arguments
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let v = if cursor.write_fmt(value).is_ok() {
         let n = usize::try_from(cursor.position()).unwrap_or(0);
-        HeaderValue::from_bytes(&buf[..n])
+        // Formatting writes UTF-8; `from_str` keeps `set`'s rule (visible ASCII only).
+        match std::str::from_utf8(&buf[..n]) {
+            Ok(text) => HeaderValue::from_str(text),
+            Err(_) => return,
+        }
     } else {
         // Longer than the stack buffer (a long handle in an ETag): format on the heap.
         HeaderValue::from_str(&value.to_string())
