@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 
 /// Raw flags as parsed by clap. Use [`Config`] (via [`Cli::into_config`]) everywhere else.
-#[derive(Debug, Clone, Parser)]
+/// `Debug` hides the secret and the database passwords (see [`Redacted`]).
+#[derive(Clone, Parser)]
 #[command(
     name = "ampere",
     version,
@@ -154,10 +155,16 @@ pub struct Cli {
     /// How long a client may take to send a request's headers (slow-loris bound).
     #[arg(long, env = "AMPERE_HEADER_READ_TIMEOUT", default_value = "10s")]
     pub header_read_timeout: String,
+
+    /// How long one write to a client may wait for the client to read (a client that stops
+    /// reading is disconnected after it, and the response it held is freed).
+    #[arg(long, env = "ELECTRIC_TCP_SEND_TIMEOUT", default_value = "30s")]
+    pub tcp_send_timeout: String,
 }
 
-/// Validated configuration used by the whole service.
-#[derive(Debug, Clone)]
+/// Validated configuration used by the whole service. `Debug` hides the secret and the database
+/// passwords (see [`Redacted`]).
+#[derive(Clone)]
 pub struct Config {
     pub database_url: Option<String>,
     pub pooled_database_url: Option<String>,
@@ -195,6 +202,181 @@ pub struct Config {
     /// The file system storage goes through (the real one; tests put failpoints and a
     /// crash-consistency recorder here).
     pub storage_fs: crate::storage::io::Fs,
+}
+
+/// A setting as `Debug` may show it: the API secret as `***`, a database URL with its password
+/// (in the authority or a `password` parameter) replaced by `***`. A configuration ends up in
+/// panic messages and test failures, and those end up in logs and CI output.
+enum Redacted<'a> {
+    Secret(&'a Option<String>),
+    Url(&'a Option<String>),
+}
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Redacted::Secret(None) | Redacted::Url(None) => f.write_str("None"),
+            Redacted::Secret(Some(_)) => f.write_str("Some(\"***\")"),
+            Redacted::Url(Some(u)) => write!(f, "Some({:?})", redact_url(u)),
+        }
+    }
+}
+
+/// `u` with any password replaced by `***`; a URL that does not parse is hidden whole (it
+/// could hold a password anywhere).
+fn redact_url(u: &str) -> String {
+    let Ok(mut url) = url::Url::parse(u) else {
+        return "<unparsable URL>".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a new field fails to compile until it is listed here.
+        let Cli {
+            database_url,
+            pooled_database_url,
+            query_database_url,
+            port,
+            storage_dir,
+            secret,
+            insecure,
+            replication_stream_id,
+            long_poll_timeout,
+            cache_max_age,
+            cache_stale_age,
+            chunk_bytes_threshold,
+            enable_integration_testing,
+            db_pool_size,
+            max_concurrent_requests,
+            max_shapes,
+            experimental_max_shapes,
+            schema_reconciler_period,
+            database_ca_certificate_file,
+            database_tcp_keepalive_idle,
+            database_tcp_keepalive_interval,
+            database_tcp_keepalive_count,
+            database_tcp_user_timeout,
+            log_level,
+            prometheus_port,
+            log_json,
+            max_connections,
+            header_read_timeout,
+            tcp_send_timeout,
+        } = self;
+        f.debug_struct("Cli")
+            .field("database_url", &Redacted::Url(database_url))
+            .field("pooled_database_url", &Redacted::Url(pooled_database_url))
+            .field("query_database_url", &Redacted::Url(query_database_url))
+            .field("port", port)
+            .field("storage_dir", storage_dir)
+            .field("secret", &Redacted::Secret(secret))
+            .field("insecure", insecure)
+            .field("replication_stream_id", replication_stream_id)
+            .field("long_poll_timeout", long_poll_timeout)
+            .field("cache_max_age", cache_max_age)
+            .field("cache_stale_age", cache_stale_age)
+            .field("chunk_bytes_threshold", chunk_bytes_threshold)
+            .field("enable_integration_testing", enable_integration_testing)
+            .field("db_pool_size", db_pool_size)
+            .field("max_concurrent_requests", max_concurrent_requests)
+            .field("max_shapes", max_shapes)
+            .field("experimental_max_shapes", experimental_max_shapes)
+            .field("schema_reconciler_period", schema_reconciler_period)
+            .field("database_ca_certificate_file", database_ca_certificate_file)
+            .field("database_tcp_keepalive_idle", database_tcp_keepalive_idle)
+            .field(
+                "database_tcp_keepalive_interval",
+                database_tcp_keepalive_interval,
+            )
+            .field("database_tcp_keepalive_count", database_tcp_keepalive_count)
+            .field("database_tcp_user_timeout", database_tcp_user_timeout)
+            .field("log_level", log_level)
+            .field("prometheus_port", prometheus_port)
+            .field("log_json", log_json)
+            .field("max_connections", max_connections)
+            .field("header_read_timeout", header_read_timeout)
+            .field("tcp_send_timeout", tcp_send_timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a new field fails to compile until it is listed here.
+        let Config {
+            database_url,
+            pooled_database_url,
+            port,
+            storage_dir,
+            secret,
+            stream_id,
+            long_poll_timeout,
+            cache_max_age,
+            cache_stale_age,
+            chunk_bytes_threshold,
+            enable_integration_testing,
+            snapshot_connections,
+            max_initial_requests,
+            max_existing_requests,
+            max_shapes,
+            eviction_interval,
+            schema_reconciler_period,
+            log_level,
+            log_json,
+            prometheus_port,
+            connection,
+            sse_timeout,
+            sse_keepalive,
+            http,
+            storage_fs,
+        } = self;
+        f.debug_struct("Config")
+            .field("database_url", &Redacted::Url(database_url))
+            .field("pooled_database_url", &Redacted::Url(pooled_database_url))
+            .field("port", port)
+            .field("storage_dir", storage_dir)
+            .field("secret", &Redacted::Secret(secret))
+            .field("stream_id", stream_id)
+            .field("long_poll_timeout", long_poll_timeout)
+            .field("cache_max_age", cache_max_age)
+            .field("cache_stale_age", cache_stale_age)
+            .field("chunk_bytes_threshold", chunk_bytes_threshold)
+            .field("enable_integration_testing", enable_integration_testing)
+            .field("snapshot_connections", snapshot_connections)
+            .field("max_initial_requests", max_initial_requests)
+            .field("max_existing_requests", max_existing_requests)
+            .field("max_shapes", max_shapes)
+            .field("eviction_interval", eviction_interval)
+            .field("schema_reconciler_period", schema_reconciler_period)
+            .field("log_level", log_level)
+            .field("log_json", log_json)
+            .field("prometheus_port", prometheus_port)
+            .field("connection", connection)
+            .field("sse_timeout", sse_timeout)
+            .field("sse_keepalive", sse_keepalive)
+            .field("http", http)
+            .field("storage_fs", storage_fs)
+            .finish()
+    }
 }
 
 /// Why a configuration is refused.
@@ -410,6 +592,7 @@ impl Cli {
                     "AMPERE_HEADER_READ_TIMEOUT",
                     &self.header_read_timeout,
                 )?,
+                send_timeout: parse_duration("ELECTRIC_TCP_SEND_TIMEOUT", &self.tcp_send_timeout)?,
             },
             storage_fs: crate::storage::io::Fs::real(),
         })
@@ -447,6 +630,7 @@ impl Config {
             http: crate::http::server::Limits {
                 max_connections: crate::http::server::default_max_connections(300, 10_000),
                 header_read_timeout: Duration::from_secs(10),
+                send_timeout: Duration::from_secs(30),
             },
             storage_fs: crate::storage::io::Fs::real(),
         }
@@ -575,6 +759,39 @@ fn validate_database_url(value: &str) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_hides_the_secret_and_database_passwords() {
+        let mut c = Cli::parse_from(["ampere", "--secret", "s3cr3t-value"]);
+        c.database_url =
+            Some("postgresql://app:pa%40ss-word@db:5432/app?sslmode=disable".to_owned());
+        c.pooled_database_url =
+            Some("postgresql://app@pool:6432/app?password=pool-pass&sslmode=require".to_owned());
+        c.query_database_url = Some("not a url pw-inside".to_owned());
+        let shown = format!("{c:?}");
+        for hidden in [
+            "s3cr3t-value",
+            "pa%40ss-word",
+            "pa@ss-word",
+            "pool-pass",
+            "pw-inside",
+        ] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert!(
+            shown.contains("app:***@db:5432/app?sslmode=disable"),
+            "{shown}"
+        );
+        assert!(shown.contains("password=***"), "{shown}");
+        assert!(shown.contains("sslmode=require"), "{shown}");
+        let config = c.into_config().unwrap();
+        let shown = format!("{config:?}");
+        for hidden in ["s3cr3t-value", "pa%40ss-word", "pool-pass"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+        assert!(shown.contains(r#"secret: Some("***")"#), "{shown}");
+        assert!(shown.contains("app:***@db"), "{shown}");
+    }
+
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {

@@ -193,6 +193,7 @@ const HEADINGS: &[(&str, &[&str])] = &[
             "max_concurrent_requests",
             "max_connections",
             "header_read_timeout",
+            "tcp_send_timeout",
             "enable_integration_testing",
         ],
     ),

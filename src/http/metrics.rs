@@ -25,6 +25,7 @@ use crate::telemetry::metrics::Live;
 const LIMITS: super::server::Limits = super::server::Limits {
     max_connections: 64,
     header_read_timeout: Duration::from_secs(10),
+    send_timeout: Duration::from_secs(30),
 };
 
 /// Serves scrapes on `listener` until `shutdown` turns true.

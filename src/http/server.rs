@@ -15,7 +15,9 @@
 //!   for it (this also bounds how long an idle keep-alive connection stays open), and its body
 //!   within [`BODY_READ_TIMEOUT`], or the connection is closed;
 //! * the head may be at most `MAX_HEAD_BYTES` (431 above it), a body at most [`MAX_BODY_BYTES`]
-//!   (413). URIs longer than [`MAX_URI_BYTES`] get our 414 (see `http::handle`).
+//!   (413). URIs longer than [`MAX_URI_BYTES`] get our 414 (see `http::handle`);
+//! * a write the client leaves blocked for `send_timeout` (it stopped reading) closes the
+//!   connection, freeing the response it held.
 //!
 //! A client that closes its socket while its request is being handled (a parked long-poll, most
 //! often) cancels the handler: its future is dropped and its slot freed at once.
@@ -90,6 +92,8 @@ impl Handler for Router {
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// How long one write may wait for the client to read (`ELECTRIC_TCP_SEND_TIMEOUT`).
+    pub send_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then drains.
@@ -202,7 +206,10 @@ impl<H: Handler> Connection<H> {
                     Err(Close::Refuse(status, message)) => {
                         let bytes =
                             with_http_date(|date| h1::error_response(status, &message, date));
-                        if write_all(&self.stream, &[&bytes]).await.is_ok() {
+                        if write_all(&self.stream, &[&bytes], self.limits.send_timeout)
+                            .await
+                            .is_ok()
+                        {
                             Box::pin(self.linger()).await;
                         }
                         break;
@@ -303,7 +310,12 @@ impl<H: Handler> Connection<H> {
             BodyFraming::Chunked => Some(h1::ChunkedDecoder::new(MAX_BODY_BYTES)),
         };
         if expect_continue {
-            write_all(&self.stream, &[b"HTTP/1.1 100 Continue\r\n\r\n"]).await?;
+            write_all(
+                &self.stream,
+                &[b"HTTP/1.1 100 Continue\r\n\r\n"],
+                self.limits.send_timeout,
+            )
+            .await?;
         }
         let deadline = Instant::now() + BODY_READ_TIMEOUT;
         let mut body = Vec::new();
@@ -405,7 +417,7 @@ impl<H: Handler> Connection<H> {
         });
         drop(parts);
         if *method == Method::HEAD || framing == ResponseFraming::Bodiless {
-            write_all(&self.stream, &[&head]).await?;
+            write_all(&self.stream, &[&head], self.limits.send_timeout).await?;
             return Ok(keep_alive);
         }
         // The head goes out with the first frame in one write (most bodies are one frame).
@@ -430,29 +442,34 @@ impl<H: Handler> Connection<H> {
                 ResponseFraming::Chunked => {
                     let mut size = prefix;
                     h1::chunk_head(data.len(), &mut size);
-                    write_all(&self.stream, &[&size, &data, b"\r\n"]).await?;
+                    write_all(
+                        &self.stream,
+                        &[&size, &data, b"\r\n"],
+                        self.limits.send_timeout,
+                    )
+                    .await?;
                 }
                 ResponseFraming::Length(n) => {
                     // Never more than announced; a body shorter than announced closes below.
                     let room = usize::try_from(n.saturating_sub(written)).unwrap_or(usize::MAX);
                     let data = &data[..data.len().min(room)];
-                    write_all(&self.stream, &[&prefix, data]).await?;
+                    write_all(&self.stream, &[&prefix, data], self.limits.send_timeout).await?;
                     written += data.len() as u64;
                 }
-                _ => write_all(&self.stream, &[&prefix, &data]).await?,
+                _ => write_all(&self.stream, &[&prefix, &data], self.limits.send_timeout).await?,
             }
         }
         let mut end: Vec<u8> = head.unwrap_or_default();
         match framing {
             ResponseFraming::Chunked => end.extend_from_slice(h1::LAST_CHUNK),
             ResponseFraming::Length(n) if written != n => {
-                write_all(&self.stream, &[&end]).await?;
+                write_all(&self.stream, &[&end], self.limits.send_timeout).await?;
                 return Ok(false);
             }
             _ => {}
         }
         if !end.is_empty() {
-            write_all(&self.stream, &[&end]).await?;
+            write_all(&self.stream, &[&end], self.limits.send_timeout).await?;
         }
         Ok(keep_alive)
     }
@@ -487,8 +504,11 @@ fn readable(stream: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
     std::future::poll_fn(|cx| stream.poll_read_ready(cx))
 }
 
-/// Writes every slice, in order, with vectored writes.
-async fn write_all(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
+/// Writes every slice, in order, with vectored writes. A write the client leaves blocked for
+/// `stall` (it stopped reading) fails with `TimedOut`, which closes the connection: otherwise
+/// the task, its socket and the response it holds (up to a 10 MiB chunk) would stay for as
+/// long as the client keeps the connection open.
+async fn write_all(stream: &TcpStream, parts: &[&[u8]], stall: Duration) -> io::Result<()> {
     let mut part = 0;
     let mut offset = 0;
     while part < parts.len() {
@@ -501,7 +521,16 @@ async fn write_all(stream: &TcpStream, parts: &[&[u8]]) -> io::Result<()> {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+                // Boxed: the timer exists only while a write is blocked, and a parked
+                // connection's future is not sized for it.
+                let blocked = Box::pin(tokio::time::sleep(stall));
+                tokio::select! {
+                    ready = std::future::poll_fn(|cx| stream.poll_write_ready(cx)) => ready?,
+                    () = blocked => {
+                        tracing::debug!(?stall, "client stopped reading: closing the connection");
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
                 continue;
             }
             Err(e) => return Err(e),

@@ -227,6 +227,50 @@ async fn slowloris_connections_are_closed_and_others_still_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
+    let (pg, dir) = setup().await;
+    // ~12 MB of rows: the first response (a 10 MiB chunk) is more than loopback's socket
+    // buffers absorb, so its writes block once the client stops reading.
+    pg.exec("CREATE TABLE big (id int PRIMARY KEY, pad text)")
+        .await;
+    pg.exec("INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 12000) g")
+        .await;
+    let mut config = test_config(&pg, dir.path());
+    config.http.send_timeout = Duration::from_secs(1);
+    // One connection at a time: while the stalled one holds the slot, others are refused.
+    config.http.max_connections = 1;
+    let server = Server::start(config).await;
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+
+    // A client with a tiny receive buffer that asks for the snapshot and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /v1/shape?table=big&offset=-1 HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+
+    // The slot frees once the server gives up on the stalled write: a new client is served.
+    let freed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/v1/health", server.base)).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the stalled connection kept its slot");
+    // And the stalled connection was closed: what was already sent, then EOF.
+    assert!(closed_by_server(&mut stalled).await);
+    acknowledges(&pg, 1001).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_floods_are_bounded_and_service_recovers() {
     let (pg, dir) = setup().await;
     let mut config = test_config(&pg, dir.path());
