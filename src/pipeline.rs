@@ -179,6 +179,8 @@ pub struct Pipeline {
     /// Boxed: a `Slot` is ~430 B, and a map of them inline would leave that much unused per
     /// empty bucket (a hash map runs 44–88% full).
     slots: HashMap<ShapeId, Box<Slot>>,
+    /// The table descriptions the shapes were built with, per table (see [`Layouts`]).
+    layouts: Layouts,
     ids: HashMap<Arc<str>, ShapeId>,
     next_id: ShapeId,
     txn: Option<Txn>,
@@ -284,6 +286,7 @@ impl Pipeline {
             router: Router::new(),
             deps: Dependencies::new(),
             slots: HashMap::new(),
+            layouts: Layouts::default(),
             ids: HashMap::new(),
             next_id: 0,
             txn: None,
@@ -393,6 +396,7 @@ impl Pipeline {
             .as_ref()
             .and_then(|w| w.index_entries());
         self.router.add(slot.oid, id, entries);
+        self.layouts.add(slot.oid, &slot.shape.def.table);
         self.slots.insert(id, Box::new(slot));
     }
 
@@ -615,7 +619,14 @@ impl Pipeline {
                 changed = true;
             }
         }
-        for id in self.router.shapes_of(r.oid) {
+        // Usually every shape of the table was built with a description the message agrees
+        // with (a reconnect, an autoanalyze): nothing to do, and no shape is visited.
+        let shapes = if self.layouts.all_agree(&r) {
+            Vec::new()
+        } else {
+            self.router.shapes_of(r.oid)
+        };
+        for id in shapes {
             let Some(slot) = self.slots.get(&id) else {
                 continue;
             };
@@ -648,6 +659,8 @@ impl Pipeline {
                     self.router.add(r.oid, id, entries);
                     self.engine.registry.insert(shape.clone());
                     if let Some(slot) = self.slots.get_mut(&id) {
+                        self.layouts.remove(r.oid, &slot.shape.def.table);
+                        self.layouts.add(r.oid, &shape.def.table);
                         slot.shape = shape;
                     }
                 }
@@ -985,6 +998,7 @@ impl Pipeline {
             return;
         };
         self.router.remove(slot.oid, id);
+        self.layouts.remove(slot.oid, &slot.shape.def.table);
         self.deps
             .detach_shape(id, slot.shape.def.where_clause.as_ref());
         self.ids.remove(&*slot.shape.handle);
@@ -1369,8 +1383,58 @@ fn relayout(shape: &Shape, r: &pgoutput::Relation) -> Option<Arc<Shape>> {
     )))
 }
 
-/// True when the stream reports a different type for a column than the shape was built with.
-/// Array columns store their element type, so only scalars are compared.
+/// The distinct table descriptions (by content) the shapes of each table were built with, and
+/// how many shapes use each: one or two per table, whatever the number of shapes.
+///
+/// Postgres sends a relation message at the first change of a table after every reconnect and
+/// after every relcache invalidation of it (each autoanalyze, for one). Checking the message
+/// against every shape of the table cost ~50 ms of pipeline time at 100k shapes, a stall every
+/// live client saw. Checked against these descriptions instead, the message visits the shapes
+/// only when one of them disagrees (DDL), and then exactly as before.
+///
+/// Invariant: for each table oid, the counts sum to the number of slots registered under it,
+/// and each slot's description equals (by content) one of the entries.
+#[derive(Debug, Default)]
+struct Layouts(HashMap<u32, Vec<(Arc<TableInfo>, usize)>>);
+
+impl Layouts {
+    fn add(&mut self, oid: u32, t: &Arc<TableInfo>) {
+        let known = self.0.entry(oid).or_default();
+        match known
+            .iter_mut()
+            .find(|(d, _)| Arc::ptr_eq(d, t) || **d == **t)
+        {
+            Some((_, n)) => *n += 1,
+            None => known.push((t.clone(), 1)),
+        }
+    }
+
+    fn remove(&mut self, oid: u32, t: &TableInfo) {
+        let Some(known) = self.0.get_mut(&oid) else {
+            return;
+        };
+        if let Some(i) = known
+            .iter()
+            .position(|(d, _)| std::ptr::eq(&**d, t) || **d == *t)
+        {
+            known[i].1 -= 1;
+            if known[i].1 == 0 {
+                known.swap_remove(i);
+            }
+        }
+        if known.is_empty() {
+            self.0.remove(&oid);
+        }
+    }
+
+    /// Whether `r` describes its table the way every shape of it was built.
+    fn all_agree(&self, r: &pgoutput::Relation) -> bool {
+        self.0
+            .get(&r.oid)
+            .is_none_or(|known| known.iter().all(|(t, _)| same_layout(t, r)))
+    }
+}
+
 /// Whether a relation message describes the table as `t` knows it: same name, and the same
 /// column names and types in the same order.
 fn same_layout(t: &TableInfo, r: &pgoutput::Relation) -> bool {
@@ -1383,6 +1447,101 @@ fn same_layout(t: &TableInfo, r: &pgoutput::Relation) -> bool {
             .all(|(c, rc)| c.name == rc.name && !type_differs(c, rc.type_oid))
 }
 
+/// True when the stream reports a different type for a column than the shape was built with.
+/// Array columns store their element type, so only scalars are compared.
 fn type_differs(c: &crate::shape::table::ColumnInfo, stream_type_oid: u32) -> bool {
     c.dims == 0 && c.type_oid != stream_type_oid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::pgoutput::{Relation, RelationColumn};
+    use crate::shape::table::ColumnInfo;
+
+    fn table(cols: &[(&str, u32)]) -> TableInfo {
+        TableInfo {
+            oid: 7,
+            schema: "public".into(),
+            name: "items".into(),
+            columns: cols
+                .iter()
+                .map(|&(name, type_oid)| ColumnInfo {
+                    name: name.into(),
+                    type_name: "x".into(),
+                    type_oid,
+                    type_mod: -1,
+                    dims: 0,
+                    not_null: false,
+                    type_kind: "b".into(),
+                    enum_labels: None,
+                })
+                .collect(),
+            pk: vec![0],
+            has_pk: true,
+            generated: Vec::new(),
+        }
+    }
+
+    fn relation(cols: &[(&str, u32)]) -> Relation {
+        Relation {
+            oid: 7,
+            namespace: "public".into(),
+            name: "items".into(),
+            replica_identity: b'f',
+            columns: cols
+                .iter()
+                .map(|&(name, type_oid)| RelationColumn {
+                    flags: 0,
+                    name: name.into(),
+                    type_oid,
+                    type_modifier: -1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_relation_message_visits_shapes_only_when_a_description_disagrees() {
+        let old = [("id", 23), ("title", 25)];
+        let new = [("id", 23), ("title", 25), ("done", 16)];
+        let mut layouts = Layouts::default();
+        // No shape of the table: nothing to check.
+        assert!(layouts.all_agree(&relation(&new)));
+
+        // 1,000 shapes sharing one description, and one more with an equal copy of it.
+        let shared = Arc::new(table(&old));
+        for _ in 0..1000 {
+            layouts.add(7, &shared);
+        }
+        let copy = Arc::new(table(&old));
+        layouts.add(7, &copy);
+        assert_eq!(layouts.0[&7].len(), 1, "grouped by content: {layouts:?}");
+        assert_eq!(layouts.0[&7][0].1, 1001);
+        assert!(layouts.all_agree(&relation(&old)));
+        assert!(!layouts.all_agree(&relation(&new)));
+        assert!(!layouts.all_agree(&relation(&[("id", 20), ("title", 25)])));
+
+        // A shape rebuilt for the new layout: both descriptions are in use, so neither message
+        // agrees with every shape.
+        let newer = Arc::new(table(&new));
+        layouts.remove(7, &shared);
+        layouts.add(7, &newer);
+        assert!(!layouts.all_agree(&relation(&old)));
+        assert!(!layouts.all_agree(&relation(&new)));
+
+        // Once every old shape is gone, the new layout agrees; once every shape is, the table
+        // is forgotten.
+        for _ in 0..999 {
+            layouts.remove(7, &shared);
+        }
+        layouts.remove(7, &copy);
+        assert!(layouts.all_agree(&relation(&new)));
+        assert!(!layouts.all_agree(&relation(&old)));
+        layouts.remove(7, &newer);
+        assert!(layouts.0.is_empty());
+        // Removing what is not there changes nothing.
+        layouts.remove(7, &newer);
+        assert!(layouts.0.is_empty());
+    }
 }
