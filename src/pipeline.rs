@@ -1466,16 +1466,7 @@ mod tests {
             name: "items".into(),
             columns: cols
                 .iter()
-                .map(|&(name, type_oid)| ColumnInfo {
-                    name: name.into(),
-                    type_name: "x".into(),
-                    type_oid,
-                    type_mod: -1,
-                    dims: 0,
-                    not_null: false,
-                    type_kind: "b".into(),
-                    enum_labels: None,
-                })
+                .map(|&(name, type_oid)| ColumnInfo::scalar(name, "x", type_oid))
                 .collect(),
             pk: vec![0],
             has_pk: true,

@@ -305,14 +305,8 @@ mod tests {
 
     fn table() -> Arc<TableInfo> {
         let col = |name: &str, ty: &str, oid: u32| ColumnInfo {
-            name: name.into(),
-            type_name: ty.into(),
-            type_oid: oid,
-            type_mod: -1,
-            dims: 0,
             not_null: name == "id",
-            type_kind: "b".into(),
-            enum_labels: None,
+            ..ColumnInfo::scalar(name, ty, oid)
         };
         Arc::new(TableInfo {
             oid: 1,

@@ -750,16 +750,7 @@ mod tests {
             name: name.into(),
             columns: cols
                 .iter()
-                .map(|c| ColumnInfo {
-                    name: (*c).into(),
-                    type_name: "int4".into(),
-                    type_oid: 23,
-                    type_mod: -1,
-                    dims: 0,
-                    not_null: false,
-                    type_kind: "b".into(),
-                    enum_labels: None,
-                })
+                .map(|c| ColumnInfo::scalar(c, "int4", 23))
                 .collect(),
             pk: vec![0],
             has_pk: true,

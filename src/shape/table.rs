@@ -25,6 +25,23 @@ pub struct ColumnInfo {
     pub enum_labels: Option<Vec<String>>,
 }
 
+#[cfg(test)]
+impl ColumnInfo {
+    /// A nullable scalar base-type column (test fixtures).
+    pub fn scalar(name: &str, type_name: &str, type_oid: u32) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            type_name: type_name.into(),
+            type_oid,
+            type_mod: -1,
+            dims: 0,
+            not_null: false,
+            type_kind: "b".into(),
+            enum_labels: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TableInfo {
     pub oid: u32,
