@@ -50,8 +50,13 @@ impl Resp {
 
     /// The response carries at least one row change.
     pub fn has_change(&self) -> bool {
-        memchr::memmem::find(&self.body, b"\"operation\"").is_some()
+        carries_change(&self.body)
     }
+}
+
+/// Whether a response body holds at least one row change (a message with an `operation`).
+fn carries_change(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"operation\"").is_some()
 }
 
 /// `(name, value)` of each header line, both trimmed.
@@ -249,7 +254,7 @@ fn whole_delivery(bytes: &[u8]) -> Option<bool> {
         return None;
     }
     let body = &bytes[head.len..];
-    Some(head.status == 200 && memchr::memmem::find(body, b"\"operation\"").is_some())
+    Some(head.status == 200 && carries_change(body))
 }
 
 /// One response read off a connection.
