@@ -320,11 +320,7 @@ pub fn encode_response_head(
     date: &str,
     out: &mut Vec<u8>,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(status, out);
     for (name, value) in headers {
         // Framing is ours to decide; a handler's `connection` is kept unless we must close.
         if name == CONTENT_LENGTH
@@ -335,6 +331,21 @@ pub fn encode_response_head(
         }
         header(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    let date = (!headers.contains_key(DATE)).then_some(date);
+    end_head(framing, keep_alive, date, out);
+}
+
+fn status_line(status: StatusCode, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The headers the connection decides (framing, `date` unless the handler set one, `connection`),
+/// then the blank line.
+fn end_head(framing: ResponseFraming, keep_alive: bool, date: Option<&str>, out: &mut Vec<u8>) {
     match framing {
         ResponseFraming::Length(n) => {
             header(out, b"content-length", itoa_u64(n).as_bytes());
@@ -342,13 +353,104 @@ pub fn encode_response_head(
         ResponseFraming::Chunked => header(out, b"transfer-encoding", b"chunked"),
         ResponseFraming::Bodiless | ResponseFraming::UntilClose => {}
     }
-    if !headers.contains_key(DATE) {
+    if let Some(date) = date {
         header(out, b"date", date.as_bytes());
     }
     if !keep_alive {
         header(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// A response whose head is written as HTTP/1.1 text while it is built: one buffer, where a
+/// `HeaderMap` costs an allocation per dynamic value plus its tables. For the response one write
+/// sends to each of thousands of woken long-polls. The handler writes the status line and its
+/// headers; the connection appends framing, `date` and `connection` ([`Self::into_wire`]).
+#[derive(Debug)]
+pub struct Encoded {
+    status: StatusCode,
+    head: Vec<u8>,
+    body: bytes::Bytes,
+}
+
+/// Head bytes an [`Encoded`] reserves: a live log response's head is about 700.
+const ENCODED_HEAD: usize = 896;
+
+impl Encoded {
+    pub fn new(status: StatusCode, body: bytes::Bytes) -> Encoded {
+        let mut head = Vec::with_capacity(ENCODED_HEAD);
+        status_line(status, &mut head);
+        Encoded { status, head, body }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn body_len(&self) -> u64 {
+        self.body.len() as u64
+    }
+
+    /// Appends a header line. The caller has checked the value (no CR or LF can reach here from
+    /// [`super::response`]); framing, `date` and `connection` are the connection's and are
+    /// dropped, as [`encode_response_head`] drops them from a `HeaderMap`.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        let name_is = |n: HeaderName| n.as_str().eq_ignore_ascii_case(name);
+        if name_is(CONTENT_LENGTH)
+            || name_is(TRANSFER_ENCODING)
+            || name_is(DATE)
+            || name_is(CONNECTION)
+        {
+            return;
+        }
+        header(&mut self.head, name.as_bytes(), value);
+    }
+
+    /// Whether a header line named `name` (lower case) was written.
+    pub fn contains(&self, name: &str) -> bool {
+        self.lines()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// The header lines written so far, as (name, value).
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let (name, value) = line.split_at(colon);
+            Some((name, value[1..].strip_prefix(b" ").unwrap_or(&value[1..])))
+        })
+    }
+
+    /// The same response as a `Response` (the rare paths that edit headers, and tests).
+    pub fn into_response(self) -> axum::http::Response<axum::body::Body> {
+        let mut r = axum::http::Response::new(axum::body::Body::from(self.body.clone()));
+        *r.status_mut() = self.status;
+        for (name, value) in self.lines() {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                r.headers_mut().append(n, v);
+            }
+        }
+        r
+    }
+
+    /// The finished head and the body, for a response to `method`/`version`.
+    pub fn into_wire(
+        self,
+        method: &Method,
+        version: Version,
+        keep_alive: bool,
+        date: &str,
+    ) -> (Vec<u8>, bytes::Bytes, ResponseFraming) {
+        let Encoded {
+            status,
+            mut head,
+            body,
+        } = self;
+        let framing = response_framing(method, version, status, Some(body.len() as u64));
+        end_head(framing, keep_alive, Some(date), &mut head);
+        (head, body, framing)
+    }
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::engine::{Engine, Health};
 use response::{JSON, common_headers, set, set_static, with_body};
-use server::Reply;
+use server::{Answer, Reply};
 
 /// The application: every request of the main port goes to [`handle`].
 #[derive(Clone)]
@@ -126,22 +126,22 @@ pub(crate) async fn handle(engine: Arc<Engine>, req: Request) -> Reply {
         .path_and_query()
         .is_some_and(|pq| pq.as_str().len() > server::MAX_URI_BYTES);
     let reply = match (route, &method) {
-        _ if too_long => Reply::Now(response::message(
+        _ if too_long => Reply::now(response::message(
             StatusCode::URI_TOO_LONG,
             "The request URI is too long: send long where clauses and params in a POST body",
         )),
         (Route::Root, &Method::GET | &Method::HEAD) => {
-            Reply::Now(with_body(StatusCode::OK, None, Body::empty()))
+            Reply::now(with_body(StatusCode::OK, None, Body::empty()))
         }
-        (Route::Health, &Method::GET | &Method::HEAD) => Reply::Now(health(&engine)),
-        (Route::Shape, &Method::OPTIONS) => Reply::Now(options(req.headers())),
+        (Route::Health, &Method::GET | &Method::HEAD) => Reply::now(health(&engine)),
+        (Route::Shape, &Method::OPTIONS) => Reply::now(options(req.headers())),
         (Route::Shape, &Method::GET | &Method::HEAD | &Method::POST | &Method::DELETE) => {
             let query = req.uri().query().unwrap_or("").to_owned();
             let raw = params::parse_query(&query);
             if !authorised(&engine, &raw) {
-                Reply::Now(response::unauthorized())
+                Reply::now(response::unauthorized())
             } else if method == Method::DELETE {
-                Reply::Now(Box::pin(shape::delete(&engine, &raw)).await)
+                Reply::now(Box::pin(shape::delete(&engine, &raw)).await)
             } else {
                 shape::serve(&engine, raw, req).await
             }
@@ -151,9 +151,9 @@ pub(crate) async fn handle(engine: Arc<Engine>, req: Request) -> Reply {
             let query = req.uri().query().unwrap_or("");
             // Boxed: its future is large, and every request's future (a parked long-poll's
             // included) would otherwise be sized for it.
-            Reply::Now(Box::pin(admin::handle(&engine, &path, &method, req.headers(), query)).await)
+            Reply::now(Box::pin(admin::handle(&engine, &path, &method, req.headers(), query)).await)
         }
-        _ => Reply::Now(response::not_found()),
+        _ => Reply::now(response::not_found()),
     };
     let done = Finish {
         route,
@@ -162,10 +162,10 @@ pub(crate) async fn handle(engine: Arc<Engine>, req: Request) -> Reply {
         rid,
     };
     match reply {
-        Reply::Now(resp) => Reply::Now(done.apply(&engine, resp)),
+        Reply::Now(answer) => Reply::Now(done.apply(&engine, answer)),
         Reply::Later(wait) => Reply::Later(Box::pin(async move {
-            let resp = wait.await;
-            done.apply(&engine, resp)
+            let answer = wait.await;
+            done.apply(&engine, answer)
         })),
     }
 }
@@ -180,7 +180,24 @@ struct Finish {
 }
 
 impl Finish {
-    fn apply(self, engine: &Engine, mut resp: Response<Body>) -> Response<Body> {
+    fn apply(self, engine: &Engine, answer: Answer) -> Answer {
+        match answer {
+            // A shape log response to a GET needs only the common headers, written onto its
+            // head; anything that edits headers takes the `Response` path.
+            Answer::Encoded(mut e) if self.method == Method::GET && self.route == Route::Shape => {
+                common_headers(&mut e, self.origin.as_deref(), true, &self.rid);
+                engine.metrics.http_response(
+                    self.route.metric(),
+                    e.status().as_u16(),
+                    Some(e.body_len()),
+                );
+                Answer::Encoded(e)
+            }
+            other => Answer::Response(self.apply_response(engine, other.into_response())),
+        }
+    }
+
+    fn apply_response(self, engine: &Engine, mut resp: Response<Body>) -> Response<Body> {
         let Finish {
             route,
             method,

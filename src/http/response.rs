@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
+use super::h1::Encoded;
+
 /// `electric-server` value.
 pub const SERVER: &str = concat!(
     "ElectricSQL/1.7.12 (ampere ",
@@ -39,46 +41,90 @@ pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
     }
 }
 
-/// Sets a header whose value is a constant: no copy of the value is made (a response carries a
-/// dozen of these, and one write may wake thousands of long-polls).
-pub fn set_static(h: &mut HeaderMap, name: &'static str, value: &'static str) {
-    h.insert(
-        HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    );
+/// Where a response's headers are written: a `HeaderMap`, or straight into the head of an
+/// [`Encoded`] response (the woken long-poll's path). Header-setting code is written once, over
+/// this, so both kinds of response carry the same headers by construction.
+///
+/// Names are lower-case constants. A value that is not visible ASCII (or tab) is dropped, the
+/// rule of `HeaderValue::from_str`, so no value can break the head it is written into. Each
+/// name is set at most once per response (an `Encoded` head appends; it cannot replace).
+pub trait Headers {
+    fn put(&mut self, name: &'static str, value: &str);
+    /// [`Self::put`] for a constant value: a `HeaderMap` keeps it without copying.
+    fn put_static(&mut self, name: &'static str, value: &'static str);
+    fn has(&self, name: &'static str) -> bool;
 }
 
-pub fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        h.insert(HeaderName::from_static(name), v);
+impl Headers for HeaderMap {
+    fn put(&mut self, name: &'static str, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.insert(HeaderName::from_static(name), v);
+        }
     }
+
+    fn put_static(&mut self, name: &'static str, value: &'static str) {
+        self.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+
+    fn has(&self, name: &'static str) -> bool {
+        self.contains_key(name)
+    }
+}
+
+impl Headers for Encoded {
+    fn put(&mut self, name: &'static str, value: &str) {
+        if value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            self.header(name, value.as_bytes());
+        }
+    }
+
+    fn put_static(&mut self, name: &'static str, value: &'static str) {
+        self.put(name, value);
+    }
+
+    fn has(&self, name: &'static str) -> bool {
+        self.contains(name)
+    }
+}
+
+/// Sets a header whose value is a constant: no copy of the value is made (a response carries a
+/// dozen of these, and one write may wake thousands of long-polls).
+pub fn set_static(h: &mut impl Headers, name: &'static str, value: &'static str) {
+    h.put_static(name, value);
+}
+
+pub fn set(h: &mut impl Headers, name: &'static str, value: &str) {
+    h.put(name, value);
 }
 
 /// [`set`] with a formatted value, formatted on the stack: one allocation (the value's own)
 /// rather than two, for the offsets, cursors and ETags every log response carries.
-pub fn set_fmt(h: &mut HeaderMap, name: &'static str, value: std::fmt::Arguments<'_>) {
+pub fn set_fmt(h: &mut impl Headers, name: &'static str, value: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut buf = [0u8; 256];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let v = if cursor.write_fmt(value).is_ok() {
+    if cursor.write_fmt(value).is_ok() {
         let n = usize::try_from(cursor.position()).unwrap_or(0);
-        // Formatting writes UTF-8; `from_str` keeps `set`'s rule (visible ASCII only).
-        match std::str::from_utf8(&buf[..n]) {
-            Ok(text) => HeaderValue::from_str(text),
-            Err(_) => return,
+        // Formatting writes UTF-8; a value that is not (it cannot be) is dropped like any other
+        // invalid value.
+        if let Ok(text) = std::str::from_utf8(&buf[..n]) {
+            h.put(name, text);
         }
     } else {
         // Longer than the stack buffer (a long handle in an ETag): format on the heap.
-        HeaderValue::from_str(&value.to_string())
-    };
-    if let Ok(v) = v {
-        h.insert(HeaderName::from_static(name), v);
+        h.put(name, &value.to_string());
     }
 }
 
 /// Adds the headers every response of the main port carries.
 pub fn common_headers(
-    h: &mut HeaderMap,
+    h: &mut impl Headers,
     origin: Option<&str>,
     shape_route: bool,
     request_id: &str,
@@ -102,7 +148,7 @@ pub fn common_headers(
             "GET, HEAD"
         },
     );
-    if !h.contains_key("cache-control") {
+    if !h.has("cache-control") {
         set_static(h, "cache-control", "max-age=0, private, must-revalidate");
     }
 }

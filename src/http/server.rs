@@ -64,10 +64,46 @@ const LINGER_BYTES: usize = 1024 * 1024;
 
 /// What a handler answers: a response now, or a parked request's wait.
 pub enum Reply {
-    Now(Response<Body>),
+    Now(Answer),
     /// A request that parks (a long-poll). The handler has returned and its state is gone; the
     /// connection keeps only this future, which should hold no more than the wait needs.
-    Later(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+    Later(Pin<Box<dyn Future<Output = Answer> + Send>>),
+}
+
+impl Reply {
+    pub fn now(answer: impl Into<Answer>) -> Reply {
+        Reply::Now(answer.into())
+    }
+}
+
+/// A response: an `http` one, or one whose head the handler wrote as it built it
+/// ([`h1::Encoded`], the shape log's responses).
+#[derive(Debug)]
+pub enum Answer {
+    Response(Response<Body>),
+    Encoded(h1::Encoded),
+}
+
+impl From<Response<Body>> for Answer {
+    fn from(r: Response<Body>) -> Answer {
+        Answer::Response(r)
+    }
+}
+
+impl From<h1::Encoded> for Answer {
+    fn from(e: h1::Encoded) -> Answer {
+        Answer::Encoded(e)
+    }
+}
+
+impl Answer {
+    /// As an `http` response (tests, and the rare paths that edit headers).
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Answer::Response(r) => r,
+            Answer::Encoded(e) => e.into_response(),
+        }
+    }
 }
 
 /// The application a connection hands its requests to.
@@ -82,7 +118,7 @@ impl Handler for Router {
         use tower::ServiceExt;
         let router = self.clone();
         Box::pin(
-            async move { Reply::Now(router.oneshot(request).await.unwrap_or_else(|e| match e {})) },
+            async move { Reply::now(router.oneshot(request).await.unwrap_or_else(|e| match e {})) },
         )
     }
 }
@@ -353,10 +389,7 @@ impl<H: Handler> Connection<H> {
 
     /// Runs the handler, then its parked wait if any; `None` if the client closed its end
     /// first (whatever was running is dropped, which cancels it).
-    async fn handle(
-        &self,
-        work: Pin<Box<dyn Future<Output = Reply> + Send>>,
-    ) -> Option<Response<Body>> {
+    async fn handle(&self, work: Pin<Box<dyn Future<Output = Reply> + Send>>) -> Option<Answer> {
         match self.until_closed(work).await? {
             Reply::Now(response) => Some(response),
             Reply::Later(wait) => self.until_closed(wait).await,
@@ -392,9 +425,25 @@ impl<H: Handler> Connection<H> {
         &mut self,
         method: &Method,
         version: Version,
-        response: Response<Body>,
+        answer: Answer,
         keep_alive: bool,
     ) -> Result<bool, Close> {
+        let response = match answer {
+            Answer::Response(r) => r,
+            Answer::Encoded(e) => {
+                let (head, body, framing) =
+                    with_http_date(|date| e.into_wire(method, version, keep_alive, date));
+                let keep_alive = keep_alive && framing != ResponseFraming::UntilClose;
+                let body: &[u8] = if *method == Method::HEAD || framing == ResponseFraming::Bodiless
+                {
+                    &[]
+                } else {
+                    &body
+                };
+                write_all(&self.stream, &[&head, body], self.limits.send_timeout).await?;
+                return Ok(keep_alive);
+            }
+        };
         let (parts, mut body) = response.into_parts();
         let exact = http_body::Body::size_hint(&body).exact();
         let framing = h1::response_framing(method, version, parts.status, exact);

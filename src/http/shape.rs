@@ -13,9 +13,10 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, Response, StatusCode};
 use tokio::time::Instant;
 
+use super::h1::Encoded;
 use super::params::{self, RawQuery, ShapeParams};
-use super::response::{self, JSON, set, set_static, with_body};
-use super::server::Reply;
+use super::response::{self, Headers, JSON, set, set_static, with_body};
+use super::server::{Answer, Reply};
 use super::sse;
 use super::subset;
 use crate::engine::{Admission, Engine, EngineError, Permit};
@@ -78,10 +79,10 @@ pub async fn serve(engine: &Arc<Engine>, raw: RawQuery, req: Request) -> Reply {
     // before a long-poll parks.
     let (p, shape, permit, sub) = match resolve(engine, raw, req).await {
         Ok(r) => r,
-        Err(r) => return Reply::Now(r),
+        Err(r) => return Reply::now(r),
     };
     if let Some(sub) = sub {
-        return Reply::Now(Box::pin(serve_subset(engine, &p, &shape, sub)).await);
+        return Reply::now(Box::pin(serve_subset(engine, &p, &shape, sub)).await);
     }
     serve_shape(engine, p, shape, permit, None).await
 }
@@ -168,16 +169,16 @@ pub(crate) async fn serve_shape(
         if view.failed {
             let mut r = response::unavailable("Unexpected error while creating snapshot", 10);
             set(r.headers_mut(), "electric-internal-known-error", "true");
-            return Reply::Now(r);
+            return Reply::now(r);
         }
         if view.gone {
-            return Reply::Now(Box::pin(rotated(engine, &p)).await);
+            return Reply::now(Box::pin(rotated(engine, &p)).await);
         }
         let plan = log::plan_read(&view, p.offset);
         if p.live_sse
             && let (ReadPlan::AtEnd { response }, RequestOffset::At(_)) = (&plan, p.offset)
         {
-            return Reply::Now(sse::stream(engine, &p, shape.clone(), *response));
+            return Reply::now(sse::stream(engine, &p, shape.clone(), *response));
         }
         let deadline = match &plan {
             ReadPlan::NotReady => start + SNAPSHOT_WAIT,
@@ -203,10 +204,10 @@ pub(crate) async fn serve_shape(
         tokio::select! {
             () = rx.changed() => {}
             () = crate::engine::stopped(&mut stopping) => {
-                return Reply::Now(response::unavailable("The service is shutting down", 5));
+                return Reply::now(response::unavailable("The service is shutting down", 5));
             }
             () = tokio::time::sleep_until(deadline) => {
-                return Reply::Now(match plan {
+                return Reply::now(match plan {
                     ReadPlan::NotReady => response::unavailable("Timeout waiting for shape data to be loaded", 5),
                     _ => response::invalid_one("offset", "out of bounds for this shape"),
                 });
@@ -237,9 +238,12 @@ impl LivePoll {
     /// Not an `async fn`: its arguments would be stored twice in the future (once as the
     /// argument, once as the binding), and this future is what a parked request costs.
     #[allow(clippy::manual_async_fn)]
-    pub(crate) fn wait(mut self) -> impl std::future::Future<Output = Response<Body>> + Send {
+    pub(crate) fn wait(mut self) -> impl std::future::Future<Output = Answer> + Send {
         async move {
             if let Some(r) = self.park().await {
+                return r;
+            }
+            if let Some(r) = self.answer_now() {
                 return r;
             }
             match self.resume().await {
@@ -251,7 +255,7 @@ impl LivePoll {
 
     /// Parks until there is something to answer: `Some` for a timeout or shutdown (answered
     /// here), `None` when the log moved on or the shape changed state.
-    async fn park(&mut self) -> Option<Response<Body>> {
+    async fn park(&mut self) -> Option<Answer> {
         loop {
             tokio::select! {
                 () = self.rx.changed() => {}
@@ -270,6 +274,21 @@ impl LivePoll {
         }
     }
 
+    /// The answer once the log has moved past the request's offset, built here without
+    /// waiting (a small range: every woken long-poll of a fan-out). `None` for everything else
+    /// (a failed or gone shape, a large range), which [`Self::resume`] answers.
+    fn answer_now(&mut self) -> Option<Answer> {
+        let view = self.rx.borrow_and_update();
+        if view.failed || view.gone {
+            return None;
+        }
+        let plan = log::plan_read(&view, self.p.offset);
+        if !matches!(plan, ReadPlan::Range { .. }) {
+            return None;
+        }
+        respond_now(&self.engine, &self.p, &self.shape, &view, plan).ok()
+    }
+
     /// [`serve_shape`] again, once the wait is over. Boxed: the full handler must not size the
     /// wait (it runs in its own allocation, briefly); not `async`, so that the fields moved out
     /// here take no room in [`LivePoll::wait`]'s state, and named, which breaks the type cycle
@@ -286,7 +305,7 @@ impl LivePoll {
         Box::pin(async move { serve_shape(&engine, p, shape, permit, Some(since)).await })
     }
 
-    fn no_change(&mut self) -> Response<Body> {
+    fn no_change(&mut self) -> Answer {
         let view = self.rx.borrow_and_update();
         no_change(&self.engine, &self.p, &self.shape, &view)
     }
@@ -380,7 +399,30 @@ pub(super) fn log_headers(
     has_data: bool,
 ) {
     let ok = r.status() == StatusCode::OK;
-    let h = r.headers_mut();
+    write_log_headers(
+        engine,
+        p,
+        shape,
+        r.headers_mut(),
+        ok,
+        offset,
+        up_to_date,
+        has_data,
+    );
+}
+
+/// [`log_headers`] into any [`Headers`]; `ok`: the status is 200.
+#[allow(clippy::too_many_arguments)]
+fn write_log_headers(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    h: &mut impl Headers,
+    ok: bool,
+    offset: LogOffset,
+    up_to_date: bool,
+    has_data: bool,
+) {
     set(h, "electric-handle", &shape.handle);
     response::set_fmt(h, "electric-offset", format_args!("{offset}"));
     set_static(
@@ -398,7 +440,6 @@ pub(super) fn log_headers(
     } else if ok {
         set(h, "electric-schema", &shape.def.schema_header);
     }
-    let h = r.headers_mut();
     match p.offset {
         RequestOffset::Initial => set_static(
             h,
@@ -422,47 +463,101 @@ pub(super) fn log_headers(
     }
 }
 
+/// A 200 log response with a JSON body, its head written as it is built ([`Encoded`]): every
+/// log response a client reads, and the one a write sends to each of thousands of long-polls.
+#[allow(clippy::too_many_arguments)]
+fn log_response(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    body: Vec<u8>,
+    offset: LogOffset,
+    up_to_date: bool,
+    has_data: bool,
+    etag: std::fmt::Arguments<'_>,
+) -> Answer {
+    let mut r = Encoded::new(StatusCode::OK, body.into());
+    set_static(&mut r, "content-type", JSON);
+    write_log_headers(engine, p, shape, &mut r, true, offset, up_to_date, has_data);
+    response::set_fmt(&mut r, "etag", etag);
+    Answer::Encoded(r)
+}
+
+/// Answers from the log (see [`respond_now`]); a range too large to read on the async worker is
+/// read on the blocking pool first.
 async fn respond(
     engine: &Engine,
     p: &ShapeParams,
     shape: &Shape,
     view: &LogView,
     plan: ReadPlan,
-) -> Response<Body> {
+) -> Answer {
+    match respond_now(engine, p, shape, view, plan) {
+        Ok(r) => r,
+        Err(Blocking { up_to_date }) => {
+            let ReadPlan::Range { start, end, .. } = plan else {
+                return internal_error();
+            };
+            let path = shape.log_path();
+            let fs = engine.storage.fs().clone();
+            let read = tokio::task::spawn_blocking(move || {
+                log::read_range(&fs, &path, start, end).map(std::sync::Arc::from)
+            })
+            .await;
+            match read {
+                Ok(buf) => range_response(engine, p, shape, plan, up_to_date, buf),
+                Err(_) => internal_error(),
+            }
+        }
+    }
+}
+
+/// A log range [`respond_now`] leaves to the blocking pool (larger than [`INLINE_READ_MAX`]),
+/// with what it decided before reading.
+struct Blocking {
+    up_to_date: bool,
+}
+
+/// Answers from the log without waiting, which is every answer but a range larger than
+/// [`INLINE_READ_MAX`] (`Err`). Synchronous, so that a woken long-poll answers in its own
+/// future ([`LivePoll::wait`]) instead of a boxed handler.
+fn respond_now(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    view: &LogView,
+    plan: ReadPlan,
+) -> Result<Answer, Blocking> {
     let latest = view.latest;
     let g = engine.global_lsn();
-    let (body, response_offset, up_to_date) = match plan {
+    match plan {
         ReadPlan::AtEnd { response } => {
             if p.offset == RequestOffset::Now {
-                let mut r = with_body(
-                    StatusCode::OK,
-                    Some(JSON),
-                    up_to_date_body(if g > 0 { g } else { latest.tx }),
-                );
-                log_headers(engine, p, shape, &mut r, response, true, false);
-                let unique = unique_suffix();
-                set(
-                    r.headers_mut(),
-                    "etag",
-                    &format!("\"{}:now:{response}:{unique}\"", shape.handle),
-                );
-                return r;
+                let body = up_to_date_body(if g > 0 { g } else { latest.tx });
+                let etag = format_args!("\"{}:now:{response}:{}\"", shape.handle, unique_suffix());
+                return Ok(log_response(
+                    engine, p, shape, body, response, true, false, etag,
+                ));
             }
             if let Some(r) = not_modified(engine, p, shape, response, true) {
-                return r;
+                return Ok(r.into());
             }
             let lsn = if p.live {
                 response.tx
             } else {
                 g.max(response.tx)
             };
-            (up_to_date_body(lsn), response, true)
+            let body = up_to_date_body(lsn);
+            let etag = format_args!("\"{}:{}:{response}\"", shape.handle, p.offset);
+            Ok(log_response(
+                engine, p, shape, body, response, true, true, etag,
+            ))
         }
         ReadPlan::Range {
             start,
             end,
-            after,
             response,
+            ..
         } => {
             let req_off = match p.offset {
                 RequestOffset::At(o) => o,
@@ -472,59 +567,76 @@ async fn respond(
             let up_to_date = view.snapshot_complete
                 && p.offset != RequestOffset::Initial
                 && response >= latest.max(req_off);
+            // Before reading: a 304 needs none of the bytes.
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
-                return r;
+                return Ok(r.into());
             }
-            let buf = match read_log(engine.storage.fs(), shape, start, end).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
-                    return response::message(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("Unable to retrieve shape log: {e}"),
-                    );
-                }
-                Err(_) => {
-                    return response::message(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Internal server error",
-                    );
-                }
-            };
-            let lsn = if p.live {
-                response.tx
-            } else {
-                g.max(response.tx)
-            };
-            if p.live_sse {
-                // Pending data on an SSE request: the events, then the response ends.
-                let mut out = Vec::with_capacity(buf.len() + 128);
-                sse::encode_batch(&buf, after, up_to_date.then_some(lsn), &mut out);
-                let mut r = sse::response(Body::from(out));
-                log_headers(engine, p, shape, &mut r, response, up_to_date, true);
-                set_etag(r.headers_mut(), &shape.handle, p.offset, response);
-                return r;
+            if end.saturating_sub(start) > INLINE_READ_MAX {
+                return Err(Blocking { up_to_date });
             }
-            let mut out = Vec::with_capacity(buf.len() + 128);
-            out.push(b'[');
-            log::append_payloads(&buf, after, &mut out);
-            if up_to_date {
-                if out.len() > 1 {
-                    out.push(b',');
-                }
-                json::up_to_date(&mut out, lsn);
-            }
-            out.push(b']');
-            (out, response, up_to_date)
+            let buf = read_log_inline(engine.storage.fs(), shape, start, end);
+            Ok(range_response(engine, p, shape, plan, up_to_date, buf))
         }
-        ReadPlan::NotReady | ReadPlan::OutOfBounds => {
-            return response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        ReadPlan::NotReady | ReadPlan::OutOfBounds => Ok(internal_error()),
+    }
+}
+
+fn internal_error() -> Answer {
+    response::message(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into()
+}
+
+/// The response to a [`ReadPlan::Range`] whose bytes `buf` holds (or failed to read).
+fn range_response(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    plan: ReadPlan,
+    up_to_date: bool,
+    buf: std::io::Result<std::sync::Arc<[u8]>>,
+) -> Answer {
+    let ReadPlan::Range {
+        after, response, ..
+    } = plan
+    else {
+        return internal_error();
+    };
+    let buf = match buf {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, handle = %shape.handle, "reading a shape log failed");
+            return response::message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Unable to retrieve shape log: {e}"),
+            )
+            .into();
         }
     };
-    let mut r = with_body(StatusCode::OK, Some(JSON), body);
-    log_headers(engine, p, shape, &mut r, response_offset, up_to_date, true);
-    set_etag(r.headers_mut(), &shape.handle, p.offset, response_offset);
-    r
+    let lsn = if p.live {
+        response.tx
+    } else {
+        engine.global_lsn().max(response.tx)
+    };
+    if p.live_sse {
+        // Pending data on an SSE request: the events, then the response ends.
+        let mut out = Vec::with_capacity(buf.len() + 128);
+        sse::encode_batch(&buf, after, up_to_date.then_some(lsn), &mut out);
+        let mut r = sse::response(Body::from(out));
+        log_headers(engine, p, shape, &mut r, response, up_to_date, true);
+        set_etag(r.headers_mut(), &shape.handle, p.offset, response);
+        return r.into();
+    }
+    let mut out = Vec::with_capacity(buf.len() + 128);
+    out.push(b'[');
+    log::append_payloads(&buf, after, &mut out);
+    if up_to_date {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        json::up_to_date(&mut out, lsn);
+    }
+    out.push(b']');
+    let etag = format_args!("\"{}:{}:{response}\"", shape.handle, p.offset);
+    log_response(engine, p, shape, out, response, up_to_date, true, etag)
 }
 
 /// Reads at most this many bytes inline on the async worker (a page-cache read of a log tail
@@ -553,21 +665,14 @@ pub fn clear_tail_cache() {
         .clear();
 }
 
-/// Reads `[start, end)` of a shape log, small ranges inline through [`TAIL_CACHE`].
-async fn read_log(
+/// Reads `[start, end)` of a shape log (at most [`INLINE_READ_MAX`] bytes) on this thread,
+/// through [`TAIL_CACHE`].
+fn read_log_inline(
     fs: &crate::storage::io::Fs,
     shape: &Shape,
     start: u64,
     end: u64,
-) -> Result<std::io::Result<std::sync::Arc<[u8]>>, tokio::task::JoinError> {
-    if end.saturating_sub(start) > INLINE_READ_MAX {
-        let path = shape.log_path();
-        let fs = fs.clone();
-        return tokio::task::spawn_blocking(move || {
-            log::read_range(&fs, &path, start, end).map(std::sync::Arc::from)
-        })
-        .await;
-    }
+) -> std::io::Result<std::sync::Arc<[u8]>> {
     // A poisoned lock only means another reader panicked mid-insert; the entries are whole.
     let mut cache = TAIL_CACHE
         .lock()
@@ -576,17 +681,14 @@ async fn read_log(
         .iter()
         .find(|(h, s, e, _)| *s == start && *e == end && *h == shape.handle)
     {
-        return Ok(Ok(bytes.clone()));
+        return Ok(bytes.clone());
     }
-    let bytes: std::sync::Arc<[u8]> = match log::read_range(fs, &shape.log_path(), start, end) {
-        Ok(b) => b.into(),
-        Err(e) => return Ok(Err(e)),
-    };
+    let bytes: std::sync::Arc<[u8]> = log::read_range(fs, &shape.log_path(), start, end)?.into();
     if cache.len() >= TAIL_CACHE_ENTRIES {
         cache.remove(0);
     }
     cache.push((shape.handle.clone(), start, end, bytes.clone()));
-    Ok(Ok(bytes))
+    Ok(bytes)
 }
 
 /// 304 when `If-None-Match` names the etag this response would carry (§11.3).
@@ -623,29 +725,20 @@ fn unique_suffix() -> u64 {
 }
 
 /// A long-poll that timed out with nothing new: `[up-to-date]`, offset unchanged.
-fn no_change(engine: &Engine, p: &ShapeParams, shape: &Shape, view: &LogView) -> Response<Body> {
+fn no_change(engine: &Engine, p: &ShapeParams, shape: &Shape, view: &LogView) -> Answer {
     let g = engine.global_lsn();
     let offset = match p.offset {
         RequestOffset::At(o) => o,
         _ => view.latest,
     };
-    let mut r = with_body(
-        StatusCode::OK,
-        Some(JSON),
-        up_to_date_body(if g > 0 { g } else { view.latest.tx }),
+    let body = up_to_date_body(if g > 0 { g } else { view.latest.tx });
+    let etag = format_args!(
+        "\"{}:{}:{offset}:{}\"",
+        shape.handle,
+        p.offset,
+        unique_suffix()
     );
-    log_headers(engine, p, shape, &mut r, offset, true, false);
-    set(
-        r.headers_mut(),
-        "etag",
-        &format!(
-            "\"{}:{}:{offset}:{}\"",
-            shape.handle,
-            p.offset,
-            unique_suffix()
-        ),
-    );
-    r
+    log_response(engine, p, shape, body, offset, true, false, etag)
 }
 
 /// `DELETE /v1/shape` (only with `ELECTRIC_ENABLE_INTEGRATION_TESTING`).

@@ -73,7 +73,7 @@ impl LogView {
 }
 
 /// The result of planning a read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadPlan {
     /// Read `[start, end)`, keep entries with offset `> after` (all when `None`); respond with
     /// offset `response`.
