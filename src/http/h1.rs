@@ -391,10 +391,17 @@ impl Encoded {
         self.body.len() as u64
     }
 
-    /// Appends a header line. The caller has checked the value (no CR or LF can reach here from
-    /// [`super::response`]); framing, `date` and `connection` are the connection's and are
-    /// dropped, as [`encode_response_head`] drops them from a `HeaderMap`.
+    /// Appends a header line. A value with a control byte other than tab (CR or LF would end
+    /// the line) is dropped, `HeaderValue::from_str`'s rule; framing, `date` and `connection`
+    /// are the connection's and are dropped, as [`encode_response_head`] drops them from a
+    /// `HeaderMap`.
     pub fn header(&mut self, name: &str, value: &[u8]) {
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f))
+        {
+            return;
+        }
         let name_is = |n: HeaderName| n.as_str().eq_ignore_ascii_case(name);
         if name_is(CONTENT_LENGTH)
             || name_is(TRANSFER_ENCODING)
@@ -609,6 +616,53 @@ mod tests {
         // Header values may carry obs-text; they are passed on, not refused.
         let h = head(b"GET / HTTP/1.1\r\nx-bad: \xff\xfe\r\n\r\n");
         assert_eq!(h.request.headers()["x-bad"].as_bytes(), b"\xff\xfe");
+    }
+
+    #[test]
+    fn an_encoded_response_gets_the_same_framing_as_a_header_map_one() {
+        let mut e = Encoded::new(StatusCode::OK, bytes::Bytes::from_static(b"[1,2]"));
+        e.header("content-type", b"application/json");
+        // The connection's headers are the connection's: a handler's copy is dropped.
+        e.header("content-length", b"999");
+        e.header("Connection", b"keep-alive");
+        e.header("date", b"yesterday");
+        e.header("electric-offset", b"0_0");
+        e.header("x-split", b"a\r\nx-injected: 1");
+        assert!(e.contains("electric-offset") && !e.contains("content-length"));
+        let d = "Sat, 21 Nov 2026 10:00:00 GMT";
+        let (head, body, framing) = e.into_wire(&Method::GET, Version::HTTP_11, true, d);
+        assert_eq!(framing, ResponseFraming::Length(5));
+        assert_eq!(&body[..], b"[1,2]");
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("electric-offset", HeaderValue::from_static("0_0"));
+        let mut expected = Vec::new();
+        encode_response_head(StatusCode::OK, &h, framing, true, d, &mut expected);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+
+        let e = Encoded::new(StatusCode::OK, bytes::Bytes::new());
+        let (head, _, _) = e.into_wire(&Method::GET, Version::HTTP_10, false, "d");
+        assert!(head.ends_with(b"content-length: 0\r\ndate: d\r\nconnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn an_encoded_response_converts_back_with_every_header() {
+        let mut e = Encoded::new(StatusCode::OK, bytes::Bytes::from_static(b"[]"));
+        e.header("electric-up-to-date", b"");
+        e.header("etag", b"\"h:1_0:2_0\"");
+        e.header("vary", b"Origin");
+        e.header("vary", b"Accept");
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["electric-up-to-date"], "");
+        assert_eq!(r.headers()["etag"], "\"h:1_0:2_0\"");
+        let vary: Vec<_> = r.headers().get_all("vary").iter().collect();
+        assert_eq!(vary, ["Origin", "Accept"]);
+        assert_eq!(r.headers().len(), 4);
+        assert_eq!(http_body::Body::size_hint(r.body()).exact(), Some(2));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
 /// [`Encoded`] response (the woken long-poll's path). Header-setting code is written once, over
 /// this, so both kinds of response carry the same headers by construction.
 ///
-/// Names are lower-case constants. A value that is not visible ASCII (or tab) is dropped, the
+/// Names are lower-case constants. A value with a control byte other than tab is dropped, the
 /// rule of `HeaderValue::from_str`, so no value can break the head it is written into. Each
 /// name is set at most once per response (an `Encoded` head appends; it cannot replace).
 pub trait Headers {
@@ -76,12 +76,7 @@ impl Headers for HeaderMap {
 
 impl Headers for Encoded {
     fn put(&mut self, name: &'static str, value: &str) {
-        if value
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            self.header(name, value.as_bytes());
-        }
+        self.header(name, value.as_bytes());
     }
 
     fn put_static(&mut self, name: &'static str, value: &'static str) {
@@ -243,6 +238,31 @@ pub fn not_found() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same header calls on a `HeaderMap` and on an `Encoded` head give the same headers,
+    /// invalid values dropped from both.
+    #[test]
+    fn both_header_sinks_keep_the_same_headers() {
+        fn write(h: &mut impl Headers) {
+            set_static(h, "content-type", JSON);
+            set(h, "electric-handle", "123-456");
+            set_fmt(h, "electric-offset", format_args!("{}_{}", 7, 0));
+            set(h, "x-bad", "line\r\nbreak");
+            set(h, "x-high", "caf\u{e9}");
+            set_fmt(h, "etag", format_args!("\"{}\"", "h".repeat(300)));
+            common_headers(h, Some("https://app.example"), true, "rid-1");
+        }
+        let mut map = HeaderMap::new();
+        write(&mut map);
+        let mut encoded = Encoded::new(StatusCode::OK, bytes::Bytes::new());
+        write(&mut encoded);
+        let from_encoded = encoded.into_response();
+        assert_eq!(from_encoded.headers(), &map);
+        assert!(!map.contains_key("x-bad"));
+        assert_eq!(map["x-high"].as_bytes(), "caf\u{e9}".as_bytes());
+        assert_eq!(map["etag"].len(), 302);
+        assert_eq!(map["cache-control"], "max-age=0, private, must-revalidate");
+    }
 
     #[test]
     fn cursor_is_a_multiple_of_the_timeout_and_always_moves_forward() {
