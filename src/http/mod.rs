@@ -183,7 +183,8 @@ impl Finish {
     fn apply(self, engine: &Engine, answer: Answer) -> Answer {
         match answer {
             // A shape log response to a GET needs only the common headers, written onto its
-            // head; anything that edits headers takes the `Response` path.
+            // head (it has its own `cache-control`); anything that edits headers takes the
+            // `Response` path.
             Answer::Encoded(mut e) if self.method == Method::GET && self.route == Route::Shape => {
                 common_headers(&mut e, self.origin.as_deref(), true, &self.rid);
                 engine.metrics.http_response(
@@ -213,6 +214,7 @@ impl Finish {
             route == Route::Shape,
             &rid,
         );
+        response::default_cache_control(resp.headers_mut());
         if route == Route::Admin {
             // Not an API for browsers: no CORS grant, so a page cannot read or drive it.
             let h = resp.headers_mut();

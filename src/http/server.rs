@@ -613,7 +613,12 @@ fn write_some(stream: &TcpStream, first: &[u8], rest: &[&[u8]]) -> io::Result<us
         *slot = IoSlice::new(part);
         n += 1;
     }
-    stream.try_write_vectored(&slices[..n])
+    // `sendmsg` rather than tokio's vectored write, which is `writev`: a socket send skips the
+    // file layer `writev` goes through (descriptor position lock, fsnotify) on every response.
+    // `try_io` clears the write readiness on `WouldBlock`, as `try_write_vectored` does.
+    stream.try_io(tokio::io::Interest::WRITABLE, || {
+        socket2::SockRef::from(stream).send_vectored_with_flags(&slices[..n], libc::MSG_NOSIGNAL)
+    })
 }
 
 /// Most slices one [`write_some`] passes to the kernel; later ones go in the next write.
