@@ -319,6 +319,22 @@ pub fn machine(pg_version: &str, fsync: bool) -> serde_json::Value {
     })
 }
 
+/// CPU time this process has used so far, all threads (user and system).
+pub fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
 /// `/proc/loadavg`'s first three fields.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

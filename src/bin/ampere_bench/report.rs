@@ -242,11 +242,12 @@ pub fn markdown(meta: &Meta, res: &Results) -> String {
         let (baseline, ratio) = match (&f.baseline, f.p99_ratio) {
             (Some(b), Some(r)) => (
                 format!(
-                    "{:.1} / {:.1} ms ({} delivered); {} RSS, {} heap per parked request (raw \
-                     tokio server writing Ampere's {}-byte response)",
+                    "{:.1} / {:.1} ms ({} delivered, {:.1} µs CPU each); {} RSS, {} heap per \
+                     parked request (raw tokio server writing Ampere's {}-byte response)",
                     b.p50_ms,
                     b.p99_ms,
                     count(b.delivered),
+                    b.cpu_us_per_delivery,
                     bytes(b.bytes_per_parked_request),
                     bytes(b.heap_bytes_per_parked_request),
                     count(f.response_bytes)
@@ -257,11 +258,12 @@ pub fn markdown(meta: &Meta, res: &Results) -> String {
         };
         let _ = writeln!(
             o,
-            "| Fan-out: one write to {} parked long-polls, delivery p50 / p99 | 1 | {:.1} / {:.1} ms ({} delivered); {} RSS, {} heap per parked request | {baseline} | {ratio} | p99 ≤ 100 ms, ≤ 4 KiB (at 10k) |",
+            "| Fan-out: one write to {} parked long-polls, delivery p50 / p99 (CPU per delivery: server and clients) | 1 | {:.1} / {:.1} ms ({} delivered, {:.1} µs CPU each); {} RSS, {} heap per parked request | {baseline} | {ratio} | p99 ≤ 100 ms, ≤ 4 KiB (at 10k) |",
             count(f.clients),
             f.p50_ms,
             f.p99_ms,
             count(f.delivered),
+            f.cpu_us_per_delivery,
             bytes(f.bytes_per_parked_request),
             bytes(f.heap_bytes_per_parked_request)
         );

@@ -566,6 +566,10 @@ pub async fn initial_sync(pg: &Pg, amp: &Ampere, rows: usize) -> anyhow::Result<
 pub struct Fanout {
     pub clients: usize,
     pub delivered: usize,
+    /// The first response's delivery time: how long the write took to reach the long-polls at
+    /// all, before the fan-out itself (absent in older reports).
+    #[serde(default)]
+    pub first_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -585,6 +589,11 @@ pub struct Fanout {
     /// Ampere's p99 over the raw baseline's.
     #[serde(default)]
     pub p99_ratio: Option<f64>,
+    /// Process CPU time (server and clients) from the write to the last delivery, per
+    /// delivery: the cost of a delivery, which run-to-run scheduling noise does not move the way
+    /// it moves the percentiles (absent in older reports).
+    #[serde(default)]
+    pub cpu_us_per_delivery: f64,
 }
 
 impl Fanout {
@@ -599,6 +608,9 @@ impl Fanout {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub delivered: usize,
+    /// The first response's delivery time (absent in older reports).
+    #[serde(default)]
+    pub first_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -606,19 +618,25 @@ pub struct Delivery {
     pub bytes_per_parked_request: f64,
     /// The same from the allocator's bytes in use.
     pub heap_bytes_per_parked_request: f64,
+    /// Process CPU time from the write to the last delivery, per delivery (absent in older
+    /// reports).
+    #[serde(default)]
+    pub cpu_us_per_delivery: f64,
 }
 
 impl Delivery {
-    /// From the delivery times (ms) and the (RSS, heap) growth per parked request.
-    fn new(mut lat: Vec<f64>, (rss, heap): (f64, f64)) -> Delivery {
+    /// From the delivery times (ms) and CPU time, and the (RSS, heap) growth per parked request.
+    fn new(Arrivals { mut lat, cpu }: Arrivals, (rss, heap): (f64, f64)) -> Delivery {
         lat.sort_by(f64::total_cmp);
         Delivery {
             delivered: lat.len(),
+            first_ms: lat.first().copied().unwrap_or(f64::NAN),
             p50_ms: percentile(&lat, 0.5),
             p99_ms: percentile(&lat, 0.99),
             max_ms: lat.last().copied().unwrap_or(f64::NAN),
             bytes_per_parked_request: rss,
             heap_bytes_per_parked_request: heap,
+            cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / lat.len().max(1) as f64,
         }
     }
 }
@@ -669,6 +687,7 @@ pub async fn fanout(pg: &Pg, amp: &Ampere, clients: usize) -> anyhow::Result<(Fa
     let f = Fanout {
         clients,
         delivered: d.delivered,
+        first_ms: d.first_ms,
         p50_ms: d.p50_ms,
         p99_ms: d.p99_ms,
         max_ms: d.max_ms,
@@ -678,6 +697,7 @@ pub async fn fanout(pg: &Pg, amp: &Ampere, clients: usize) -> anyhow::Result<(Fa
         response_bytes: wire.len(),
         baseline: None,
         p99_ratio: None,
+        cpu_us_per_delivery: d.cpu_us_per_delivery,
     };
     let replay = Replay {
         path,
@@ -839,8 +859,15 @@ impl Countdown {
     }
 }
 
-/// Reads every parked connection's response in its own task and returns the delivery times (ms)
-/// of the 200s carrying a change, from the instant `fire` returns.
+/// What one delivery round measured: the delivery times (ms) of the 200s carrying a change, from
+/// the instant `fire` returns, and the process CPU time from just before `fire` to the last
+/// delivery.
+struct Arrivals {
+    lat: Vec<f64>,
+    cpu: Duration,
+}
+
+/// Reads every parked connection's response in its own task and returns [`Arrivals`].
 ///
 /// The client must not perturb what it measures: each task stamps its arrival into its own slot
 /// once the whole response is read and keeps its connection open (a close would make the server
@@ -849,7 +876,7 @@ impl Countdown {
 async fn deliver(
     conns: Vec<Conn>,
     fire: impl Future<Output = anyhow::Result<Instant>>,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Arrivals> {
     const NOT_DELIVERED: u64 = u64::MAX;
     let base = Instant::now();
     let arrivals: Arc<[AtomicU64]> = conns
@@ -875,8 +902,12 @@ async fn deliver(
         }));
     }
     // Every reader waits on its socket before the response is released.
+    let mut cpu_before = Duration::ZERO;
     let fired = match tokio::time::timeout(REQUEST_TIMEOUT, waiting.zero()).await {
-        Ok(()) => fire.await,
+        Ok(()) => {
+            cpu_before = env::process_cpu();
+            fire.await
+        }
         Err(_) => Err(anyhow::anyhow!(
             "readers not started within {REQUEST_TIMEOUT:?}"
         )),
@@ -887,6 +918,7 @@ async fn deliver(
             .is_ok(),
         Err(_) => false,
     };
+    let cpu = env::process_cpu().saturating_sub(cpu_before);
     // Synchronises with every reader's count-down: their stamps are visible from here on.
     let left = left.remaining();
     // Measurement over: stop the readers still waiting, close every connection.
@@ -899,10 +931,11 @@ async fn deliver(
         eprintln!("  {left} responses still missing after {REQUEST_TIMEOUT:?}");
     }
     let fired = u64::try_from(fired.as_nanos()).unwrap_or(0);
-    Ok(arrivals
+    let lat = arrivals
         .iter()
         .map(|a| a.load(Ordering::Relaxed))
         .filter(|&a| a != NOT_DELIVERED)
         .map(|a| a.saturating_sub(fired) as f64 / 1e6)
-        .collect())
+        .collect();
+    Ok(Arrivals { lat, cpu })
 }
