@@ -236,8 +236,9 @@ async fn tenant_scenario(
         anyhow::Ok(())
     }
     .await;
-    amp.stop(pg).await?;
-    out
+    // The scenario's own error first: it is the one that explains a failed stop.
+    let stopped = amp.stop(pg).await;
+    out.and(stopped)
 }
 
 /// Non-indexable shapes: `title ILIKE '%k<i>z%'`, each transaction matching one of them.
@@ -274,8 +275,9 @@ async fn ilike_scenario(
         anyhow::Ok(())
     }
     .await;
-    amp.stop(pg).await?;
-    out
+    // The scenario's own error first: it is the one that explains a failed stop.
+    let stopped = amp.stop(pg).await;
+    out.and(stopped)
 }
 
 async fn sync_scenario(
@@ -286,8 +288,9 @@ async fn sync_scenario(
 ) -> anyhow::Result<()> {
     let amp = Ampere::start(pg, root, "sync").await?;
     let out = workloads::initial_sync(pg, &amp, opts.sync_rows()).await;
-    amp.stop(pg).await?;
+    let stopped = amp.stop(pg).await;
     let s = out?;
+    stopped?;
     eprintln!("  initial sync: {s:?}");
     res.initial_sync = Some(s);
     Ok(())
@@ -310,8 +313,9 @@ async fn fanout_scenario(
     }
     let amp = Ampere::start(pg, root, "fanout").await?;
     let out = workloads::fanout(pg, &amp, clients).await;
-    amp.stop(pg).await?;
+    let stopped = amp.stop(pg).await;
     let (mut f, replay) = out?;
+    stopped?;
     // After Ampere is gone, so the floor is measured on a quiet process with free descriptors.
     let out = match workloads::raw_fanout(&replay, clients).await {
         Ok(b) => {

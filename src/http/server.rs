@@ -1,7 +1,11 @@
 //! The accept loop and the HTTP/1.1 connection loop, with the limits a public endpoint needs.
 //!
-//! Framing is ours ([`super::h1`]); requests go to a [`Handler`] as plain `http` values. A
-//! connection holds no buffer while its request is being handled: a parked long-poll costs the
+//! Framing is ours ([`super::h1`]); requests go to a [`Handler`] as plain `http` values, and
+//! answers come back as `http` responses or, for shape log responses, as heads the handler wrote
+//! as it built them ([`Answer`], [`h1::Encoded`]: no `HeaderMap` per response on the fan-out
+//! path).
+//!
+//! A connection holds no buffer while its request is being handled: a parked long-poll costs the
 //! socket, this task and the handler's own state (hyper's server kept 16 KiB of buffers per
 //! connection for its whole life, which dominated the memory of 10k parked long-polls).
 //!

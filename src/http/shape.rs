@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, Response, StatusCode};
+use axum::http::{Response, StatusCode};
 use tokio::time::Instant;
 
 use super::h1::Encoded;
@@ -358,7 +358,7 @@ async fn rotated(engine: &Engine, p: &ShapeParams) -> Response<Body> {
 }
 
 /// Sets the ETag of a log response, `"handle:request offset:response offset"`.
-pub(super) fn set_etag(h: &mut HeaderMap, handle: &str, req: RequestOffset, resp: LogOffset) {
+pub(super) fn set_etag(h: &mut impl Headers, handle: &str, req: RequestOffset, resp: LogOffset) {
     response::set_fmt(h, "etag", format_args!("\"{handle}:{req}:{resp}\""));
 }
 
@@ -465,7 +465,7 @@ fn write_log_headers(
 
 /// A 200 log response with a JSON body, its head written as it is built ([`Encoded`]): every
 /// log response a client reads, and the one a write sends to each of thousands of long-polls.
-#[allow(clippy::too_many_arguments)]
+/// The caller adds the ETag.
 fn log_response(
     engine: &Engine,
     p: &ShapeParams,
@@ -474,13 +474,11 @@ fn log_response(
     offset: LogOffset,
     up_to_date: bool,
     has_data: bool,
-    etag: std::fmt::Arguments<'_>,
-) -> Answer {
+) -> Encoded {
     let mut r = Encoded::new(StatusCode::OK, body.into());
     set_static(&mut r, "content-type", JSON);
     write_log_headers(engine, p, shape, &mut r, true, offset, up_to_date, has_data);
-    response::set_fmt(&mut r, "etag", etag);
-    Answer::Encoded(r)
+    r
 }
 
 /// Answers from the log (see [`respond_now`]); a range too large to read on the async worker is
@@ -534,10 +532,11 @@ fn respond_now(
         ReadPlan::AtEnd { response } => {
             if p.offset == RequestOffset::Now {
                 let body = up_to_date_body(if g > 0 { g } else { latest.tx });
-                let etag = format_args!("\"{}:now:{response}:{}\"", shape.handle, unique_suffix());
-                return Ok(log_response(
-                    engine, p, shape, body, response, true, false, etag,
-                ));
+                let mut r = log_response(engine, p, shape, body, response, true, false);
+                let unique = unique_suffix();
+                let etag = format_args!("\"{}:now:{response}:{unique}\"", shape.handle);
+                response::set_fmt(&mut r, "etag", etag);
+                return Ok(r.into());
             }
             if let Some(r) = not_modified(engine, p, shape, response, true) {
                 return Ok(r.into());
@@ -548,10 +547,9 @@ fn respond_now(
                 g.max(response.tx)
             };
             let body = up_to_date_body(lsn);
-            let etag = format_args!("\"{}:{}:{response}\"", shape.handle, p.offset);
-            Ok(log_response(
-                engine, p, shape, body, response, true, true, etag,
-            ))
+            let mut r = log_response(engine, p, shape, body, response, true, true);
+            set_etag(&mut r, &shape.handle, p.offset, response);
+            Ok(r.into())
         }
         ReadPlan::Range {
             start,
@@ -635,8 +633,9 @@ fn range_response(
         json::up_to_date(&mut out, lsn);
     }
     out.push(b']');
-    let etag = format_args!("\"{}:{}:{response}\"", shape.handle, p.offset);
-    log_response(engine, p, shape, out, response, up_to_date, true, etag)
+    let mut r = log_response(engine, p, shape, out, response, up_to_date, true);
+    set_etag(&mut r, &shape.handle, p.offset, response);
+    r.into()
 }
 
 /// Reads at most this many bytes inline on the async worker (a page-cache read of a log tail
@@ -732,13 +731,11 @@ fn no_change(engine: &Engine, p: &ShapeParams, shape: &Shape, view: &LogView) ->
         _ => view.latest,
     };
     let body = up_to_date_body(if g > 0 { g } else { view.latest.tx });
-    let etag = format_args!(
-        "\"{}:{}:{offset}:{}\"",
-        shape.handle,
-        p.offset,
-        unique_suffix()
-    );
-    log_response(engine, p, shape, body, offset, true, false, etag)
+    let mut r = log_response(engine, p, shape, body, offset, true, false);
+    let unique = unique_suffix();
+    let etag = format_args!("\"{}:{}:{offset}:{unique}\"", shape.handle, p.offset);
+    response::set_fmt(&mut r, "etag", etag);
+    r.into()
 }
 
 /// `DELETE /v1/shape` (only with `ELECTRIC_ENABLE_INTEGRATION_TESTING`).

@@ -147,7 +147,9 @@ pub struct Ampere {
     pub publication: String,
     config: Config,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), ampere::app::AppError>>,
+    /// The running instance; `None` while paused (its handle was awaited to completion, and a
+    /// finished handle must not be polled again).
+    task: Option<tokio::task::JoinHandle<Result<(), ampere::app::AppError>>>,
 }
 
 impl Ampere {
@@ -170,7 +172,7 @@ impl Ampere {
             publication,
             config,
             shutdown: tx,
-            task,
+            task: Some(task),
         };
         a.wait_active().await?;
         Ok(a)
@@ -179,7 +181,10 @@ impl Ampere {
     /// Stops the instance but keeps its slot and storage, so WAL piles up for [`Ampere::resume`].
     pub async fn pause(&mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        match tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await {
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(anyhow::Error::new(e).context("ampere stopped with")),
             Ok(Err(e)) => Err(e.into()),
@@ -194,7 +199,11 @@ impl Ampere {
         self.addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(false);
         self.shutdown = tx;
-        self.task = tokio::spawn(ampere::app::run(listener, self.config.clone(), rx));
+        self.task = Some(tokio::spawn(ampere::app::run(
+            listener,
+            self.config.clone(),
+            rx,
+        )));
         self.wait_active().await
     }
 
@@ -207,22 +216,16 @@ impl Ampere {
             {
                 return Ok(());
             }
-            if Instant::now() > deadline || self.task.is_finished() {
+            if Instant::now() > deadline || self.task.as_ref().is_none_or(|t| t.is_finished()) {
                 bail!("ampere at {} never became active", self.addr);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Stops the instance and drops its slot.
-    pub async fn stop(self, pg: &Pg) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
-        match tokio::time::timeout(STOP_TIMEOUT, self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(anyhow::Error::new(e).context("ampere stopped with")),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => bail!("ampere did not stop within {STOP_TIMEOUT:?}"),
-        }
+    /// Stops the instance (unless a failed step left it paused) and drops its slot.
+    pub async fn stop(mut self, pg: &Pg) -> anyhow::Result<()> {
+        self.pause().await?;
         pg.drop_slot(&self.slot).await
     }
 }
