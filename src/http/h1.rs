@@ -417,8 +417,9 @@ impl Encoded {
         header(&mut self.head, name.as_bytes(), value);
     }
 
-    /// Whether a header line named `name` (lower case) was written.
-    pub fn contains(&self, name: &str) -> bool {
+    /// Whether a header line named `name` was written.
+    #[cfg(test)]
+    fn contains(&self, name: &str) -> bool {
         self.lines()
             .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     }
