@@ -420,25 +420,15 @@ impl Encoded {
     /// Whether a header line named `name` was written.
     #[cfg(test)]
     fn contains(&self, name: &str) -> bool {
-        self.lines()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-    }
-
-    /// The header lines written so far, as (name, value).
-    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':')?;
-            let (name, value) = line.split_at(colon);
-            Some((name, value[1..].strip_prefix(b" ").unwrap_or(&value[1..])))
-        })
+        head_lines(&self.head).any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// The same response as a `Response` (the rare paths that edit headers, and tests).
     pub fn into_response(self) -> axum::http::Response<axum::body::Body> {
-        let mut r = axum::http::Response::new(axum::body::Body::from(self.body.clone()));
-        *r.status_mut() = self.status;
-        for (name, value) in self.lines() {
+        let Encoded { status, head, body } = self;
+        let mut r = axum::http::Response::new(axum::body::Body::from(body));
+        *r.status_mut() = status;
+        for (name, value) in head_lines(&head) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 r.headers_mut().append(n, v);
             }
@@ -463,6 +453,17 @@ impl Encoded {
         end_head(framing, keep_alive, Some(date), &mut head);
         (head, body, framing)
     }
+}
+
+/// The header lines of a head [`Encoded`] wrote (after its status line), as (name, value).
+fn head_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default();
+        Some((name, value.strip_prefix(b" ").unwrap_or(value)))
+    })
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

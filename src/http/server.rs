@@ -437,7 +437,8 @@ impl<H: Handler> Connection<H> {
             Answer::Encoded(e) => {
                 let (head, body, framing) =
                     with_http_date(|date| e.into_wire(method, version, keep_alive, date));
-                let keep_alive = keep_alive && framing != ResponseFraming::UntilClose;
+                // The length is always known, so the framing is never `UntilClose` and the
+                // connection stays as `keep_alive` says (the head already says so).
                 let body: &[u8] = if *method == Method::HEAD || framing == ResponseFraming::Bodiless
                 {
                     &[]
