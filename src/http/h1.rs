@@ -366,12 +366,67 @@ fn end_head(framing: ResponseFraming, keep_alive: bool, date: Option<&str>, out:
 /// `HeaderMap` costs an allocation per dynamic value plus its tables. For the response one write
 /// sends to each of thousands of woken long-polls. The handler writes the status line and its
 /// headers; the connection appends framing, `date` and `connection` ([`Self::into_wire`]).
+///
+/// A response many requests get alike (one write's long-polls at the same offset) is built
+/// once and [`Self::freeze`]d; each request then gets [`Self::from_shared`]: the frozen head and
+/// body, shared, and a head of its own for the headers that differ per request (request id,
+/// CORS origin), written after the shared lines.
 #[derive(Debug)]
 pub struct Encoded {
     status: StatusCode,
+    /// The status line and the shared header lines, when built from a [`Frozen`] response.
+    shared: Option<std::sync::Arc<Frozen>>,
+    /// This response's own lines: the status line and every header, or (with `shared`) the
+    /// header lines after the shared ones.
     head: Vec<u8>,
     body: bytes::Bytes,
 }
+
+/// A built [`Encoded`] response, kept to be sent to many requests ([`Encoded::from_shared`]).
+#[derive(Debug)]
+pub struct Frozen {
+    status: StatusCode,
+    /// The status line and header lines.
+    head: Box<[u8]>,
+    body: bytes::Bytes,
+}
+
+impl Frozen {
+    /// Bytes held: what a cache of frozen responses counts against its budget.
+    pub fn size(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+/// The response on the wire: up to three byte runs written in order (shared head lines, own
+/// head lines with the connection's, body).
+#[derive(Debug)]
+pub struct Wire {
+    shared: Option<std::sync::Arc<Frozen>>,
+    head: Vec<u8>,
+    body: bytes::Bytes,
+    pub framing: ResponseFraming,
+}
+
+impl Wire {
+    /// The byte runs to write, in order; the body only when `with_body`.
+    pub fn parts(&self, with_body: bool) -> [&[u8]; 3] {
+        let shared = self.shared.as_deref().map_or(&[][..], |f| &f.head[..]);
+        let body = if with_body { &self.body[..] } else { &[] };
+        [shared, &self.head, body]
+    }
+
+    /// The whole head (tests).
+    #[cfg(test)]
+    fn head(&self) -> Vec<u8> {
+        let [shared, own, _] = self.parts(false);
+        [shared, own].concat()
+    }
+}
+
+/// Own head bytes an [`Encoded`] from a [`Frozen`] reserves: the per-request headers and the
+/// connection's take about 300.
+const OWN_HEAD: usize = 512;
 
 /// Head bytes an [`Encoded`] reserves: a live log response's head is about 800 with the
 /// connection's headers. At most glibc's per-thread cache limit (1,032): a larger block, or a
@@ -383,7 +438,39 @@ impl Encoded {
     pub fn new(status: StatusCode, body: bytes::Bytes) -> Encoded {
         let mut head = Vec::with_capacity(ENCODED_HEAD);
         status_line(status, &mut head);
-        Encoded { status, head, body }
+        Encoded {
+            status,
+            shared: None,
+            head,
+            body,
+        }
+    }
+
+    /// This response, kept to be sent again ([`Self::from_shared`]). The lines of a head that was
+    /// itself shared are joined into one.
+    pub fn freeze(self) -> std::sync::Arc<Frozen> {
+        let Encoded {
+            status,
+            shared,
+            head,
+            body,
+        } = self;
+        let head = match shared {
+            Some(f) => [&f.head[..], &head].concat().into_boxed_slice(),
+            None => head.into_boxed_slice(),
+        };
+        std::sync::Arc::new(Frozen { status, head, body })
+    }
+
+    /// A response with `frozen`'s status, header lines and body (shared, not copied); headers
+    /// added to it go after those lines, in its own head.
+    pub fn from_shared(frozen: &std::sync::Arc<Frozen>) -> Encoded {
+        Encoded {
+            status: frozen.status,
+            shared: Some(frozen.clone()),
+            head: Vec::with_capacity(OWN_HEAD),
+            body: frozen.body.clone(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -420,15 +507,26 @@ impl Encoded {
     /// Whether a header line named `name` was written.
     #[cfg(test)]
     fn contains(&self, name: &str) -> bool {
-        head_lines(&self.head).any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        let shared = self.shared.as_deref().map_or(&[][..], |f| &f.head[..]);
+        head_lines(&[shared, &self.head].concat())
+            .any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// The same response as a `Response` (the rare paths that edit headers, and tests).
     pub fn into_response(self) -> axum::http::Response<axum::body::Body> {
-        let Encoded { status, head, body } = self;
+        let Encoded {
+            status,
+            shared,
+            head,
+            body,
+        } = self;
+        let lines = match shared {
+            Some(f) => [&f.head[..], &head].concat(),
+            None => head,
+        };
         let mut r = axum::http::Response::new(axum::body::Body::from(body));
         *r.status_mut() = status;
-        for (name, value) in head_lines(&head) {
+        for (name, value) in head_lines(&lines) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 r.headers_mut().append(n, v);
             }
@@ -436,22 +534,28 @@ impl Encoded {
         r
     }
 
-    /// The finished head and the body, for a response to `method`/`version`.
+    /// The finished response to `method`/`version`.
     pub fn into_wire(
         self,
         method: &Method,
         version: Version,
         keep_alive: bool,
         date: &str,
-    ) -> (Vec<u8>, bytes::Bytes, ResponseFraming) {
+    ) -> Wire {
         let Encoded {
             status,
+            shared,
             mut head,
             body,
         } = self;
         let framing = response_framing(method, version, status, Some(body.len() as u64));
         end_head(framing, keep_alive, Some(date), &mut head);
-        (head, body, framing)
+        Wire {
+            shared,
+            head,
+            body,
+            framing,
+        }
     }
 }
 
@@ -636,9 +740,11 @@ mod tests {
         e.header("x-split", b"a\r\nx-injected: 1");
         assert!(e.contains("electric-offset") && !e.contains("content-length"));
         let d = "Sat, 21 Nov 2026 10:00:00 GMT";
-        let (head, body, framing) = e.into_wire(&Method::GET, Version::HTTP_11, true, d);
+        let wire = e.into_wire(&Method::GET, Version::HTTP_11, true, d);
+        let (head, framing) = (wire.head(), wire.framing);
         assert_eq!(framing, ResponseFraming::Length(5));
-        assert_eq!(&body[..], b"[1,2]");
+        assert_eq!(wire.parts(true)[2], b"[1,2]");
+        assert!(wire.parts(false)[2].is_empty());
         let mut h = HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("electric-offset", HeaderValue::from_static("0_0"));
@@ -650,7 +756,9 @@ mod tests {
         );
 
         let e = Encoded::new(StatusCode::OK, bytes::Bytes::new());
-        let (head, _, _) = e.into_wire(&Method::GET, Version::HTTP_10, false, "d");
+        let head = e
+            .into_wire(&Method::GET, Version::HTTP_10, false, "d")
+            .head();
         assert!(head.ends_with(b"content-length: 0\r\ndate: d\r\nconnection: close\r\n\r\n"));
     }
 
@@ -669,6 +777,38 @@ mod tests {
         assert_eq!(vary, ["Origin", "Accept"]);
         assert_eq!(r.headers().len(), 4);
         assert_eq!(http_body::Body::size_hint(r.body()).exact(), Some(2));
+    }
+
+    #[test]
+    fn a_shared_response_is_the_frozen_one_plus_its_own_headers() {
+        let mut e = Encoded::new(StatusCode::OK, bytes::Bytes::from_static(b"[1]"));
+        e.header("etag", b"\"h:1_0:2_0\"");
+        let frozen = e.freeze();
+        let mut a = Encoded::from_shared(&frozen);
+        a.header("x-request-id", b"a");
+        a.header("content-length", b"7");
+        let mut b = Encoded::from_shared(&frozen);
+        b.header("x-request-id", b"b");
+        assert!(a.contains("etag") && a.contains("x-request-id") && !a.contains("content-length"));
+
+        // On the wire: exactly what the same headers on one unshared head give.
+        let mut whole = Encoded::new(StatusCode::OK, bytes::Bytes::from_static(b"[1]"));
+        whole.header("etag", b"\"h:1_0:2_0\"");
+        whole.header("x-request-id", b"a");
+        let d = "Sun, 22 Nov 2026 10:00:00 GMT";
+        let want = whole.into_wire(&Method::GET, Version::HTTP_11, true, d);
+        let got = a.into_wire(&Method::GET, Version::HTTP_11, true, d);
+        assert_eq!(got.head(), want.head());
+        assert_eq!(got.framing, ResponseFraming::Length(3));
+        assert_eq!(got.parts(true)[2], b"[1]");
+
+        // Back to a `Response`, with every header; frozen again, one head.
+        let r = Encoded::from_shared(&b.freeze()).into_response();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["etag"], "\"h:1_0:2_0\"");
+        assert_eq!(r.headers()["x-request-id"], "b");
+        assert_eq!(r.headers().len(), 2);
+        assert_eq!(http_body::Body::size_hint(r.body()).exact(), Some(3));
     }
 
     #[test]

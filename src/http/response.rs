@@ -23,8 +23,9 @@ pub const JSON: &str = "application/json; charset=utf-8";
 /// Seconds between the Unix epoch and 2024-10-09T00:00:00Z (the cursor epoch).
 const CURSOR_EPOCH: u64 = 1_728_432_000;
 
-/// The next `electric-cursor` value (§7.3).
-pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
+/// The cursor the clock gives now: the end of the current long-poll interval since the epoch.
+/// [`cursor`] answers it unless the request's own cursor is not behind it.
+pub fn clock_cursor(long_poll_secs: u64) -> u64 {
     if long_poll_secs == 0 {
         return 0;
     }
@@ -32,7 +33,15 @@ pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let since = now.saturating_sub(CURSOR_EPOCH);
-    let next = since.div_ceil(long_poll_secs) * long_poll_secs;
+    since.div_ceil(long_poll_secs) * long_poll_secs
+}
+
+/// The next `electric-cursor` value (§7.3).
+pub fn cursor(long_poll_secs: u64, prev: Option<&str>) -> u64 {
+    if long_poll_secs == 0 {
+        return 0;
+    }
+    let next = clock_cursor(long_poll_secs);
     let prev: u64 = prev.and_then(|p| p.trim().parse().ok()).unwrap_or(0);
     if next > prev {
         next

@@ -435,17 +435,17 @@ impl<H: Handler> Connection<H> {
         let response = match answer {
             Answer::Response(r) => r,
             Answer::Encoded(e) => {
-                let (head, body, framing) =
-                    with_http_date(|date| e.into_wire(method, version, keep_alive, date));
+                let wire = with_http_date(|date| e.into_wire(method, version, keep_alive, date));
                 // The length is always known, so the framing is never `UntilClose` and the
                 // connection stays as `keep_alive` says (the head already says so).
-                let body: &[u8] = if *method == Method::HEAD || framing == ResponseFraming::Bodiless
-                {
-                    &[]
-                } else {
-                    &body
-                };
-                write_all(&self.stream, &[&head, body], self.limits.send_timeout).await?;
+                let with_body =
+                    *method != Method::HEAD && wire.framing != ResponseFraming::Bodiless;
+                write_all(
+                    &self.stream,
+                    &wire.parts(with_body),
+                    self.limits.send_timeout,
+                )
+                .await?;
                 return Ok(keep_alive);
             }
         };

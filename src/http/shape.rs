@@ -13,7 +13,7 @@ use axum::extract::Request;
 use axum::http::{Response, StatusCode};
 use tokio::time::Instant;
 
-use super::h1::Encoded;
+use super::h1::{Encoded, Frozen};
 use super::params::{self, RawQuery, ShapeParams};
 use super::response::{self, Headers, JSON, set, set_static, with_body};
 use super::server::{Answer, Reply};
@@ -399,6 +399,7 @@ pub(super) fn log_headers(
     has_data: bool,
 ) {
     let ok = r.status() == StatusCode::OK;
+    let cursor = live_cursor(engine, p);
     write_log_headers(
         engine,
         p,
@@ -408,10 +409,20 @@ pub(super) fn log_headers(
         offset,
         up_to_date,
         has_data,
+        cursor,
     );
 }
 
-/// [`log_headers`] into any [`Headers`]; `ok`: the status is 200.
+/// The `electric-cursor` a live response to `p` carries (§7.3).
+fn live_cursor(engine: &Engine, p: &ShapeParams) -> u64 {
+    response::cursor(
+        engine.config.long_poll_timeout.as_secs(),
+        p.cursor.as_deref(),
+    )
+}
+
+/// [`log_headers`] into any [`Headers`]; `ok`: the status is 200; `cursor`: the
+/// `electric-cursor` of a live response ([`live_cursor`]).
 #[allow(clippy::too_many_arguments)]
 fn write_log_headers(
     engine: &Engine,
@@ -422,6 +433,7 @@ fn write_log_headers(
     offset: LogOffset,
     up_to_date: bool,
     has_data: bool,
+    cursor: u64,
 ) {
     set(h, "electric-handle", &shape.handle);
     response::set_fmt(h, "electric-offset", format_args!("{offset}"));
@@ -434,8 +446,6 @@ fn write_log_headers(
         set_static(h, "electric-up-to-date", "");
     }
     if p.live {
-        let secs = engine.config.long_poll_timeout.as_secs();
-        let cursor = response::cursor(secs, p.cursor.as_deref());
         response::set_fmt(h, "electric-cursor", format_args!("{cursor}"));
     } else if ok {
         set(h, "electric-schema", &shape.def.schema_header);
@@ -475,9 +485,27 @@ fn log_response(
     up_to_date: bool,
     has_data: bool,
 ) -> Encoded {
+    let cursor = live_cursor(engine, p);
+    log_response_with(engine, p, shape, body, offset, up_to_date, has_data, cursor)
+}
+
+/// [`log_response`] with the live `cursor` chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+fn log_response_with(
+    engine: &Engine,
+    p: &ShapeParams,
+    shape: &Shape,
+    body: Vec<u8>,
+    offset: LogOffset,
+    up_to_date: bool,
+    has_data: bool,
+    cursor: u64,
+) -> Encoded {
     let mut r = Encoded::new(StatusCode::OK, body.into());
     set_static(&mut r, "content-type", JSON);
-    write_log_headers(engine, p, shape, &mut r, true, offset, up_to_date, has_data);
+    write_log_headers(
+        engine, p, shape, &mut r, true, offset, up_to_date, has_data, cursor,
+    );
     r
 }
 
@@ -569,6 +597,11 @@ fn respond_now(
             if let Some(r) = not_modified(engine, p, shape, response, up_to_date) {
                 return Ok(r.into());
             }
+            if let Some(key) = LiveKey::of(engine, p, shape, plan, up_to_date)
+                && let Some(shared) = LiveKey::shared(&key)
+            {
+                return Ok(Encoded::from_shared(&shared).into());
+            }
             if end.saturating_sub(start) > INLINE_READ_MAX {
                 return Err(Blocking { up_to_date });
             }
@@ -633,9 +666,107 @@ fn range_response(
         json::up_to_date(&mut out, lsn);
     }
     out.push(b']');
-    let mut r = log_response(engine, p, shape, out, response, up_to_date, true);
+    let key = LiveKey::of(engine, p, shape, plan, up_to_date);
+    let cursor = key
+        .as_ref()
+        .map_or_else(|| live_cursor(engine, p), |k| k.cursor);
+    let mut r = log_response_with(engine, p, shape, out, response, up_to_date, true, cursor);
     set_etag(&mut r, &shape.handle, p.offset, response);
-    r.into()
+    match key {
+        Some(key) => Encoded::from_shared(&key.remember(r.freeze())).into(),
+        None => r.into(),
+    }
+}
+
+/// What makes two live range responses the same bytes, head and body: the same log range of
+/// the same shape (a handle names one log for good, and bytes below `durable_len` never
+/// change), the same request offset (the ETag names it), the same end of the range and
+/// up-to-date flag, and the same cursor.
+///
+/// When a write wakes thousands of long-polls parked at the end of a shape, they all ask for
+/// this: the first builds the response and the rest send its bytes with only their own
+/// per-request headers added (request id, CORS), instead of each copying the body and writing
+/// a dozen headers.
+///
+/// Fields compare in order: the handle last (an `Arc` of the same shape compares by pointer,
+/// but another shape's compares its text).
+#[derive(PartialEq, Eq)]
+struct LiveKey {
+    start: u64,
+    end: u64,
+    response: LogOffset,
+    request: RequestOffset,
+    up_to_date: bool,
+    cursor: u64,
+    handle: Arc<str>,
+}
+
+/// Recently built live responses (at most this many, each at most [`LIVE_SHARED_MAX`] bytes).
+const LIVE_SHARED_ENTRIES: usize = 32;
+const LIVE_SHARED_MAX: usize = 64 * 1024;
+
+static LIVE_SHARED: std::sync::Mutex<Vec<(LiveKey, Arc<Frozen>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+impl LiveKey {
+    /// The key of a live long-poll's range response; `None` for any other response, or when
+    /// the cursor is not the clock's (a jittered cursor is one request's own, §7.3).
+    fn of(
+        engine: &Engine,
+        p: &ShapeParams,
+        shape: &Shape,
+        plan: ReadPlan,
+        up_to_date: bool,
+    ) -> Option<LiveKey> {
+        let ReadPlan::Range {
+            start,
+            end,
+            response,
+            ..
+        } = plan
+        else {
+            return None;
+        };
+        if !p.live || p.live_sse {
+            return None;
+        }
+        let cursor = live_cursor(engine, p);
+        if cursor != response::clock_cursor(engine.config.long_poll_timeout.as_secs()) {
+            return None;
+        }
+        Some(LiveKey {
+            handle: shape.handle.clone(),
+            request: p.offset,
+            start,
+            end,
+            response,
+            up_to_date,
+            cursor,
+        })
+    }
+
+    fn shared(key: &LiveKey) -> Option<Arc<Frozen>> {
+        // A poisoned lock only means another request panicked mid-insert; the entries are whole.
+        let cache = LIVE_SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.iter().find(|(k, _)| k == key).map(|(_, f)| f.clone())
+    }
+
+    /// Keeps `frozen` for the next request with this key (unless it is too large to keep);
+    /// returns it.
+    fn remember(self, frozen: Arc<Frozen>) -> Arc<Frozen> {
+        if frozen.size() <= LIVE_SHARED_MAX {
+            let mut cache = LIVE_SHARED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() >= LIVE_SHARED_ENTRIES {
+                cache.remove(0);
+            }
+            cache.push((self, frozen.clone()));
+        }
+        frozen
+    }
 }
 
 /// Reads at most this many bytes inline on the async worker (a page-cache read of a log tail
@@ -659,6 +790,10 @@ static TAIL_CACHE: std::sync::Mutex<Vec<TailEntry>> = std::sync::Mutex::new(Vec:
 /// may recover a log whose torn tail is then rewritten with different bytes.
 pub fn clear_tail_cache() {
     TAIL_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    LIVE_SHARED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clear();

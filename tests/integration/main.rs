@@ -807,6 +807,96 @@ async fn chunks_now_changes_only_and_out_of_bounds() {
     server.stop().await;
 }
 
+/// One write wakes several long-polls at the same offset: they get the same response (body,
+/// ETag, offset, cursor), which the server builds once, each with its own request id and CORS
+/// grant; a request whose cursor is ahead of the clock gets the same changes under its own
+/// cursor; the next write's long-polls get the next change, not the kept response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_woken_by_one_write_share_the_response_not_their_request_headers() {
+    let pg = Pg::start().await;
+    pg.exec(
+        "CREATE TABLE items (id int PRIMARY KEY, title text); INSERT INTO items VALUES (1, 'a')",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(test_config(&pg, dir.path())).await;
+    let base = server.base.clone();
+    let mut f = Follower::new("table=items");
+    f.sync(&base).await;
+    let h = f.handle.clone().unwrap();
+
+    for (round, id) in [(0, 2), (1, 3)] {
+        let live = format!("table=items&handle={h}&offset={}&live=true", f.offset);
+        let ahead = "&cursor=99999999999";
+        let asks: [(&str, Option<&str>); 4] = [
+            ("", None),
+            ("", Some("https://a.example")),
+            ("", Some("https://b.example")),
+            (ahead, None),
+        ];
+        let parked: Vec<_> = asks
+            .iter()
+            .map(|&(extra, origin)| {
+                let (b, q) = (base.clone(), format!("{live}{extra}"));
+                tokio::spawn(async move {
+                    let hs: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+                    get_with(&b, &q, &hs).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pg.exec(&format!("INSERT INTO items VALUES ({id}, 'r{round}')"))
+            .await;
+        let mut rs = Vec::new();
+        for p in parked {
+            rs.push(p.await.unwrap());
+        }
+        for r in &rs {
+            assert_eq!(r.status, 200, "{}", r.text);
+            let msgs = r.messages();
+            assert_eq!(msgs.len(), 2, "{}", r.text);
+            assert_eq!(msgs[0]["value"]["id"], id.to_string(), "{}", r.text);
+            assert!(r.up_to_date());
+            assert_eq!(r.text, rs[0].text);
+            assert_eq!(r.h("etag"), rs[0].h("etag"));
+            assert_eq!(r.h("electric-offset"), rs[0].h("electric-offset"));
+            assert_eq!(
+                r.h("cache-control"),
+                Some("public, max-age=5, stale-while-revalidate=5")
+            );
+            assert_eq!(r.h("content-type"), Some("application/json; charset=utf-8"));
+        }
+        let cursor = |r: &Resp| r.h("electric-cursor").unwrap().parse::<u64>().unwrap();
+        assert_eq!(cursor(&rs[1]), cursor(&rs[0]));
+        assert_eq!(cursor(&rs[2]), cursor(&rs[0]));
+        assert!(
+            cursor(&rs[3]) > 99_999_999_999,
+            "a cursor ahead of the clock moves on"
+        );
+        let ids: std::collections::HashSet<_> = rs.iter().map(|r| r.h("x-request-id")).collect();
+        assert_eq!(ids.len(), rs.len(), "each response has its own request id");
+        assert!(ids.iter().all(Option::is_some));
+        let grants: Vec<_> = rs
+            .iter()
+            .map(|r| (r.h("access-control-allow-origin"), r.h("vary")))
+            .collect();
+        assert_eq!(
+            grants,
+            [
+                (Some("*"), None),
+                (Some("https://a.example"), Some("Origin")),
+                (Some("https://b.example"), Some("Origin")),
+                (Some("*"), None),
+            ]
+        );
+        for name in ["etag", "electric-handle", "electric-cursor", "x-request-id"] {
+            assert_eq!(rs[1].headers.get_all(name).iter().count(), 1, "one {name}");
+        }
+        f.offset = rs[0].h("electric-offset").unwrap().to_owned();
+    }
+    server.stop().await;
+}
+
 /// SSE live mode: a stream at the tail delivers new commits as `data:` events followed by an
 /// up-to-date event; a request with pending data gets those events and the response ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
