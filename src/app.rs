@@ -133,7 +133,7 @@ pub async fn run_with_metrics(
         let mut s = shutdown.clone();
         tokio::spawn(async move {
             let _ = s.wait_for(|v| *v).await;
-            engine.stopping.send_replace(true);
+            engine.stop();
         });
     }
     {
@@ -308,7 +308,7 @@ pub async fn run_with_metrics(
         if let Some(m) = &metrics_server {
             m.abort();
         }
-        engine.stopping.send_replace(true);
+        engine.stop();
         if let Some(cluster) = dev_cluster {
             let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
         }

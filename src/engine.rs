@@ -158,6 +158,22 @@ type CachedTable = (Arc<TableInfo>, Instant);
 const TABLE_CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl Engine {
+    /// Stops serving: sets [`Self::stopping`], then wakes every shape's readers. A parked
+    /// long-poll waits on its shape's view alone and checks [`Self::is_stopping`] whenever it
+    /// wakes, so it registers one waiter, not a second one on `stopping` (10k parked requests
+    /// would otherwise all queue on one `Notify`, and each wake would unlink from it).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+        for shape in self.registry.all() {
+            shape.view.wake();
+        }
+    }
+
+    /// Whether [`Self::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     pub fn new(
         config: Config,
         url: PgUrl,

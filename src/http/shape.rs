@@ -194,7 +194,6 @@ pub(crate) async fn serve_shape(
                     p,
                     shape,
                     rx,
-                    stopping,
                     _permit: permit,
                 };
                 return Reply::Later(Box::pin(parked.wait()));
@@ -223,8 +222,8 @@ pub(crate) struct LivePoll {
     engine: Arc<Engine>,
     p: ShapeParams,
     shape: Arc<Shape>,
+    /// The shape's view: also what wakes the request when the service stops ([`Engine::stop`]).
     rx: ViewWatch,
-    stopping: tokio::sync::watch::Receiver<bool>,
     /// When the request first parked; its deadline is this plus the long-poll timeout.
     since: Instant,
     _permit: Permit,
@@ -257,9 +256,13 @@ impl LivePoll {
     /// here), `None` when the log moved on or the shape changed state.
     async fn park(&mut self) -> Option<Answer> {
         loop {
+            // Checked before each wait: `Engine::stop` sets the flag before it bumps the view's
+            // version, so a stop after this check ends the wait at once.
+            if self.engine.is_stopping() {
+                return Some(self.no_change());
+            }
             tokio::select! {
                 () = self.rx.changed() => {}
-                () = crate::engine::stopped(&mut self.stopping) => return Some(self.no_change()),
                 () = tokio::time::sleep_until(self.since + self.engine.config.long_poll_timeout) => {
                     return Some(self.no_change());
                 }

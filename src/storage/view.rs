@@ -48,6 +48,12 @@ impl ViewCell {
         self.changed.notify_waiters();
     }
 
+    /// Wakes every waiting reader without changing the view (they see a new version and look
+    /// again; the service stopping, for one).
+    pub fn wake(&self) {
+        self.update(|_| {});
+    }
+
     /// A reader's handle: remembers which version it has seen.
     pub fn watch(self: &Arc<Self>) -> ViewWatch {
         ViewWatch {

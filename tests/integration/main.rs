@@ -810,7 +810,9 @@ async fn chunks_now_changes_only_and_out_of_bounds() {
 /// One write wakes several long-polls at the same offset: they get the same response (body,
 /// ETag, offset, cursor), which the server builds once, each with its own request id and CORS
 /// grant; a request whose cursor is ahead of the clock gets the same changes under its own
-/// cursor; the next write's long-polls get the next change, not the kept response.
+/// cursor; the next write's long-polls get the next change, not the kept response. Then, with
+/// requests parked again, the service stops: each answers at once with no change (its timeout is
+/// far off, and the drain bound would otherwise cut the connections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_woken_by_one_write_share_the_response_not_their_request_headers() {
     let pg = Pg::start().await;
@@ -819,7 +821,9 @@ async fn long_polls_woken_by_one_write_share_the_response_not_their_request_head
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(test_config(&pg, dir.path())).await;
+    let mut config = test_config(&pg, dir.path());
+    config.long_poll_timeout = Duration::from_secs(60);
+    let server = Server::start(config).await;
     let base = server.base.clone();
     let mut f = Follower::new("table=items");
     f.sync(&base).await;
@@ -894,7 +898,29 @@ async fn long_polls_woken_by_one_write_share_the_response_not_their_request_head
         }
         f.offset = rs[0].h("electric-offset").unwrap().to_owned();
     }
+
+    let live = format!("table=items&handle={h}&offset={}&live=true", f.offset);
+    let parked: Vec<_> = (0..3)
+        .map(|_| {
+            let (b, q) = (base.clone(), live.clone());
+            tokio::spawn(async move { get(&b, &q).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
     server.stop().await;
+    for p in parked {
+        let r = p.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.up_to_date() && r.messages().len() == 1, "{}", r.text);
+        assert_eq!(r.h("electric-offset"), Some(f.offset.as_str()));
+    }
+    // Far inside the 10 s drain bound (and the 60 s long-poll timeout).
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stopping.elapsed()
+    );
 }
 
 /// SSE live mode: a stream at the tail delivers new commits as `data:` events followed by an
